@@ -1,0 +1,25 @@
+# Two entry points for a fresh machine; each installs what it needs into .venv.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[test]'
+	# torchattacks pins an old `requests`; it is only a cross-check in the tests, so no deps.
+	$(PY) -m pip install -q --no-deps 'torchattacks==3.5.1'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m noisemod demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

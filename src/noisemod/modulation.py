@@ -1,0 +1,207 @@
+"""Noise modulation: the carrier and the modulation (paper, Definitions 1 and 2).
+
+An input x of N values (one sample) is fed to the model as
+
+    x * N * c**2 / C0,        C0 = sum_n c_n**2,        c = beta + (1 - beta) * delta   (Eq. 7, 10)
+
+with a fresh noise ``delta`` for every input. ``modulate`` is the pure function,
+``sample_carrier`` draws ``c``, and ``NoiseModulation`` wraps both as an ``nn.Module`` that is
+active in training mode and the identity in eval mode, like Dropout.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Union
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["NOISES", "sample_noise", "sample_carrier", "modulate", "NoiseModulation"]
+
+NoiseFn = Callable[..., Tensor]  # (shape, generator, device, dtype) -> Tensor of that shape
+
+
+def _exponential(shape, generator, device, dtype):
+    return torch.empty(shape, device=device, dtype=dtype).exponential_(1.0, generator=generator)
+
+
+def _gaussian(shape, generator, device, dtype):
+    return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+
+
+def _uniform(shape, generator, device, dtype):
+    return torch.rand(shape, generator=generator, device=device, dtype=dtype)
+
+
+def _laplace(shape, generator, device, dtype):
+    # Laplace(0, 1) is the difference of two independent Exp(1) variables.
+    return _exponential(shape, generator, device, dtype).sub_(_exponential(shape, generator, device, dtype))
+
+
+def _rayleigh(shape, generator, device, dtype):
+    # Rayleigh(sigma=1) = sqrt(2 E) with E ~ Exp(1).
+    return _exponential(shape, generator, device, dtype).mul_(2.0).sqrt_()
+
+
+# The paper's six noises (Section 3.4). Gamma(shape=1, scale=1) is the same distribution as
+# Exponential(scale=1); both names are kept because the paper compares them as two noises.
+NOISES: dict[str, NoiseFn] = {
+    "gaussian": _gaussian,
+    "uniform": _uniform,
+    "laplace": _laplace,
+    "gamma": _exponential,
+    "exponential": _exponential,
+    "rayleigh": _rayleigh,
+}
+
+
+def _check_beta(beta) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be a number in [0, 1], got {beta!r}")
+    return float(beta)
+
+
+def _check_noise(noise) -> NoiseFn:
+    if callable(noise):
+        return noise
+    if isinstance(noise, str) and noise in NOISES:
+        return NOISES[noise]
+    raise ValueError(f"unknown noise {noise!r}; valid noises: {', '.join(NOISES)} or a callable "
+                     "(shape, generator, device, dtype) -> Tensor")
+
+
+def _work_dtype(dtype: torch.dtype) -> torch.dtype:
+    # Noise is drawn in float32 (float64 when asked for) and cast: half-precision sampling is
+    # not supported by every distribution on every device, and loses resolution in the tails.
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def sample_noise(shape, noise: Union[str, NoiseFn] = "gaussian", *, generator=None, device=None, dtype=None) -> Tensor:
+    """Draw the noise ``delta`` of Definition 2 (before mixing with ``beta``).
+
+    Args:
+        shape: output shape, e.g. ``x.shape``.
+        noise: one of :data:`NOISES` or a callable ``(shape, generator, device, dtype) -> Tensor``.
+        generator: optional ``torch.Generator`` on ``device``, for reproducibility.
+        device, dtype: where and in which floating dtype to return it (default: the default dtype).
+    """
+    fn = _check_noise(noise)
+    shape = torch.Size(shape)
+    dtype = dtype or torch.get_default_dtype()
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    work = dtype if callable(noise) and not isinstance(noise, str) else _work_dtype(dtype)
+    delta = fn(shape, generator, device, work)
+    if not isinstance(delta, Tensor) or delta.shape != shape:
+        got = tuple(delta.shape) if isinstance(delta, Tensor) else type(delta).__name__
+        raise ValueError(f"noise {noise!r} returned {got}, expected a tensor of shape {tuple(shape)}")
+    return delta.to(dtype)
+
+
+def sample_carrier(shape, beta: float = 0.5, noise: Union[str, NoiseFn] = "gaussian", *, generator=None,
+                   device=None, dtype=None) -> Tensor:
+    """Draw a carrier ``c = beta + (1 - beta) * delta`` (Definition 2, Eq. 10).
+
+    Args:
+        shape: the shape of the batch to modulate, ``(B, ...)``: one independent carrier element
+            per input element.
+        beta: ratio of the constant component, in [0, 1]; ``beta=1`` gives ``c = 1``
+            (standard training).
+        noise: ``"gaussian"`` (N(0, 1), default), ``"uniform"`` (U[0, 1)), ``"laplace"``
+            (loc 0, scale 1), ``"gamma"`` (shape 1, scale 1), ``"exponential"`` (scale 1),
+            ``"rayleigh"`` (scale 1), or a callable ``(shape, generator, device, dtype) -> Tensor``.
+        generator: optional ``torch.Generator`` (on ``device``) making the draw reproducible.
+        device, dtype: sampled directly there, in that floating dtype.
+
+    Returns:
+        Tensor ``c`` of ``shape``.
+    """
+    beta = _check_beta(beta)
+    dtype = dtype or torch.get_default_dtype()
+    delta = sample_noise(shape, noise, generator=generator, device=device, dtype=_work_dtype(dtype))
+    return delta.mul_(1.0 - beta).add_(beta).to(dtype)
+
+
+def modulate(x: Tensor, carrier: Tensor, *, check: bool = True) -> Tensor:
+    """Modulate and demodulate a batch: ``x * N * c**2 / C0`` per sample (Definition 1, Eq. 7).
+
+    Dim 0 is the batch; ``N`` is the number of elements of one sample and ``C0`` the sum of
+    ``c**2`` over that sample, so the factor ``N c**2 / C0`` has mean exactly 1 over each sample.
+
+    The factor is computed in float32 (float64 for float64 inputs) whatever the input dtype, so
+    float16/bfloat16 inputs do not lose C0 to overflow or rounding. ``C0`` itself is guarded:
+    the factor is scale-invariant in ``c``, so each sample's carrier is first divided by its
+    largest magnitude, which makes ``C0 >= 1`` and keeps tiny or huge carriers (``beta=0``,
+    small N) from underflowing or overflowing. A carrier that is zero everywhere (excluded by
+    Definition 1, ``c != 0``) leaves its sample unchanged, as the constant carrier ``c = 1`` does.
+
+    Args:
+        x: input batch ``(B, ...)``, a floating tensor; never modified in place.
+        carrier: tensor of the same shape as ``x`` (see :func:`sample_carrier`).
+        check: validate that ``x`` is finite (costs one device sync; training loops that
+            validated their data once pass ``False``).
+
+    Returns:
+        The modulated batch, same shape, dtype and device as ``x``.
+    """
+    if not isinstance(x, Tensor) or not isinstance(carrier, Tensor):
+        raise ValueError("modulate expects tensors x and carrier")
+    if x.dim() < 2:
+        raise ValueError(f"x must be a batch (B, ...) with at least 2 dims, got shape {tuple(x.shape)}")
+    if carrier.shape != x.shape:
+        raise ValueError(f"carrier shape {tuple(carrier.shape)} does not match input shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating tensor, got dtype {x.dtype}")
+    if check and not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or Inf values; noise modulation needs finite inputs")
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    c = carrier.to(device=x.device, dtype=work).flatten(1)
+    n = c.shape[1]
+    scale = c.abs().amax(dim=1, keepdim=True)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    c2 = (c / scale).square_()
+    c0 = c2.sum(dim=1, keepdim=True)  # >= 1 unless the carrier is all zeros
+    factor = torch.where(c0 > 0, c2.mul_(n / c0.clamp_min(1.0)), torch.ones_like(c2))
+    return (x.to(work) * factor.view_as(x)).to(x.dtype)
+
+
+class NoiseModulation(nn.Module):
+    """Noise modulation as a layer (Definition 2): a fresh carrier per input in training mode,
+    the identity in eval mode (like ``nn.Dropout``).
+
+    Use it as the first layer of any model (``nn.Sequential(NoiseModulation(0.5), model)``), as
+    a batch transform in a training loop (``x = nm(x)`` with ``nm.train()``), or to precompute a
+    modulated copy of a dataset batch by batch.
+
+    Args:
+        beta: ratio of the constant component of the carrier, in [0, 1]; ``beta=1`` is exactly
+            the identity.
+        noise: noise name (see :data:`NOISES`) or a callable ``(shape, generator, device, dtype)``.
+        generator: optional ``torch.Generator`` on the device of the inputs; the global RNG
+            otherwise.
+        check: raise ``ValueError`` on NaN/Inf inputs (one device sync per call; a training
+            loop whose data was validated once turns it off).
+    """
+
+    def __init__(self, beta: float = 0.5, noise: Union[str, NoiseFn] = "gaussian", generator=None, *,
+                 check: bool = True):
+        super().__init__()
+        self.check = bool(check)
+        self.beta = _check_beta(beta)
+        _check_noise(noise)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        self.noise = noise
+        self.generator = generator
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.beta == 1.0:
+            return x
+        carrier = sample_carrier(x.shape, self.beta, self.noise, generator=self.generator, device=x.device,
+                                 dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+        return modulate(x, carrier, check=self.check)
+
+    def extra_repr(self) -> str:
+        noise = self.noise if isinstance(self.noise, str) else getattr(self.noise, "__name__", repr(self.noise))
+        return f"beta={self.beta}, noise={noise!r}"
