@@ -1,0 +1,213 @@
+"""Noise modulation (Definitions 1 and 2): properties, hand-computed values, errors."""
+
+import math
+
+import pytest
+import torch
+
+from noisemod import NOISES, NoiseModulation, modulate, sample_carrier
+from noisemod.modulation import sample_noise
+
+FLOAT_DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def test_hand_computed_single_sample():
+    x = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    c = torch.tensor([[1.0, 0.0, 1.0, 2.0]])  # c^2 = 1, 0, 1, 4; C0 = 6; N = 4
+    expected = x * 4 * torch.tensor([[1.0, 0.0, 1.0, 4.0]]) / 6
+    torch.testing.assert_close(modulate(x, c), expected)
+    torch.testing.assert_close(expected, torch.tensor([[2 / 3, 0.0, 2.0, 32 / 3]]))
+
+
+def test_c0_is_per_sample_not_per_batch():
+    x = torch.ones(2, 1, 2)
+    c = torch.tensor([[[1.0, 1.0]], [[3.0, 1.0]]])  # second sample: c^2 = 9, 1; C0 = 10; N = 2
+    out = modulate(x, c)
+    torch.testing.assert_close(out[0], torch.ones(1, 2))
+    torch.testing.assert_close(out[1], torch.tensor([[1.8, 0.2]]))
+
+
+def test_beta_one_is_exactly_identity():
+    x = torch.rand(8, 3, 5, 5)
+    c = sample_carrier(x.shape, beta=1.0)
+    assert torch.equal(c, torch.ones_like(x))
+    assert torch.equal(modulate(x, c), x)
+    nm = NoiseModulation(beta=1.0).train()
+    assert torch.equal(nm(x), x)
+
+
+@pytest.mark.parametrize("noise", list(NOISES))
+def test_factor_has_per_sample_mean_one(noise):
+    shape = (16, 3, 7, 7)
+    c = sample_carrier(shape, beta=0.5, noise=noise, generator=torch.Generator().manual_seed(0))
+    factor = modulate(torch.ones(shape), c)
+    torch.testing.assert_close(factor.flatten(1).mean(1), torch.ones(16), atol=1e-5, rtol=0)
+    assert (factor >= 0).all()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_shape_dtype_device_kept_and_input_untouched(dtype, device):
+    x = torch.rand(4, 3, 6, 5, device=device).to(dtype)
+    before = x.clone()
+    c = sample_carrier(x.shape, 0.5, device=device, dtype=dtype)
+    out = modulate(x, c)
+    assert out.shape == x.shape and out.dtype == dtype and out.device == x.device
+    assert torch.equal(x, before)
+    assert out.data_ptr() != x.data_ptr()
+    ref = modulate(x.double(), c.double())
+    tol = {torch.float16: 1e-2, torch.bfloat16: 5e-2}.get(dtype, 1e-5)
+    torch.testing.assert_close(out.double(), ref.to(device), atol=tol, rtol=tol)
+
+
+def test_half_precision_c0_does_not_overflow():
+    # 4096 elements of c = 300: c^2 = 9e4 overflows float16 (max 65504) if squared in place.
+    x = torch.rand(2, 1, 64, 64).half()
+    c = torch.full_like(x, 300.0)
+    c[0, 0, 0, 0] = 600.0
+    out = modulate(x, c)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.float(), modulate(x.float(), c.float()), atol=1e-2, rtol=1e-2)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1.0, 1e20, 1e30])
+def test_c0_guard_tiny_and_huge_carriers(scale):
+    x = torch.rand(3, 10)
+    c = sample_carrier(x.shape, beta=0.0, generator=torch.Generator().manual_seed(1))
+    ref = modulate(x, c)
+    out = modulate(x, c * scale)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_all_zero_carrier_leaves_sample_unchanged():
+    x = torch.rand(2, 4)
+    c = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 2.0, 0.0, 1.0]])
+    out = modulate(x, c)
+    assert torch.equal(out[0], x[0])
+    torch.testing.assert_close(out[1], x[1] * 4 * c[1] ** 2 / 6)
+
+
+def test_seeded_generator_is_reproducible():
+    a = sample_carrier((4, 1, 8, 8), 0.5, generator=torch.Generator().manual_seed(7))
+    b = sample_carrier((4, 1, 8, 8), 0.5, generator=torch.Generator().manual_seed(7))
+    c = sample_carrier((4, 1, 8, 8), 0.5, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    x = torch.rand(4, 1, 8, 8)
+    m1 = NoiseModulation(0.5, generator=torch.Generator().manual_seed(3)).train()
+    m2 = NoiseModulation(0.5, generator=torch.Generator().manual_seed(3)).train()
+    assert torch.equal(m1(x), m2(x))
+
+
+# mean and variance of each noise (Section 3.4: every scale 1)
+MOMENTS = {
+    "gaussian": (0.0, 1.0),
+    "uniform": (0.5, 1 / 12),
+    "laplace": (0.0, 2.0),
+    "gamma": (1.0, 1.0),
+    "exponential": (1.0, 1.0),
+    "rayleigh": (math.sqrt(math.pi / 2), (4 - math.pi) / 2),
+}
+
+
+@pytest.mark.parametrize("noise", list(NOISES))
+def test_noise_moments(noise):
+    n = 400_000
+    delta = sample_noise((n,), noise, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mean, var = MOMENTS[noise]
+    # ~6 standard errors: the mean's s.e. is sqrt(var/n); the variance's is < 3 var / sqrt(n) for these tails
+    assert abs(delta.mean().item() - mean) < 6 * math.sqrt(var / n)
+    assert abs(delta.var().item() - var) < 6 * 3 * var / math.sqrt(n)
+    if noise in ("uniform", "gamma", "exponential", "rayleigh"):
+        assert delta.min() >= 0
+    if noise == "uniform":
+        assert delta.max() < 1
+
+
+@pytest.mark.parametrize("noise", list(NOISES))
+def test_carrier_mixes_beta_and_noise(noise):
+    n, beta = 200_000, 0.3
+    c = sample_carrier((n,), beta, noise, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    mean, var = MOMENTS[noise]
+    assert abs(c.mean().item() - (beta + (1 - beta) * mean)) < 6 * (1 - beta) * math.sqrt(var / n)
+    assert abs(c.var().item() - (1 - beta) ** 2 * var) < 6 * 3 * (1 - beta) ** 2 * var / math.sqrt(n)
+
+
+def test_custom_noise_callable():
+    def ones(shape, generator, device, dtype):
+        return torch.ones(shape, device=device, dtype=dtype)
+
+    c = sample_carrier((2, 3), beta=0.2, noise=ones)
+    torch.testing.assert_close(c, torch.ones(2, 3))
+    x = torch.rand(2, 3)
+    torch.testing.assert_close(NoiseModulation(0.2, ones).train()(x), x)
+
+
+def test_eval_mode_is_identity_and_train_mode_modulates():
+    nm = NoiseModulation(0.5)
+    x = torch.rand(4, 1, 8, 8)
+    assert not torch.equal(nm.train()(x), x)
+    assert nm.eval()(x) is x
+
+
+def test_works_as_first_layer_and_for_precomputing_a_dataset():
+    model = torch.nn.Sequential(NoiseModulation(0.5, generator=torch.Generator().manual_seed(0)),
+                                torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.rand(5, 1, 4, 4)
+    model.train()
+    assert model(x).shape == (5, 3)
+    model.eval()
+    torch.testing.assert_close(model(x), model[2](model[1](x)))
+    nm = NoiseModulation(0.5, generator=torch.Generator().manual_seed(0)).train()
+    dataset = torch.rand(10, 1, 4, 4)
+    copy = torch.cat([nm(b) for b in dataset.split(4)])
+    assert copy.shape == dataset.shape and not torch.equal(copy, dataset)
+    # the modulation rescales each element; the sum over a sample is preserved only on average
+    assert (copy >= 0).all()
+
+
+def test_repr():
+    assert repr(NoiseModulation(0.3, "laplace")) == "NoiseModulation(beta=0.3, noise='laplace')"
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.5, float("nan"), float("inf"), "0.5", None, True])
+def test_bad_beta(beta):
+    with pytest.raises(ValueError, match="beta"):
+        sample_carrier((2, 2), beta)
+    with pytest.raises(ValueError, match="beta"):
+        NoiseModulation(beta)
+
+
+def test_unknown_noise_lists_valid_ones():
+    with pytest.raises(ValueError, match="'pink'.*gaussian, uniform, laplace, gamma, exponential, rayleigh"):
+        sample_carrier((2, 2), 0.5, "pink")
+    with pytest.raises(ValueError, match="pink"):
+        NoiseModulation(0.5, "pink")
+
+
+def test_noise_callable_of_wrong_shape():
+    with pytest.raises(ValueError, match=r"expected a tensor of shape \(2, 2\)"):
+        sample_carrier((2, 2), 0.5, lambda shape, g, d, t: torch.ones(3))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_input(bad):
+    x = torch.rand(2, 3)
+    x[1, 2] = bad
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        modulate(x, torch.ones(2, 3))
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        NoiseModulation(0.5).train()(x)
+
+
+def test_carrier_shape_mismatch():
+    with pytest.raises(ValueError, match=r"carrier shape \(2, 4\) does not match input shape \(2, 3\)"):
+        modulate(torch.rand(2, 3), torch.ones(2, 4))
+
+
+def test_non_batch_and_integer_inputs():
+    with pytest.raises(ValueError, match="batch"):
+        modulate(torch.rand(3), torch.ones(3))
+    with pytest.raises(ValueError, match="floating"):
+        modulate(torch.ones(2, 3, dtype=torch.uint8), torch.ones(2, 3))
