@@ -51,6 +51,11 @@ def frozen_eval(model: nn.Module):
             p.requires_grad_(flag)
 
 
+def full_precision(t: Tensor) -> Tensor:
+    """``t`` in float32 when it is a half-precision (autocast) tensor; float32/float64 kept."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def _check_of(of: str) -> str:
     if of not in GRADIENT_OF:
         raise ValueError(f"of must be one of {GRADIENT_OF}, got {of!r}")
@@ -70,7 +75,7 @@ def batch_input_gradients(model: nn.Module, x: Tensor, y: Tensor, of: str = "los
         if out.dim() != 2 or out.shape[0] != x.shape[0]:
             raise ValueError(f"model output must be logits of shape (B, classes), got {tuple(out.shape)}")
         if of == "loss":
-            objective = F.cross_entropy(out.float(), y, reduction="sum")
+            objective = F.cross_entropy(full_precision(out), y, reduction="sum")
         else:
             objective = out.gather(1, y.view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(objective, x)

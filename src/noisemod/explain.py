@@ -1,0 +1,73 @@
+"""Gradient maps of trained runs: the input-gradients shown beside their inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .gradients import input_gradients
+from .plots import save_image_rows
+
+__all__ = ["load_images", "explain_run", "test_images"]
+
+
+def load_images(paths: Sequence, channels: int, size: tuple[int, int]) -> Tensor:
+    """Decode image files into a float ``(N, channels, H, W)`` batch in [0, 1]; an image of another
+    size is an error naming the file and both shapes (no silent resizing)."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    images = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                arr = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.uint8)
+        except (FileNotFoundError, UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"cannot read image {p}: {e}") from None
+        t = torch.from_numpy(arr.copy())
+        t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
+        if tuple(t.shape[1:]) != tuple(size):
+            raise ValueError(f"image {p} is {t.shape[2]}x{t.shape[1]} (WxH) but the model takes "
+                             f"{channels}x{size[0]}x{size[1]} (CxHxW)")
+        images.append(t)
+    return torch.stack(images).float().div_(255)
+
+
+def test_images(data, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``n`` seeded test images (float in [0, 1]) with their labels."""
+    idx = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(seed))[:n]
+    return data.test.images[idx].float().div_(255), data.test.labels[idx]
+
+
+def explain_run(run_dir, images: Optional[Sequence] = None, *, out=None, n: int = 12,
+                data_root: Optional[str] = None) -> Path:
+    """Write a PNG of the best model's loss input-gradients beside their inputs.
+
+    Without ``images``, ``n`` seeded test images with their true labels; with image files, the
+    gradient of the loss of the model's own prediction (no label is known).
+    """
+    from .data import load_dataset
+    from .train import load_model, run_config
+
+    config = run_config(run_dir)
+    model = load_model(run_dir)
+    spec = model.spec
+    if images:
+        x = load_images(images, spec["in_channels"], tuple(spec["input_size"]))
+        with torch.no_grad():
+            y = model(x).argmax(1)
+        titles = [f"{Path(p).name}: pred {int(c)}" for p, c in zip(images, y)]
+    else:
+        data = load_dataset(config.dataset, root=data_root or config.data_root, val_size=config.val_size)
+        x, y = test_images(data, n)
+        with torch.no_grad():
+            pred = model(x).argmax(1)
+        titles = [f"y={int(a)} p={int(b)}" for a, b in zip(y, pred)]
+    grads = input_gradients(model, x, y)
+    out = Path(out) if out else Path(run_dir) / "gradients.png"
+    return save_image_rows({"input": x, f"{config.method}\ngradient": grads}, out, titles=titles,
+                           scale=(f"{config.method}\ngradient",),
+                           suptitle=f"{config.model} on {config.dataset}: input-gradients scaled to [0, 1]")

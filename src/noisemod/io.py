@@ -1,0 +1,69 @@
+"""Files that must never be half-written or run code when read: atomic writes and safe loads."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+__all__ = ["atomic_write", "write_json", "read_json", "save_checkpoint", "load_checkpoint", "CheckpointError"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read safely (corrupt, wrong format, or code in its pickle)."""
+
+
+def atomic_write(path, write: Callable[[Any], None], mode: str = "wb") -> Path:
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync it, then rename it over
+    ``path``: readers see the old file or the new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path, obj) -> Path:
+    return atomic_write(path, lambda f: f.write(json.dumps(obj, indent=2, sort_keys=True) + "\n"), "w")
+
+
+def read_json(path) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+def save_checkpoint(obj: dict, path) -> Path:
+    """``torch.save`` atomically. Keep ``obj`` to tensors and plain Python values so that it
+    loads with ``torch.load(weights_only=True)``."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Load a checkpoint with ``weights_only=True``: tensors and plain values only, so a crafted
+    pickle cannot run code. Errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"refusing to load {path}: it is not a plain-tensor checkpoint "
+                              f"(weights_only load failed: {str(e).splitlines()[0]})") from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+    if not isinstance(obj, dict) or "model" not in obj:
+        raise CheckpointError(f"{path} is not a noisemod checkpoint (no 'model' entry)")
+    return obj

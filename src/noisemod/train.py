@@ -1,0 +1,342 @@
+"""The training loop: fit, evaluate, checkpoint; nothing else.
+
+A run directory holds::
+
+    config.json    the resolved TrainConfig
+    metrics.csv    one row per epoch: train loss/accuracy, validation accuracy, seconds, samples/s, lr
+    last.pt        everything needed to resume (model, optimizer, scheduler, RNG states, history)
+    best.pt        the model with the best validation accuracy, with its config and spec
+    result.json    test accuracy and VII of best.pt, timings, versions, git SHA
+
+Every file is written atomically, and checkpoints load with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from . import __version__
+from .config import TrainConfig
+from .io import atomic_write, load_checkpoint, read_json, save_checkpoint, write_json
+from .methods import build_method
+from .metrics import accuracy, vii
+
+__all__ = ["fit", "evaluate", "load_model", "resolve_device", "RunDirError"]
+
+CHECKPOINT_FORMAT = "noisemod-checkpoint/1"
+METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "seconds", "samples_per_s", "lr")
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (exists already, or is not a run)."""
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(name: Optional[str] = None, local_rank: int = 0) -> torch.device:
+    """``None`` or ``"auto"``: CUDA when present, else CPU."""
+    if name in (None, "auto"):
+        name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"invalid device={name!r}: expected cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"invalid device={name!r}: CUDA is not available on this machine")
+    return device
+
+
+def _init_distributed(config: TrainConfig) -> tuple[Dist, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), resolve_device(config.device)
+    import torch.distributed as dist
+
+    info = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = resolve_device(config.device, info.local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return info, device
+
+
+def git_sha() -> Optional[str]:
+    """The commit of the noisemod source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    import numpy
+    import torchvision
+
+    return {"noisemod": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "numpy": numpy.__version__, "python": platform.python_version()}
+
+
+def _load_data(config: TrainConfig):
+    from .data import load_dataset
+
+    data = load_dataset(config.dataset, root=config.data_root, val_size=config.val_size)
+    train = data.train.subset(config.train_size, seed=config.seed) if config.train_size else data.train
+    return data, train
+
+
+def _loader(split, batch_size, device, *, shuffle=False, seed=0, dist=Dist()):
+    from .data import BatchLoader
+
+    return BatchLoader(split.images, split.labels, batch_size, shuffle=shuffle, seed=seed, device=device,
+                       rank=dist.rank, world_size=dist.world_size)
+
+
+def _build_model(config: TrainConfig, data, device) -> nn.Module:
+    from .models import create_model
+
+    return create_model(config.model, in_channels=data.in_channels, num_classes=data.num_classes,
+                        input_size=data.input_size, mean=data.mean, std=data.std).to(device)
+
+
+def _optimizer(config: TrainConfig, params):
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _scheduler(config: TrainConfig, optimizer):
+    if config.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
+    if config.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=max(1, config.epochs // 3), gamma=0.1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+def _rng_state(generator) -> dict:
+    state = {"torch": torch.get_rng_state(), "noise": generator.get_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, generator) -> None:
+    torch.set_rng_state(state["torch"])
+    generator.set_state(state["noise"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _write_metrics(path: Path, history: list[dict]) -> None:
+    def write(f):
+        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        w.writeheader()
+        w.writerows(history)
+
+    atomic_write(path, write, "w")
+
+
+def _check_run_dir(out: Path, config: TrainConfig, resume: bool) -> Optional[dict]:
+    """Return the checkpoint to resume from, or None for a fresh run; refuse to clobber a run."""
+    last = out / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise RunDirError(f"--resume: no checkpoint to resume in {out} (expected {last})")
+        ckpt = load_checkpoint(last)
+        saved = TrainConfig.from_dict(ckpt["config"])
+        diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items()
+                if k not in ("epochs", "device", "data_root") and getattr(config, k) != v}
+        if diff:
+            detail = ", ".join(f"{k}: {a!r} in the run vs {b!r} now" for k, (a, b) in diff.items())
+            raise RunDirError(f"--resume: the settings differ from the run in {out}: {detail}")
+        return ckpt
+    if last.exists() or (out / "result.json").exists():
+        raise RunDirError(f"run directory {out} already holds a run; use --resume or another --out")
+    return None
+
+
+def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True,
+        log: Callable[[str], None] = print) -> dict:
+    """Train ``config`` into the run directory ``out`` and return ``result.json``'s content.
+
+    Keeps the checkpoint with the best validation accuracy (the paper's protocol) and reports
+    test accuracy and VII (Definition 3, x_bar the mean test image) on it. With ``resume=True``
+    continues from ``out/last.pt``; on CPU the result equals an uninterrupted run's.
+    Under ``torchrun`` it trains with DistributedDataParallel, each rank with its own noise.
+    """
+    out = Path(out)
+    dist_info, device = _init_distributed(config)
+    ckpt = _check_run_dir(out, config, resume) if dist_info.main else (load_checkpoint(out / "last.pt") if resume else None)
+    say = log if dist_info.main else (lambda *_: None)
+
+    data, train_split = _load_data(config)
+    torch.manual_seed(config.seed)
+    model = _build_model(config, data, device)
+    generator = torch.Generator(device=device).manual_seed((config.seed << 16) + dist_info.rank)
+    method = build_method(config, model, generator)
+    net = method.wrap(model)
+    if dist_info.world_size > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+    optimizer = _optimizer(config, model.parameters())
+    scheduler = _scheduler(config, optimizer)
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+
+    start, best_val, best_epoch, history, train_seconds = 0, -1.0, 0, [], 0.0
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        scaler.load_state_dict(ckpt["scaler"])
+        _set_rng_state(ckpt["rng"], generator)
+        start, best_val, best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
+        history, train_seconds = ckpt["history"], ckpt["train_seconds"]
+        say(f"resuming {out} after epoch {start}")
+    if dist_info.main:
+        write_json(out / "config.json", config.to_dict())
+
+    train_loader = _loader(train_split, config.batch_size, device, shuffle=True, seed=config.seed, dist=dist_info)
+    val_loader = _loader(data.val, config.eval_batch_size, device) if len(data.val) else None
+    say(f"{config.method} {config.model} on {config.dataset}: {len(train_split)} train, {len(data.val)} val, "
+        f"{len(data.test)} test images, {config.epochs} epochs, device {device}")
+
+    for epoch in range(start, config.epochs):
+        train_loader.set_epoch(epoch)
+        net.train()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        t0 = time.perf_counter()
+        batches = _progress(train_loader, progress and dist_info.main, f"epoch {epoch + 1}/{config.epochs}")
+        for x, y in batches:
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss, logits = method.step(net, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+        totals = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=device)])
+        if dist_info.world_size > 1:
+            torch.distributed.all_reduce(totals)
+        loss_total, correct_total, seen_total = totals.tolist()  # one sync per epoch
+        seconds = time.perf_counter() - t0
+        train_seconds += seconds
+        if not math.isfinite(loss_total):
+            raise FloatingPointError(f"training diverged: the loss is {loss_total} in epoch {epoch + 1}; "
+                                     f"the last good checkpoint is {out / 'last.pt'}")
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        if not dist_info.main:
+            continue
+        val_acc = accuracy(model, val_loader) if val_loader is not None else float("nan")
+        row = {"epoch": epoch + 1, "train_loss": loss_total / seen_total, "train_accuracy": correct_total / seen_total,
+               "val_accuracy": val_acc, "seconds": seconds, "samples_per_s": seen_total / seconds, "lr": lr}
+        history.append(row)
+        # best by validation accuracy; without a validation split, the last epoch
+        if val_loader is None or val_acc > best_val:
+            best_val, best_epoch = val_acc, epoch + 1
+            save_checkpoint(_model_record(config, model, best_epoch, val_acc), out / "best.pt")
+        save_checkpoint({**_model_record(config, model, epoch + 1, val_acc),
+                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "scaler": scaler.state_dict(), "rng": _rng_state(generator), "best_val": best_val,
+                         "best_epoch": best_epoch, "history": history, "train_seconds": train_seconds},
+                        out / "last.pt")
+        _write_metrics(out / "metrics.csv", history)
+        say(f"epoch {epoch + 1}/{config.epochs}: loss {row['train_loss']:.4f}, train acc {row['train_accuracy']:.4f}, "
+            f"val acc {val_acc:.4f}, {seconds:.1f}s ({row['samples_per_s']:.0f} samples/s)")
+
+    if dist_info.world_size > 1:
+        torch.distributed.barrier()
+    if not dist_info.main:
+        return {}
+    best = load_model(out, device=device)
+    metrics = evaluate(best, data, config, device=device, progress=progress)
+    result = {**metrics, "best_epoch": best_epoch, "val_accuracy": best_val, "epochs": config.epochs,
+              "train_seconds": train_seconds, "method": config.method, "model": config.model,
+              "dataset": config.dataset, "seed": config.seed, "beta": config.beta, "noise": config.noise,
+              "train_size": len(train_split), "device": str(device), "world_size": dist_info.world_size,
+              "git_sha": git_sha(), "versions": versions()}
+    write_json(out / "result.json", result)
+    say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {best_epoch})")
+    return result
+
+
+def _model_record(config: TrainConfig, model: nn.Module, epoch: int, val_acc: float) -> dict:
+    return {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "model_spec": model.spec,
+            "model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc}
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def evaluate(model: nn.Module, data, config: TrainConfig, *, device=None, robust: bool = False,
+             progress: bool = False) -> dict:
+    """Test accuracy and VII (x_bar = mean test image) of ``model``; with ``robust=True`` also the
+    accuracy under the config's PGD attack (per-dataset defaults, see :mod:`noisemod.attacks`)."""
+    from .gradients import model_device
+
+    device = device or model_device(model)
+    test = _loader(data.test, config.eval_batch_size, device)
+    result = {"test_accuracy": accuracy(model, test), "vii": vii(model, test)}
+    if robust:
+        from .attacks import PGD, attack_defaults, robust_accuracy
+
+        settings = attack_defaults("pgd", config.dataset)
+        attack = PGD(model, norm=config.norm, random_start=True,
+                     generator=torch.Generator(device=device).manual_seed(0), **settings)
+        result["robust_accuracy"] = robust_accuracy(model, test, attack=attack)
+        result["robust_attack"] = {"method": "pgd", "norm": config.norm, **settings}
+    return result
+
+
+def load_model(run_dir, *, checkpoint: str = "best", device=None) -> nn.Module:
+    """The model of a run directory (its best checkpoint by default), in eval mode, taking inputs
+    in [0, 1]. Needs nothing but the run directory and the library."""
+    from .models import create_model
+
+    path = Path(run_dir) / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} is not a finished noisemod run: {path} is missing")
+    ckpt = load_checkpoint(path)
+    model = create_model(**ckpt["model_spec"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device or "cpu").eval()
+
+
+def run_config(run_dir) -> TrainConfig:
+    """The TrainConfig a run directory was trained with."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise RunDirError(f"{run_dir} is not a noisemod run directory: {path} is missing")
+    return TrainConfig.from_dict(read_json(path))
