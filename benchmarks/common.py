@@ -116,11 +116,14 @@ def print_header(title: str, device=None) -> None:
     if dev.type == "cuda" and torch.cuda.is_available():
         print(f" ({torch.cuda.get_device_name(dev)})", end="")
     try:
-        load = os.getloadavg()
-        print(f", loadavg {load[0]:.2f}", end="")
+        load = os.getloadavg()[0]
     except OSError:
-        pass
-    print()
+        load = None
+    print(f", loadavg {load:.2f}" if load is not None else "")
+    cores = os.cpu_count() or 1
+    if load is not None and load > 0.75 * cores:
+        print(f"   WARNING: the machine is busy (load {load:.2f} on {cores} cores): other processes compete "
+              "for the CPU; ratios of interleaved medians are the numbers to read, absolute times are not")
 
 
 def common_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
