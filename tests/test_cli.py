@@ -1,0 +1,108 @@
+"""The command line: train -> evaluate -> explain, demo, --help, and bad input (exit 2, one line)."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from noisemod.cli import main
+
+TRAIN = ["train", "--dataset", "synthetic", "--model", "lenet", "--epochs", "2", "--batch-size", "32", "--quiet"]
+
+
+def test_train_evaluate_explain(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TRAIN, "--method", "nm", "--beta", "0.5", "--out", str(run)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert set(summary) == {"test_accuracy", "vii", "best_epoch", "train_seconds"}
+
+    assert main(["evaluate", str(run), "--robust", "--quiet"]) == 0
+    evaluation = json.loads(capsys.readouterr().out)
+    assert evaluation["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert evaluation["vii"] == pytest.approx(summary["vii"])
+    assert 0 <= evaluation["robust_accuracy"] <= evaluation["test_accuracy"]
+    assert json.loads((run / "evaluation.json").read_text()) == evaluation
+
+    assert main(["explain", str(run), "-n", "5"]) == 0
+    png = run / "gradients.png"
+    assert capsys.readouterr().out.strip() == str(png)
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size[0] > 200
+
+    images = []
+    for i, value in enumerate((0, 128)):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(np.full((16, 16), value, dtype=np.uint8)).save(path)
+        images.append(str(path))
+    out = tmp_path / "mine.png"
+    assert main(["explain", str(run), *images, "--out", str(out)]) == 0
+    assert out.is_file()
+
+
+def test_explain_rejects_an_image_of_the_wrong_size(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main([*TRAIN, "--epochs", "1", "--out", str(run)]) == 0
+    bad = tmp_path / "big.png"
+    Image.fromarray(np.zeros((20, 18), dtype=np.uint8)).save(bad)
+    assert main(["explain", str(run), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "big.png" in err and "18x20" in err and "1x16x16" in err
+
+
+def test_demo_prints_a_table_and_writes_a_png(tmp_path, capsys):
+    assert main(["demo", "--dataset", "synthetic", "--epochs", "2", "--out", str(tmp_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    header, standard, nm = out.splitlines()[:3]
+    assert header.split() == ["method", "test_accuracy", "vii", "train_seconds", "best_epoch"]
+    assert standard.startswith("standard") and nm.startswith("nm")
+    assert (tmp_path / "synthetic-lenet-gradients.png").is_file()
+    # a second call reuses the finished runs
+    assert main(["demo", "--dataset", "synthetic", "--epochs", "2", "--out", str(tmp_path)]) == 0
+    assert "reusing the finished run" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--beta", "1.5"], "--beta=1.5"),
+    (["--beta", "-0.5"], "--beta=-0.5"),
+    (["--beta", "abc"], "--beta='abc'"),
+    (["--noise", "pink"], "--noise='pink'"),
+    (["--model", "nope"], "--model='nope'"),
+    (["--dataset", "nope"], "--dataset='nope'"),
+    (["--method", "magic"], "--method='magic'"),
+    (["--epochs", "0"], "--epochs=0"),
+    (["--epochs", "-3"], "--epochs=-3"),
+    (["--batch-size", "0"], "--batch-size=0"),
+    (["--eps", "-0.1"], "--eps=-0.1"),
+    (["--lr", "0"], "--lr=0.0"),
+    (["--steps", "0"], "--steps=0"),
+    (["--train-size", "0"], "--train-size=0"),
+    (["--amp", "fp8"], "--amp='fp8'"),
+])
+def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, capsys, argv, needle):
+    run = tmp_path / "run"
+    assert main([*TRAIN, *argv, "--out", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert not run.exists()
+
+
+def test_missing_run_directory_is_a_clear_error(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nothing")]) == 1
+    assert "not a noisemod run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["explain"], ["demo"]])
+def test_help_on_every_subcommand(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--help"])
+    assert e.value.code == 0
+    assert "usage: noisemod" in capsys.readouterr().out
+
+
+def test_python_dash_m_entry_point():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "noisemod", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("noisemod ")

@@ -1,0 +1,184 @@
+"""The training loop: every method end to end, run directories, determinism, resume, DDP."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from noisemod.config import ConfigError, TrainConfig
+from noisemod.methods import InputGradientRegularized, Modulated, build_method
+from noisemod.modulation import NoiseModulation
+from noisemod.train import RunDirError, fit, load_model
+
+QUICK = dict(dataset="synthetic", model="lenet", epochs=2, batch_size=32)
+
+
+def read_metrics(run):
+    with open(run / "metrics.csv") as f:
+        return [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")} for row in csv.DictReader(f)]
+
+
+def quiet(*_):
+    pass
+
+
+@pytest.mark.parametrize("method,extra", [("standard", {}), ("nm", {}), ("nm", {"modulate_after_norm": True}),
+                                          ("pgd", {"steps": 2}), ("fgsm", {}), ("igr", {})])
+def test_every_method_trains_and_writes_a_complete_run(tmp_path, method, extra):
+    run = tmp_path / "run"
+    result = fit(TrainConfig(method=method, **QUICK, **extra), run, progress=False, log=quiet)
+    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.csv", "result.json"]
+    saved = json.loads((run / "result.json").read_text())
+    assert saved == json.loads(json.dumps(result))
+    for key in ("test_accuracy", "vii", "best_epoch", "epochs", "train_seconds", "method", "model", "dataset",
+                "seed", "git_sha", "versions"):
+        assert key in saved
+    assert 0 <= saved["test_accuracy"] <= 1 and 0 <= saved["vii"] <= 1
+    assert saved["method"] == method and saved["epochs"] == 2 and 1 <= saved["best_epoch"] <= 2
+    assert saved["test_accuracy"] > 0.2  # ten classes: better than chance after two epochs
+    assert len(read_metrics(run)) == 2
+    for name in ("best.pt", "last.pt"):
+        ckpt = torch.load(run / name, weights_only=True)
+        assert ckpt["config"]["method"] == method and "model_spec" in ckpt
+    model = load_model(run)
+    assert not model.training
+    assert model(torch.rand(3, 1, 16, 16)).shape == (3, 10)
+
+
+def test_same_command_twice_gives_identical_metrics(tmp_path):
+    config = TrainConfig(method="nm", **QUICK)
+    a = fit(config, tmp_path / "a", progress=False, log=quiet)
+    b = fit(config, tmp_path / "b", progress=False, log=quiet)
+    assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
+    assert (a["test_accuracy"], a["vii"]) == (b["test_accuracy"], b["vii"])
+    c = fit(config.replace(seed=1), tmp_path / "c", progress=False, log=quiet)
+    assert read_metrics(tmp_path / "c") != read_metrics(tmp_path / "a")
+
+
+def test_nm_with_beta_one_is_standard_training(tmp_path):
+    a = fit(TrainConfig(method="standard", **QUICK), tmp_path / "a", progress=False, log=quiet)
+    b = fit(TrainConfig(method="nm", beta=1.0, **QUICK), tmp_path / "b", progress=False, log=quiet)
+    assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
+    assert a["vii"] == b["vii"]
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_after_interruption_equals_uninterrupted_run(tmp_path):
+    config = TrainConfig(method="nm", **{**QUICK, "epochs": 3})
+    full = fit(config, tmp_path / "full", progress=False, log=quiet)
+
+    def stop_after_epoch_2(msg):
+        if msg.startswith("epoch 2/3"):  # logged after epoch 2's checkpoint is written
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(config, tmp_path / "cut", progress=False, log=stop_after_epoch_2)
+    assert not (tmp_path / "cut" / "result.json").exists()
+    assert len(read_metrics(tmp_path / "cut")) == 2
+    resumed = fit(config, tmp_path / "cut", resume=True, progress=False, log=quiet)
+    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "full")
+    assert (resumed["test_accuracy"], resumed["vii"], resumed["best_epoch"]) == \
+        (full["test_accuracy"], full["vii"], full["best_epoch"])
+
+
+def test_run_directory_is_never_clobbered(tmp_path):
+    config = TrainConfig(**{**QUICK, "epochs": 1})
+    fit(config, tmp_path / "run", progress=False, log=quiet)
+    with pytest.raises(RunDirError, match="already holds a run"):
+        fit(config, tmp_path / "run", progress=False, log=quiet)
+    with pytest.raises(RunDirError, match="settings differ.*beta"):
+        fit(config.replace(beta=0.7), tmp_path / "run", resume=True, progress=False, log=quiet)
+    with pytest.raises(RunDirError, match="no checkpoint to resume"):
+        fit(config, tmp_path / "empty", resume=True, progress=False, log=quiet)
+
+
+def test_resume_can_extend_the_number_of_epochs(tmp_path):
+    config = TrainConfig(**{**QUICK, "epochs": 1})
+    fit(config, tmp_path / "run", progress=False, log=quiet)
+    result = fit(config.replace(epochs=2), tmp_path / "run", resume=True, progress=False, log=quiet)
+    assert result["epochs"] == 2 and len(read_metrics(tmp_path / "run")) == 2
+
+
+def test_modulated_wrapper_before_and_after_normalization():
+    from noisemod.models import create_model
+
+    model = create_model("lenet", in_channels=1, num_classes=10, input_size=16, mean=[0.3], std=[0.2])
+    x = torch.rand(4, 1, 16, 16)
+    before = Modulated(model, NoiseModulation(0.5, generator=torch.Generator().manual_seed(0)))
+    after = Modulated(model, NoiseModulation(0.5, generator=torch.Generator().manual_seed(0)), after_norm=True)
+    for wrapper in (before, after):
+        wrapper.eval()
+        torch.testing.assert_close(wrapper(x), model(x))  # identity in eval mode
+        wrapper.train()
+    # same carrier c: before-norm feeds normalize(x * m), after-norm feeds normalize(x) * m
+    from noisemod.modulation import modulate, sample_carrier
+
+    c = sample_carrier(x.shape, 0.5, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(before(x), model.net(model.normalize(modulate(x, c))))
+    torch.testing.assert_close(after(x), model.net(modulate(model.normalize(x), c)))
+    with pytest.raises(ValueError, match="modulate_after_norm"):
+        Modulated(torch.nn.Linear(4, 2), NoiseModulation(0.5), after_norm=True)
+
+
+def test_igr_penalty_is_the_squared_per_sample_input_gradient_norm():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 3), torch.nn.Tanh(), torch.nn.Linear(3, 3))
+    x, y = torch.rand(5, 1, 8), torch.randint(0, 3, (5,))
+    loss, _ = InputGradientRegularized(igr_lambda=0.5).step(net, x, y)
+    ce, penalty = 0.0, 0.0
+    for xi, yi in zip(x, y):
+        xi = xi[None].clone().requires_grad_(True)
+        li = torch.nn.functional.cross_entropy(net(xi), yi[None])
+        (gi,) = torch.autograd.grad(li, xi)
+        ce, penalty = ce + li / 5, penalty + gi.pow(2).sum() / 5
+    torch.testing.assert_close(loss, ce + 0.5 * penalty)
+    loss.backward()  # double backpropagation reaches the weights
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_attack_settings_come_from_dataset_defaults_and_overrides():
+    from noisemod.models import create_model
+
+    model = create_model("mlp", in_channels=1, num_classes=10, input_size=28)
+    pgd = build_method(TrainConfig(dataset="mnist", method="pgd"), model).attack
+    assert (pgd.eps, pgd.alpha, pgd.steps) == (0.3, 0.01, 40)
+    pgd = build_method(TrainConfig(dataset="cifar10", method="pgd", steps=3), model).attack
+    assert (pgd.eps, pgd.alpha, pgd.steps) == (8 / 255, 2 / 255, 3)
+    fgsm = build_method(TrainConfig(dataset="cifar10", method="fgsm", steps=5), model).attack
+    assert (fgsm.eps, fgsm.alpha, fgsm.steps) == (8 / 255, 10 / 255, 1)
+
+
+@pytest.mark.parametrize("field,value", [("beta", 1.5), ("beta", -0.1), ("noise", "pink"), ("method", "magic"),
+                                         ("epochs", 0), ("batch_size", -1), ("eps", -0.1), ("lr", 0.0),
+                                         ("steps", 0), ("train_size", 0), ("optimizer", "lbfgs")])
+def test_config_rejects_bad_values_naming_them(field, value):
+    with pytest.raises(ConfigError, match=f"invalid {field}={value!r}"):
+        TrainConfig(**{field: value})
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown config key.*betta"):
+        TrainConfig.from_dict({"betta": 0.5})
+    assert TrainConfig.from_dict(TrainConfig(beta=0.2).to_dict()) == TrainConfig(beta=0.2)
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "noisemod", "train", "--dataset", "synthetic", "--model", "lenet", "--method", "nm",
+           "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--out", str(run), "--quiet"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads((run / "result.json").read_text())
+    assert result["world_size"] == 2 and result["test_accuracy"] > 0.2
+    rows = read_metrics(run)
+    assert len(rows) == 2
