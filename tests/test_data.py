@@ -192,10 +192,13 @@ def expected_split(files: dict[str, np.ndarray], split: str) -> tuple[torch.Tens
 @pytest.mark.parametrize("kind", ["tree", "zip", "zip-with-top-folder"])
 def test_imagefolder(tmp_path, kind):
     files = make_tree_files()
+    junk = {"train/cat/.DS_Store": b"junk", "test/notes.txt": b"junk"}  # ignored
     if kind == "tree":
-        source = write_tree(tmp_path / "tree", files)
+        source = write_tree(tmp_path / "tree", {**files, **junk})
     else:
-        source = write_zip(tmp_path / "data.zip", files, prefix="mydata/" if kind != "zip" else "")
+        source = write_zip(tmp_path / "data.zip", {**files, **junk}, prefix="mydata/" if kind != "zip" else "")
+        with zipfile.ZipFile(source, "a") as z:
+            z.writestr("__MACOSX/mydata/._x.png", b"junk")
     data = load_dataset("imagefolder", root=source, val_size=0)
     assert data.classes == ("ant", "cat") and data.in_channels == 3 and data.input_size == (6, 5)
     for split in ("train", "test"):
@@ -489,6 +492,20 @@ def test_batch_loader_rank_shards(drop_last):
         assert len(set(everything)) == n
 
 
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))],
+)
+def test_batch_loader_resident_and_device_paths_agree(device):
+    split = index_split(300)
+    reference = BatchLoader.from_split(split, 32, seed=5)
+    for resident in (False, True):
+        loader = BatchLoader.from_split(split, 32, seed=5, device=device, resident=resident)
+        for (x, y), (x_ref, y_ref) in zip(loader, reference, strict=True):
+            assert x.device.type == device and y.device.type == device
+            assert torch.equal(x.cpu(), x_ref) and torch.equal(y.cpu(), y_ref)
+
+
 def test_tensor_image_dataset():
     split = index_split(300)
     dataset = TensorImageDataset(split)
@@ -522,3 +539,4 @@ def test_real_cifar10_jpeg(monkeypatch):
     assert (len(data.train), len(data.val), len(data.test)) == (45000, 5000, 10000)
     assert data.train.images.shape[1:] == (3, 32, 32) and data.classes[0] == "airplane"
     assert Counter(data.test.labels.tolist()) == {i: 1000 for i in range(10)}
+

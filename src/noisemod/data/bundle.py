@@ -69,30 +69,31 @@ class Split:
         return self.take(split_indices(len(self), n, seed)[1])
 
 
-def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(images: torch.Tensor, chunk: int = 256) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Exact per-channel mean and (population) standard deviation of uint8 images, in [0, 1] units.
 
-    Counts pixel values per channel (a 256-bin histogram), so it needs no float copy of the data.
+    Sums pixel values and their squares as integers (single-threaded numpy, chunk by chunk), so it needs no
+    float copy of the data and loses no precision.
 
     Args:
-        images: uint8 tensor (N, C, H, W) with N >= 1.
-        chunk: images counted at a time (bounds the temporary memory).
+        images: uint8 tensor (N, C, H, W) with N >= 1, on the CPU.
+        chunk: images summed at a time (bounds the temporary memory).
 
     Returns:
         ``(mean, std)``, tuples of C floats.
     """
     if len(images) == 0:
         raise ValueError("cannot compute the mean and std of an empty split")
-    channels = range(images.shape[1])
-    counts = sum(
-        torch.stack([torch.bincount(images[i : i + chunk, c].reshape(-1), minlength=256) for c in channels])
-        for i in range(0, len(images), chunk)
-    ).double()
-    values = torch.arange(256, dtype=torch.float64) / 255
-    total = counts.sum(1, keepdim=True)
-    mean = (counts * values).sum(1, keepdim=True) / total
-    var = (counts * (values - mean) ** 2).sum(1, keepdim=True) / total
-    return tuple(mean.flatten().tolist()), tuple(var.sqrt().flatten().tolist())
+    a = images.numpy()
+    total, squares = np.zeros(a.shape[1], np.int64), np.zeros(a.shape[1], np.int64)
+    for start in range(0, len(a), chunk):
+        block = a[start : start + chunk].astype(np.uint16)  # 255**2 fits
+        total += block.sum((0, 2, 3), dtype=np.int64)
+        squares += np.square(block).sum((0, 2, 3), dtype=np.int64)
+    n = a.size // a.shape[1]
+    mean = [int(s) / (255 * n) for s in total]
+    var = [(n * int(q) - int(s) ** 2) / (255 * n) ** 2 for s, q in zip(total, squares)]  # exact numerator
+    return tuple(mean), tuple(v**0.5 for v in var)
 
 
 @dataclass(frozen=True)

@@ -144,15 +144,13 @@ class ImageFolderIndex:
         source: the directory or zip file.
         classes: class names; label ``i`` is ``classes[i]``.
         files: ``{"train": [(relative posix path, label), ...], "test": [...]}``, sorted by path.
+        is_zip: whether ``source`` is a zip file.
     """
 
     source: Path
     classes: tuple[str, ...]
     files: dict[str, list[tuple[str, int]]]
-
-    @property
-    def is_zip(self) -> bool:
-        return self.source.is_file()
+    is_zip: bool
 
     def describe(self, name: str) -> str:
         """A user-facing name of one file: ``zip:member`` or a full path."""
@@ -173,7 +171,8 @@ def _list_entries(source: Path) -> list[tuple[str, bool]]:
 def index_image_folder(source: Path, classes: tuple[str, ...] | None = None) -> ImageFolderIndex:
     """List the images of an image-folder tree ``train/<class>/*.{png,jpg,jpeg}``, ``test/<class>/...``.
 
-    The tree may sit at the top of ``source`` or inside a single top-level folder.
+    The tree may sit at the top of ``source`` or inside a single top-level folder. Hidden files and folders
+    (``.*``, ``__MACOSX``) are ignored.
 
     Args:
         source: a directory or a zip file.
@@ -186,6 +185,7 @@ def index_image_folder(source: Path, classes: tuple[str, ...] | None = None) -> 
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such image folder or zip")
     entries = [(PurePosixPath(p).parts, is_dir) for p, is_dir in _list_entries(source)]
+    entries = [(p, is_dir) for p, is_dir in entries if p and not any(s.startswith((".", "__MACOSX")) for s in p)]
     prefix = ""
     if not any(len(p) > 1 and p[0] == "train" for p, _ in entries):
         tops = {p[0] for p, _ in entries}
@@ -207,14 +207,15 @@ def index_image_folder(source: Path, classes: tuple[str, ...] | None = None) -> 
     unknown = sorted((class_dirs["train"] | class_dirs["test"]) - set(names))
     if unknown:
         raise DataError(f"{source}: class folders {unknown} are not among the classes {list(names)}")
+    label = {c: i for i, c in enumerate(names)}
     files = {}
     for split in ("train", "test"):
         used = {c for c, _ in images[split]}
         empty = sorted(class_dirs[split] - used)
         if empty:
             raise DataError(f"{source}: class folder {prefix}{split}/{empty[0]}/ holds no .png/.jpg/.jpeg images")
-        files[split] = sorted((path, names.index(c)) for c, path in images[split])
-    return ImageFolderIndex(source, names, files)
+        files[split] = sorted((path, label[c]) for c, path in images[split])
+    return ImageFolderIndex(source, names, files, source.is_file())
 
 
 def _decode_image(data: bytes, name: str) -> np.ndarray:

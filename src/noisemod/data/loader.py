@@ -22,7 +22,7 @@ class BatchLoader:
 
     Each epoch's order is a permutation seeded by ``(seed, epoch)``: call :meth:`set_epoch` before iterating
     (the epoch does not advance by itself), so an epoch can be replayed or resumed exactly. Images travel to the
-    device as uint8 (from pinned memory, without blocking) and become float there. On CUDA, a dataset smaller
+    device as uint8 (from pinned memory, without blocking) and become float32 there. On CUDA, a dataset smaller
     than :data:`RESIDENT_FRACTION` of the free memory is copied to the device once and indexed there.
 
     With ``world_size > 1`` every rank takes every ``world_size``-th index of the same permutation. So that all
@@ -39,7 +39,8 @@ class BatchLoader:
         drop_last: drop the last batch when it is smaller than ``batch_size`` (and the tail of the permutation
             that does not divide among the ranks).
         rank, world_size: this process's shard of each epoch.
-        resident: keep the whole dataset on the device; default: on CUDA when it fits (see above).
+        resident: keep the whole dataset on the device; default: when it is already on a device, or on CUDA
+            when it fits (see above).
 
     Yields:
         ``(x, y)``: float32 (B, C, H, W) in [0, 1] and int64 (B,), on ``device``.
@@ -68,7 +69,8 @@ class BatchLoader:
         self.rank, self.world_size, self.epoch = rank, world_size, 0
         self.device = torch.device(device)
         if resident is None:
-            resident = self.device.type == "cuda" and _fits_on(self.device, split)
+            on_host = split.images.device.type == "cpu"
+            resident = not on_host or (self.device.type == "cuda" and _fits_on(self.device, split))
         self.resident = resident
         self.images, self.labels = split.images, split.labels
         if resident:
