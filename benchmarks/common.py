@@ -92,6 +92,8 @@ def print_times(times: Mapping[str, float]) -> None:
     for name, t in times.items():
         iqr = getattr(t, "iqr", None)
         extra = f"  (IQR {fmt_time(iqr)}, n={len(t.samples)})" if iqr is not None else ""
+        if iqr is not None and iqr > t:
+            extra += "  UNSTABLE"
         print(f"    {name:<{width}}  {fmt_time(t):>12}{extra}")
 
 
@@ -123,7 +125,9 @@ def print_header(title: str, device=None) -> None:
     cores = os.cpu_count() or 1
     if load is not None and load > 0.75 * cores:
         print(f"   WARNING: the machine is busy (load {load:.2f} on {cores} cores): other processes compete "
-              "for the CPU; ratios of interleaved medians are the numbers to read, absolute times are not")
+              "for the CPU; ratios of interleaved medians are the numbers to read, absolute times are not. "
+              "With several torch threads, small parallel ops can then stall for a scheduler tick (~1000x "
+              "slower, huge IQRs); bench_core --threads 1 gives steadier numbers")
 
 
 def common_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
