@@ -128,8 +128,9 @@ def main() -> None:
         print("\ndata only (the same epoch of batches, no training):")
         print_times(compare(data_cases, repeats=repeats, warmup=0, device=device))
         ours_time = times["noisemod BatchLoader"]
-        print(f"\nwith setup (warm load_dataset / torchvision MNIST construction): noisemod {fmt_time(warm + ours_time)}, "
-              f"{best_tv} {fmt_time(tv_load + times[best_tv])}: {(tv_load + times[best_tv]) / (warm + ours_time):.3g}x")
+        ours_total, tv_total = warm + ours_time, tv_load + times[best_tv]
+        print(f"\nwith setup (warm load_dataset / torchvision MNIST construction): noisemod {fmt_time(ours_total)}, "
+              f"{best_tv} {fmt_time(tv_total)}: {tv_total / ours_total:.3g}x")
         print_ratio(f"speed-up of one training epoch vs {best_tv}", times[best_tv] / ours_time, TARGET, better="higher")
 
 

@@ -73,7 +73,12 @@ def make_mnist(folder: Path, ext: str = ".gz", n_train: int = 40, n_test: int = 
 
 @pytest.mark.parametrize(
     ("name", "folder", "ext"),
-    [("mnist", "mnist", ".gz"), ("mnist", "mnist", ""), ("mnist", "MNIST/raw", ""), ("fashion-mnist", "FashionMNIST/raw", ".gz")],
+    [
+        ("mnist", "mnist", ".gz"),
+        ("mnist", "mnist", ""),
+        ("mnist", "MNIST/raw", ""),
+        ("fashion-mnist", "FashionMNIST/raw", ".gz"),
+    ],
 )
 def test_idx_round_trip(tmp_path, name, folder, ext):
     arrays = make_mnist(tmp_path / folder, ext)
@@ -289,13 +294,9 @@ def test_digits():
     data = load_dataset("digits")
     assert (len(data.train), len(data.val), len(data.test)) == (1437 - 143, 143, 360)
     assert data.train.images.shape[1:] == (1, 8, 8) and data.num_classes == 10
-    allowed = {round(v * 255 / 16) for v in range(17)}
-    assert set(torch.cat([data.train.images, data.test.images]).unique().tolist()) <= allowed
-    assert data.test.images.max() == 255
-    raw = load_digits()
-    assert sorted(data.test.images.flatten().tolist() + data.train.images.flatten().tolist() + data.val.images.flatten().tolist()) == sorted(
-        round(v * 255 / 16) for v in raw.images.flatten().tolist()
-    )
+    pixels = torch.cat([data.train.images, data.val.images, data.test.images]).flatten()
+    assert set(pixels.unique().tolist()) <= {round(v * 255 / 16) for v in range(17)} and pixels.max() == 255
+    assert sorted(pixels.tolist()) == sorted(round(v * 255 / 16) for v in load_digits().images.flatten().tolist())
     assert torch.equal(load_dataset("digits", seed=5).test.images, data.test.images)  # test split ignores seed
 
 

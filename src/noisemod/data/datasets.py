@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Callable
@@ -103,7 +102,8 @@ def _image_folder(name: str, source: Path, classes: tuple[str, ...] | None, cach
     def build() -> dict:
         index = index_image_folder(source, classes)
         files = index.files["train"] + index.files["test"]
-        images, labels, n = decode_images(index, [f for f, _ in files]), [y for _, y in files], len(index.files["train"])
+        images, labels = decode_images(index, [f for f, _ in files]), [y for _, y in files]
+        n = len(index.files["train"])
         return _raw(images[:n], labels[:n], images[n:], labels[n:], index.classes)
 
     return cached(name, sources, build, cache)
@@ -180,10 +180,15 @@ def _synthetic(
     num_classes: int = 10,
     data_seed: int = 0,
 ) -> dict:
-    """Seeded images of simple shapes (bars, ring, disc, ...), randomly shifted, tinted and noised."""
+    """Seeded images of simple shapes (bars, ring, disc, ...), randomly shifted, tinted and noised.
+
+    Options, through ``load_dataset("synthetic", ...)``: ``shape`` (C, H, W), ``n_train`` and ``n_test`` images
+    (classes balanced in each), ``num_classes`` (at most 10) and ``data_seed``, the seed of the images (the
+    ``seed`` of :func:`load_dataset` only chooses the validation split).
+    """
     c, h, w = shape
     if not 1 <= num_classes <= len(SYNTHETIC_CLASSES) or min(shape) < 1 or min(n_train, n_test) < 1:
-        raise ValueError(f"synthetic: invalid shape={shape}, n_train={n_train}, n_test={n_test}, num_classes={num_classes}")
+        raise ValueError(f"synthetic: invalid {shape=}, {n_train=}, {n_test=}, {num_classes=}")
     g = torch.Generator().manual_seed(data_seed)
     n = n_train + n_test
     labels = torch.cat([(torch.arange(m) % num_classes)[torch.randperm(m, generator=g)] for m in (n_train, n_test)])
