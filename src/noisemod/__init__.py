@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 from .attacks import PGD, L2Step, LinfStep, attack_defaults, fgsm, robust_accuracy
 from .config import ConfigError, TrainConfig
-from .data import BatchLoader, DataBundle, DataError, Split, TensorImageDataset, load_dataset
+from .data import DATASETS, BatchLoader, DataBundle, DataError, DataNotFoundError, Split, TensorImageDataset, load_dataset
 from .gradients import input_gradients
 from .metrics import accuracy, vii
 from .models import Classifier, Normalize, create_model, list_models, wrap_model
@@ -18,6 +18,7 @@ from .modulation import NOISES, NoiseModulation, modulate, sample_carrier
 from .train import evaluate, fit, load_model
 
 __all__ = [
+    "DATASETS",
     "NOISES",
     "PGD",
     "BatchLoader",
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "DataBundle",
     "DataError",
+    "DataNotFoundError",
     "L2Step",
     "LinfStep",
     "NoiseModulation",

@@ -131,10 +131,12 @@ def modulate(x: Tensor, carrier: Tensor, *, check: bool = True) -> Tensor:
 
     The factor is computed in float32 (float64 for float64 inputs) whatever the input dtype, so
     float16/bfloat16 inputs do not lose C0 to overflow or rounding. ``C0`` itself is guarded:
-    the factor is scale-invariant in ``c``, so each sample's carrier is first divided by its
-    largest magnitude, which makes ``C0 >= 1`` and keeps tiny or huge carriers (``beta=0``,
-    small N) from underflowing or overflowing. A carrier that is zero everywhere (excluded by
-    Definition 1, ``c != 0``) leaves its sample unchanged, as the constant carrier ``c = 1`` does.
+    the factor is scale-invariant in ``c``, so when some sample's ``C0`` is too small for full
+    precision or overflows (tiny or huge carriers, ``beta=0`` with small N), and always on
+    accelerators (where checking C0 would cost a device sync), each sample's carrier is first
+    divided by its largest magnitude, which makes ``C0 >= 1``. A carrier that is zero everywhere
+    (excluded by Definition 1, ``c != 0``) leaves its sample unchanged, as the constant carrier
+    ``c = 1`` does.
 
     Args:
         x: input batch ``(B, ...)``, a floating tensor; never modified in place.
@@ -157,13 +159,32 @@ def modulate(x: Tensor, carrier: Tensor, *, check: bool = True) -> Tensor:
         raise ValueError("x contains NaN or Inf values; noise modulation needs finite inputs")
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     c = carrier.to(device=x.device, dtype=work).flatten(1)
-    n = c.shape[1]
+    c2 = None
+    if x.device.type == "cpu":  # checking B numbers costs nothing on CPU (on CUDA it would sync)
+        c2 = c.square()
+        c0 = c2.sum(dim=1, keepdim=True)
+        if not _safe_c0(c0, c.shape[1]):
+            c2 = None
+    if c2 is None:
+        c2, c0 = _rescaled_square(c)
+    factor = c2.mul_(c.shape[1] / c0).view_as(x)
+    return factor.mul_(x) if x.dtype == work else (x.to(work) * factor).to(x.dtype)
+
+
+def _safe_c0(c0: Tensor, n: int) -> bool:
+    """True when every C0 is finite and large enough that c**2 keeps full precision on average."""
+    info = torch.finfo(c0.dtype)
+    return bool(((c0 >= info.tiny / info.eps * n) & (c0 <= info.max)).all())
+
+
+def _rescaled_square(c: Tensor) -> tuple[Tensor, Tensor]:
+    """``(c / max|c|)**2`` per sample and its sum, which is then >= 1: no underflow or overflow
+    whatever the scale of ``c`` (the factor ``N c**2 / C0`` does not depend on it). An all-zero
+    carrier becomes all ones, i.e. the identity."""
     scale = c.abs().amax(dim=1, keepdim=True)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    c2 = (c / scale).square_()
-    c0 = c2.sum(dim=1, keepdim=True)  # >= 1 unless the carrier is all zeros
-    factor = torch.where(c0 > 0, c2.mul_(n / c0.clamp_min(1.0)), torch.ones_like(c2))
-    return (x.to(work) * factor.view_as(x)).to(x.dtype)
+    zero = (scale == 0).to(c.dtype)
+    c2 = (c / (scale + zero)).square_().add_(zero)
+    return c2, c2.sum(dim=1, keepdim=True)
 
 
 class NoiseModulation(nn.Module):

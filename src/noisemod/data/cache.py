@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Callable
 
 import torch
+
+from ..io import save_checkpoint
 
 CACHE_FORMAT = 1  # bump when the layout of cached entries changes
 
@@ -36,22 +36,6 @@ def source_key(paths: list[Path]) -> str:
         st = Path(p).stat()
         h.update(f"{Path(p).resolve()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:24]
-
-
-def atomic_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def cached(name: str, sources: list[Path], build: Callable[[], dict], enabled: bool = True) -> dict:
@@ -80,7 +64,7 @@ def cached(name: str, sources: list[Path], build: Callable[[], dict], enabled: b
             warnings.warn(f"rebuilding unreadable data cache {path}: {e}", stacklevel=2)
     value = build()
     try:
-        atomic_save(value, path)
+        save_checkpoint(value, path)
     except OSError as e:
         warnings.warn(f"could not write data cache {path}: {e}", stacklevel=2)
     return value
