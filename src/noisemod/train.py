@@ -47,6 +47,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    owns_group: bool = False  # noisemod started the process group, so it shuts it down
 
     @property
     def main(self) -> bool:
@@ -72,13 +73,14 @@ def _init_distributed(config: TrainConfig) -> tuple[Dist, torch.device]:
         return Dist(), resolve_device(config.device)
     import torch.distributed as dist
 
-    info = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    device = resolve_device(config.device, info.local_rank)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(config.device, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if not dist.is_initialized():
+    owns = not dist.is_initialized()
+    if owns:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return info, device
+    return Dist(int(os.environ["RANK"]), world, local_rank, owns), device
 
 
 def git_sha() -> Optional[str]:
@@ -273,6 +275,8 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
 
     if dist_info.world_size > 1:
         torch.distributed.barrier()
+        if dist_info.owns_group:  # shut it down on every rank before any exits (a live gloo group aborts at exit)
+            torch.distributed.destroy_process_group()
     if not dist_info.main:
         return {}
     best = load_model(out, device=device)
