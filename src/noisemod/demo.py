@@ -24,9 +24,8 @@ def format_table(rows: list[dict], columns: tuple[str, ...]) -> str:
     """A plain-text table: one header line, one line per row."""
     cells = [[_fmt(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
-    return "\n".join(lines)
+    lines = [columns] + cells
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip() for line in lines)
 
 
 def _fmt(v) -> str:
@@ -56,7 +55,7 @@ def demo(dataset: str = "digits", *, model: str = "lenet", data_root: Optional[s
                 shutil.rmtree(run)  # an unfinished or different demo run: the demo owns this folder
             result = fit(config, run, progress=progress, log=log)
         rows.append({"method": method, "test_accuracy": result["test_accuracy"], "vii": result["vii"],
-                     "train_seconds": round(result["train_seconds"], 1), "best_epoch": result["best_epoch"]})
+                     "train_seconds": f"{result['train_seconds']:.1f}", "best_epoch": result["best_epoch"]})
         models[method] = load_model(run)
 
     from .data import load_dataset
