@@ -14,6 +14,7 @@ from typing import Optional, Sequence
 
 from .config import METHODS, ConfigError, TrainConfig
 from .modulation import NOISES
+from .train import TrainingInterrupted
 
 # TrainConfig fields exposed by `noisemod train`: (type, help). Defaults come from TrainConfig.
 TRAIN_OPTIONS = {
@@ -192,6 +193,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as e:
         print(f"noisemod: error: {e}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as e:
+        print(f"noisemod: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
         print("noisemod: interrupted", file=sys.stderr)
         return 130

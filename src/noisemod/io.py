@@ -51,6 +51,11 @@ def save_checkpoint(obj: dict, path) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
     """Load a checkpoint with ``weights_only=True``: tensors and plain values only, so a crafted
     pickle cannot run code. Errors name the file."""
@@ -61,9 +66,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"refusing to load {path}: it is not a plain-tensor checkpoint "
-                              f"(weights_only load failed: {str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {str(e).splitlines()[0]}") from None
+                              f"(weights_only load failed: {_first_line(e)})") from None
+    except Exception as e:  # truncated, corrupt or foreign files fail in many ways inside torch.load
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {_first_line(e)}") from None
     if not isinstance(obj, dict) or "model" not in obj:
         raise CheckpointError(f"{path} is not a noisemod checkpoint (no 'model' entry)")
     return obj

@@ -14,12 +14,14 @@ Every file is written atomically, and checkpoints load with ``torch.load(weights
 from __future__ import annotations
 
 import csv
-import math
+import dataclasses
 import os
 import platform
+import signal
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -32,7 +34,7 @@ from .io import atomic_write, load_checkpoint, read_json, save_checkpoint, write
 from .methods import build_method
 from .metrics import accuracy, vii
 
-__all__ = ["fit", "evaluate", "load_model", "resolve_device", "RunDirError"]
+__all__ = ["fit", "evaluate", "load_model", "resolve_device", "RunDirError", "TrainingInterrupted"]
 
 CHECKPOINT_FORMAT = "noisemod-checkpoint/1"
 METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "seconds", "samples_per_s", "lr")
@@ -180,14 +182,59 @@ def _check_run_dir(out: Path, config: TrainConfig, resume: bool) -> Optional[dic
     return None
 
 
+class TrainingInterrupted(Exception):
+    """SIGINT or SIGTERM stopped training after a resumable checkpoint was written."""
+
+    def __init__(self, message: str, signum: int):
+        super().__init__(message)
+        self.exit_code = 128 + signum
+
+
+class _StopOnSignal:
+    """While active (main thread only), SIGINT and SIGTERM set ``requested`` instead of killing the
+    process, so the loop can write a checkpoint first; a second signal interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self):
+        self.requested, self._previous = None, {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested is not None:
+            raise KeyboardInterrupt
+        self.requested = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@dataclass
+class _RunState:
+    """Where training stands: what ``last.pt`` records besides the model and optimizer states."""
+
+    epoch: int = 0  # completed epochs
+    best_val: float = -1.0
+    best_epoch: int = 0
+    history: list = field(default_factory=list)
+    train_seconds: float = 0.0
+    partial: Optional[dict] = None  # an interrupted epoch: next step, running sums, seconds
+
+
 def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True,
         log: Callable[[str], None] = print) -> dict:
     """Train ``config`` into the run directory ``out`` and return ``result.json``'s content.
 
     Keeps the checkpoint with the best validation accuracy (the paper's protocol) and reports
     test accuracy and VII (Definition 3, x_bar the mean test image) on it. With ``resume=True``
-    continues from ``out/last.pt``; on CPU the result equals an uninterrupted run's.
-    Under ``torchrun`` it trains with DistributedDataParallel, each rank with its own noise.
+    continues from ``out/last.pt``; on CPU the result equals an uninterrupted run's. SIGINT or
+    SIGTERM writes a resumable checkpoint after the current step and raises
+    :class:`TrainingInterrupted`. A NaN or Inf loss raises ``FloatingPointError`` naming the epoch
+    and step, and ``last.pt`` keeps the last good epoch. Under ``torchrun`` it trains with
+    DistributedDataParallel, each rank with its own noise.
     """
     out = Path(out)
     dist_info, device = _init_distributed(config)
@@ -204,74 +251,64 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
     optimizer = _optimizer(config, model.parameters())
     scheduler = _scheduler(config, optimizer)
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
 
-    start, best_val, best_epoch, history, train_seconds = 0, -1.0, 0, [], 0.0
+    state = _RunState()
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        scaler.load_state_dict(ckpt["scaler"])
+        for key, obj in stateful.items():
+            obj.load_state_dict(ckpt[key])
         _set_rng_state(ckpt["rng"], generator)
-        start, best_val, best_epoch = ckpt["epoch"], ckpt["best_val"], ckpt["best_epoch"]
-        history, train_seconds = ckpt["history"], ckpt["train_seconds"]
-        say(f"resuming {out} after epoch {start}")
+        state = _RunState(**ckpt["progress"])
+        at = f"step {state.partial['step']} of epoch {state.epoch + 1}" if state.partial else f"epoch {state.epoch}"
+        say(f"resuming {out} after {at}")
     if dist_info.main:
         write_json(out / "config.json", config.to_dict())
+
+    def save_last(val_acc: float) -> None:
+        save_checkpoint({**_model_record(config, model, state.epoch, val_acc),
+                         **{k: v.state_dict() for k, v in stateful.items() if k != "model"},
+                         "rng": _rng_state(generator), "progress": dataclasses.asdict(state)}, out / "last.pt")
 
     train_loader = _loader(train_split, config.batch_size, device, shuffle=True, seed=config.seed, dist=dist_info)
     val_loader = _loader(data.val, config.eval_batch_size, device) if len(data.val) else None
     say(f"{config.method} {config.model} on {config.dataset}: {len(train_split)} train, {len(data.val)} val, "
         f"{len(data.test)} test images, {config.epochs} epochs, device {device}")
 
-    for epoch in range(start, config.epochs):
-        train_loader.set_epoch(epoch)
-        net.train()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        seen = 0
-        t0 = time.perf_counter()
-        batches = _progress(train_loader, progress and dist_info.main, f"epoch {epoch + 1}/{config.epochs}")
-        for x, y in batches:
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                loss, logits = method.step(net, x, y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
-        totals = torch.stack([loss_sum, correct.to(loss_sum.dtype), torch.tensor(float(seen), device=device)])
-        if dist_info.world_size > 1:
-            torch.distributed.all_reduce(totals)
-        loss_total, correct_total, seen_total = totals.tolist()  # one sync per epoch
-        seconds = time.perf_counter() - t0
-        train_seconds += seconds
-        if not math.isfinite(loss_total):
-            raise FloatingPointError(f"training diverged: the loss is {loss_total} in epoch {epoch + 1}; "
-                                     f"the last good checkpoint is {out / 'last.pt'}")
-        lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
-        if not dist_info.main:
-            continue
-        val_acc = accuracy(model, val_loader) if val_loader is not None else float("nan")
-        row = {"epoch": epoch + 1, "train_loss": loss_total / seen_total, "train_accuracy": correct_total / seen_total,
-               "val_accuracy": val_acc, "seconds": seconds, "samples_per_s": seen_total / seconds, "lr": lr}
-        history.append(row)
-        # best by validation accuracy; without a validation split, the last epoch
-        if val_loader is None or val_acc > best_val:
-            best_val, best_epoch = val_acc, epoch + 1
-            save_checkpoint(_model_record(config, model, best_epoch, val_acc), out / "best.pt")
-        save_checkpoint({**_model_record(config, model, epoch + 1, val_acc),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "scaler": scaler.state_dict(), "rng": _rng_state(generator), "best_val": best_val,
-                         "best_epoch": best_epoch, "history": history, "train_seconds": train_seconds},
-                        out / "last.pt")
-        _write_metrics(out / "metrics.csv", history)
-        say(f"epoch {epoch + 1}/{config.epochs}: loss {row['train_loss']:.4f}, train acc {row['train_accuracy']:.4f}, "
-            f"val acc {val_acc:.4f}, {seconds:.1f}s ({row['samples_per_s']:.0f} samples/s)")
+    with _StopOnSignal() as stop:
+        for epoch in range(state.epoch, config.epochs):
+            totals, seconds = _train_epoch(config, method, net, optimizer, scaler, train_loader, epoch, state, stop,
+                                           device, save_last if dist_info.main else None,
+                                           progress and dist_info.main)
+            if dist_info.world_size > 1:
+                torch.distributed.all_reduce(totals)
+            loss_total, correct_total, seen_total, bad_step = totals.tolist()  # one sync per epoch
+            if bad_step >= 0:
+                raise FloatingPointError(
+                    f"training diverged: the loss became NaN or Inf in epoch {epoch + 1}, step {int(bad_step) + 1}; "
+                    f"{out / 'last.pt'} keeps the last good epoch ({state.epoch})")
+            lr = optimizer.param_groups[0]["lr"]
+            scheduler.step()
+            state.epoch, state.partial = epoch + 1, None
+            state.train_seconds += seconds
+            if dist_info.main:
+                val_acc = accuracy(model, val_loader) if val_loader is not None else float("nan")
+                row = {"epoch": epoch + 1, "train_loss": loss_total / seen_total,
+                       "train_accuracy": correct_total / seen_total, "val_accuracy": val_acc, "seconds": seconds,
+                       "samples_per_s": seen_total / seconds, "lr": lr}
+                state.history.append(row)
+                # best by validation accuracy; without a validation split, the last epoch
+                if val_loader is None or val_acc > state.best_val:
+                    state.best_val, state.best_epoch = val_acc, epoch + 1
+                    save_checkpoint(_model_record(config, model, epoch + 1, val_acc), out / "best.pt")
+                save_last(val_acc)
+                _write_metrics(out / "metrics.csv", state.history)
+                say(f"epoch {epoch + 1}/{config.epochs}: loss {row['train_loss']:.4f}, "
+                    f"train acc {row['train_accuracy']:.4f}, val acc {val_acc:.4f}, {seconds:.1f}s "
+                    f"({row['samples_per_s']:.0f} samples/s)")
+            if stop.requested:
+                raise TrainingInterrupted(f"interrupted by {signal.Signals(stop.requested).name} after epoch "
+                                          f"{epoch + 1}; continue with --resume", stop.requested)
 
     if dist_info.world_size > 1:
         torch.distributed.barrier()
@@ -281,14 +318,53 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
         return {}
     best = load_model(out, device=device)
     metrics = evaluate(best, data, config, device=device, progress=progress)
-    result = {**metrics, "best_epoch": best_epoch, "val_accuracy": best_val, "epochs": config.epochs,
-              "train_seconds": train_seconds, "method": config.method, "model": config.model,
+    result = {**metrics, "best_epoch": state.best_epoch, "val_accuracy": state.best_val, "epochs": config.epochs,
+              "train_seconds": state.train_seconds, "method": config.method, "model": config.model,
               "dataset": config.dataset, "seed": config.seed, "beta": config.beta, "noise": config.noise,
               "train_size": len(train_split), "device": str(device), "world_size": dist_info.world_size,
               "git_sha": git_sha(), "versions": versions()}
     write_json(out / "result.json", result)
-    say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {best_epoch})")
+    say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {state.best_epoch})")
     return result
+
+
+def _train_epoch(config, method, net, optimizer, scaler, loader, epoch, state, stop, device, save_last, progress):
+    """One epoch (or the rest of an interrupted one). Returns the device tensor
+    ``[loss sum, correct, seen, first bad step or -1]`` and the seconds spent. Nothing here
+    synchronizes with the device: divergence is tracked on the device and read at the epoch's end."""
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
+    loader.set_epoch(epoch)
+    net.train()
+    partial = state.partial or {}
+    first = partial.get("step", 0)
+    sums = partial.get("sums", torch.tensor([0.0, 0.0, 0.0, -1.0])).to(device)  # loss, correct, seen, bad step
+    t0 = time.perf_counter() - partial.get("seconds", 0.0)
+    batches = loader.batches(first)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", total=len(loader), initial=first,
+                       leave=False, dynamic_ncols=True)
+    for step, (x, y) in enumerate(batches, start=first):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss, logits = method.step(net, x, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loss = loss.detach()
+        sums[0] += loss * len(y)
+        sums[1] += (logits.detach().argmax(1) == y).sum()
+        sums[2] += len(y)
+        sums[3] = torch.where((sums[3] < 0) & ~torch.isfinite(loss), float(step), sums[3])
+        if stop.requested:
+            if save_last is not None and sums[3] < 0:  # never checkpoint a diverged model
+                state.partial = {"step": step + 1, "sums": sums.cpu(), "seconds": time.perf_counter() - t0}
+                save_last(float("nan"))
+            raise TrainingInterrupted(f"interrupted by {signal.Signals(stop.requested).name} at step {step + 1} of "
+                                      f"epoch {epoch + 1}; a resumable checkpoint is in last.pt: continue with "
+                                      "--resume", stop.requested)
+    return sums, time.perf_counter() - t0
 
 
 def _model_record(config: TrainConfig, model: nn.Module, epoch: int, val_acc: float) -> dict:
@@ -296,7 +372,7 @@ def _model_record(config: TrainConfig, model: nn.Module, epoch: int, val_acc: fl
             "model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc}
 
 
-class _Progress:
+class _ProgressBar:
     """A re-iterable progress bar (tqdm, with ETA) over a loader: each pass gets its own bar."""
 
     def __init__(self, iterable, desc: str):
@@ -312,7 +388,7 @@ class _Progress:
 
 
 def _progress(iterable, enabled: bool, desc: str):
-    return _Progress(iterable, desc) if enabled else iterable
+    return _ProgressBar(iterable, desc) if enabled else iterable
 
 
 def evaluate(model: nn.Module, data, config: TrainConfig, *, device=None, robust: bool = False,

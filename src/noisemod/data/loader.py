@@ -105,11 +105,15 @@ class BatchLoader:
         return order[:total][self.rank :: self.world_size]
 
     def __iter__(self):
+        return self.batches()
+
+    def batches(self, start: int = 0):
+        """Iterate over the current epoch's batches from batch number ``start`` (to resume mid-epoch)."""
         idx = self.indices()
         if self.resident:
             idx = idx.to(self.device, non_blocking=True)
         pin = self.device.type == "cuda" and not self.resident
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for start in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
             batch = idx[start : start + self.batch_size]
             x, y = self.images.index_select(0, batch), self.labels.index_select(0, batch)
             if pin:
