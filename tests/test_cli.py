@@ -87,6 +87,17 @@ def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, caps
     assert not run.exists()
 
 
+@pytest.mark.parametrize("argv,needle", [
+    (["demo", "--epochs", "0"], "--epochs=0"),
+    (["demo", "--epochs", "x"], "--epochs='x'"),
+    (["explain", "somewhere", "-n", "0"], "--n=0"),
+])
+def test_bad_option_of_other_subcommands_exits_2(tmp_path, capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+
+
 def test_missing_run_directory_is_a_clear_error(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing")]) == 1
     assert "not a noisemod run directory" in capsys.readouterr().err

@@ -59,12 +59,15 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                    help="nm: modulate the normalized input instead of the [0, 1] input")
 
 
-def _typed(name: str, typ):
+def _typed(name: str, typ, minimum=None):
     def parse(text: str):
         try:
-            return typ(text)
+            value = typ(text)
         except ValueError:
             raise UsageError(f"invalid --{name.replace('_', '-')}={text!r}: expected {typ.__name__}") from None
+        if minimum is not None and value < minimum:
+            raise UsageError(f"invalid --{name.replace('_', '-')}={value!r}: expected a {typ.__name__} >= {minimum}")
+        return value
     parse.__name__ = typ.__name__
     return parse
 
@@ -161,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: a grid of test images)")
     p.add_argument("--out", help="PNG path (default: RUN_DIR/gradients.png)")
-    p.add_argument("-n", type=_typed("n", int), default=12, help="number of test images (default: 12)")
+    p.add_argument("-n", type=_typed("n", int, 1), default=12, help="number of test images (default: 12)")
     p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
     p.set_defaults(func=cmd_explain)
 
@@ -171,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="digits", help="digits (embedded, default) or e.g. mnist with --data-root")
     p.add_argument("--model", default="lenet", help="model name (default: lenet)")
     p.add_argument("--data-root", help="folder holding the datasets")
-    p.add_argument("--epochs", type=_typed("epochs", int), help="epochs (default: 50 on digits, else 1)")
+    p.add_argument("--epochs", type=_typed("epochs", int, 1), help="epochs (default: 50 on digits, else 1)")
     p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
     p.add_argument("--fresh", action="store_true", help="retrain even if finished runs are in --out")
     p.add_argument("-q", "--quiet", action="store_true")
