@@ -151,6 +151,12 @@ def test_bad_arguments():
         vii(net, x)
     with pytest.raises(ValueError, match="empty"):
         vii(net, [])
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        vii(net, bad, y)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        accuracy(net, bad, y)
     with pytest.raises(ValueError, match="grad shape"):
         vii_scores(x, x[:, :1], x.mean(0))
 

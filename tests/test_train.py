@@ -182,3 +182,13 @@ def test_torchrun_two_cpu_processes(tmp_path):
     assert result["world_size"] == 2 and result["test_accuracy"] > 0.2
     rows = read_metrics(run)
     assert len(rows) == 2
+
+
+def test_evaluating_on_images_of_another_shape_names_both_shapes(tmp_path):
+    from noisemod.data import load_dataset
+    from noisemod.train import evaluate
+
+    fit(TrainConfig(**{**QUICK, "epochs": 1}), tmp_path / "run", progress=False, log=quiet)
+    other = load_dataset("synthetic", shape=(3, 12, 12))
+    with pytest.raises(ValueError, match="takes 1x16x16 inputs but synthetic images are 3x12x12"):
+        evaluate(load_model(tmp_path / "run"), other, TrainConfig(**QUICK))

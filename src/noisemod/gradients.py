@@ -101,6 +101,8 @@ def as_batches(inputs: Batches, targets: Optional[Tensor], batch_size: int) -> I
 def batch_to_device(x: Tensor, y: Tensor, device: torch.device) -> Tuple[Tensor, Tensor]:
     if not x.is_floating_point():
         raise ValueError(f"inputs must be floating tensors (images in [0, 1]), got dtype {x.dtype}")
+    if not bool(torch.isfinite(x).all()):  # evaluation only: one sync per batch is acceptable here
+        raise ValueError("inputs contain NaN or Inf values")
     return x.to(device, non_blocking=True), y.to(device, dtype=torch.long, non_blocking=True)
 
 

@@ -398,6 +398,11 @@ def evaluate(model: nn.Module, data, config: TrainConfig, *, device=None, robust
     from .gradients import model_device
 
     device = device or model_device(model)
+    spec = getattr(model, "spec", {})
+    expected = (spec.get("in_channels"), *(spec.get("input_size") or ()))
+    if spec.get("name") not in (None, "custom") and expected != (data.in_channels, *data.input_size):
+        raise ValueError(f"the model takes {'x'.join(map(str, expected))} inputs but {config.dataset} images are "
+                         f"{'x'.join(map(str, (data.in_channels, *data.input_size)))}")
     test = _loader(data.test, config.eval_batch_size, device)
     result = {"test_accuracy": accuracy(model, _progress(test, progress, "test accuracy")),
               "vii": vii(model, _progress(test, progress, "VII"))}
