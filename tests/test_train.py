@@ -192,3 +192,21 @@ def test_evaluating_on_images_of_another_shape_names_both_shapes(tmp_path):
     other = load_dataset("synthetic", shape=(3, 12, 12))
     with pytest.raises(ValueError, match="takes 1x16x16 inputs but synthetic images are 3x12x12"):
         evaluate(load_model(tmp_path / "run"), other, TrainConfig(**QUICK))
+
+
+def test_optimizer_is_fused_where_supported_and_falls_back(monkeypatch):
+    from noisemod.train import _optimizer
+
+    params = [torch.nn.Parameter(torch.ones(3))]
+    assert _optimizer(TrainConfig(optimizer="adam"), params).defaults["fused"]
+    real = torch.optim.Adam
+
+    class NoFused(real):
+        def __init__(self, params, fused=None, **kwargs):
+            if fused:
+                raise RuntimeError("fused is not supported here")
+            super().__init__(params, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "Adam", NoFused)
+    opt = _optimizer(TrainConfig(optimizer="adam", lr=0.01), params)
+    assert isinstance(opt, NoFused) and not opt.defaults["fused"] and opt.defaults["lr"] == 0.01
