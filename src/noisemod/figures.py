@@ -1,0 +1,425 @@
+"""The paper's figures from a sweep folder (Figures 1-5), as PNG or SVG (by suffix).
+
+A sweep folder ``DIR`` holds ``DIR/results.csv`` (one row per run: ``run_id``, every TrainConfig
+field and every scalar of ``result.json``), ``DIR/sweep.json`` and ``DIR/runs/<run_id>/``.
+
+- :func:`fig1`: inputs and the input-gradients of several runs (standard / nm / pgd) on the same images.
+- :func:`fig2`: the modulation pipeline (input, carrier, modulated, demodulated) in space and spectrum.
+- :func:`fig3`: test accuracy and VII per model and method, one row of panels per dataset.
+- :func:`fig4`: accuracy and VII against beta, with the gradient map of one test image per beta.
+- :func:`fig5`: accuracy and VII per noise, with each noise's histogram (scaled to [0, 1]).
+- :func:`make_figures`: the figures that apply to a sweep, in ``DIR/figures/`` as PNG and SVG.
+
+Every figure function takes ``path``, one file or a list of files (the same figure in each
+format), writes them atomically and returns the written paths. Figures are drawn on
+``matplotlib.figure.Figure`` objects directly, so pyplot's global state is never touched.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import statistics
+from collections import defaultdict
+from dataclasses import fields
+from pathlib import Path
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor
+
+from .config import TrainConfig
+from .io import atomic_write, read_json
+from .plots import _to_numpy_image, save_image_rows, scale01
+
+__all__ = ["load_results", "read_sweep", "aggregate", "series", "main_conditions", "modulation_pipeline",
+           "spectrum", "gradient_maps", "fig1", "fig2", "fig2_from_dataset", "fig3", "fig4", "fig5", "plan_figures",
+           "make_figures"]
+
+PathLike = Union[str, os.PathLike]
+Paths = Union[PathLike, Sequence[PathLike]]
+
+CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
+# Settings that do not define an experimental condition: runs differing only in these are repeats.
+NOT_CONDITIONS = ("seed", "data_root", "device", "eval_batch_size")
+METRICS = {"test_accuracy": "test accuracy", "vii": "VII"}
+HIST_SAMPLES = 100_000
+
+
+# ----------------------------------------------------------------------------- results
+
+def _parse(text: str):
+    """A CSV cell back to a Python value: '' -> None, booleans, ints, floats, else the string."""
+    if text is None or text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def load_results(sweep_dir: PathLike, *, completed_only: bool = True) -> list[dict]:
+    """The rows of ``sweep_dir/results.csv`` with typed values: by default only completed runs
+    (``status`` ``completed``, or no ``status`` column). A missing file, or one without a
+    completed run, is an error naming it."""
+    path = Path(sweep_dir) / "results.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no results to report: {path} does not exist (run `noisemod sweep` first)")
+    with open(path, newline="") as f:
+        rows = [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    done = [r for r in rows if r.get("status", "completed") == "completed"]
+    if not done:
+        raise ValueError(f"no results to report: {path} has no completed runs")
+    return done if completed_only else rows
+
+
+def read_sweep(sweep_dir: PathLike) -> dict:
+    """``sweep_dir/sweep.json`` (spec name, budget, run ids, reproduce command), ``{}`` if absent."""
+    path = Path(sweep_dir) / "sweep.json"
+    return read_json(path) if path.is_file() else {}
+
+
+def _unique(values: Iterable) -> list:
+    """Distinct values in order of first appearance."""
+    return list(dict.fromkeys(values))
+
+
+def _valid(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def aggregate(rows: Sequence[Mapping], keys: Sequence[str] = ("dataset", "model", "method"),
+              metrics: Sequence[str] = tuple(METRICS)) -> list[dict]:
+    """Group ``rows`` by ``keys`` (groups in order of first appearance) and give, per metric,
+    ``<metric>_mean`` and ``<metric>_std`` over the group's runs (the sample standard deviation,
+    0 for a single run; missing or NaN values are left out), plus ``n`` runs and their ``seeds``."""
+    groups: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        groups[tuple(r.get(k) for k in keys)].append(r)
+    out = []
+    for key, members in groups.items():
+        agg = {**dict(zip(keys, key)), "n": len(members), "seeds": [r.get("seed") for r in members]}
+        for m in metrics:
+            values = [float(r[m]) for r in members if _valid(r.get(m))]
+            agg[f"{m}_mean"] = statistics.fmean(values) if values else math.nan
+            agg[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        out.append(agg)
+    return out
+
+
+def series(rows: Sequence[Mapping], vary: str, method: str = "nm") -> list[dict]:
+    """The largest set of ``method`` runs that share every setting but ``vary`` (and the seed),
+    when it holds at least two values of ``vary``; else ``[]``."""
+    fixed = [k for k in CONFIG_FIELDS if k not in (vary, *NOT_CONDITIONS)]
+    groups: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        if r.get("method") == method:
+            groups[tuple(r.get(k) for k in fixed)].append(r)
+    best = max(groups.values(), key=lambda g: (len(_unique(r.get(vary) for r in g)), len(g)), default=[])
+    return list(best) if len(_unique(r.get(vary) for r in best)) >= 2 else []
+
+
+def _condition(row: Mapping) -> tuple:
+    """The settings that define a run's experimental condition (all but seed, paths, device)."""
+    return tuple(row.get(k) for k in CONFIG_FIELDS if k not in NOT_CONDITIONS)
+
+
+def main_conditions(rows: Sequence[Mapping], keys: Sequence[str] = ("dataset", "model", "method")) -> list[dict]:
+    """Per ``keys`` group, the runs (all seeds) of one condition: the :func:`_representative` run's, so that
+    nm runs of other betas or noises do not mix into the nm bar of Figure 3."""
+    keep = []
+    for key in _unique(tuple(r.get(k) for k in keys) for r in rows):
+        group = [r for r in rows if tuple(r.get(k) for k in keys) == key]
+        main = _condition(_representative(group))
+        keep += [r for r in group if _condition(r) == main]
+    return keep
+
+
+def _run_dir(sweep_dir: PathLike, row: Mapping) -> Path:
+    return Path(sweep_dir) / "runs" / str(row["run_id"])
+
+
+def _representative(rows: Sequence[Mapping]) -> Mapping:
+    """One run to show for a group: the paper's nm settings (beta 0.5, Gaussian) first, then the lowest seed."""
+    return min(rows, key=lambda r: (r.get("beta") != 0.5, r.get("noise") != "gaussian", r.get("seed") or 0))
+
+
+# ----------------------------------------------------------------------------- data behind the plots
+
+def spectrum(x: Tensor) -> Tensor:
+    """The 2-D DFT magnitude of each image of ``(B, C, H, W)`` for display: ``log1p|fftshift(fft2)|``,
+    averaged over channels and scaled to [0, 1] per image; ``(B, 1, H, W)``, the constant
+    component at the centre ``(H // 2, W // 2)``."""
+    mag = torch.fft.fftshift(torch.fft.fft2(x.double()), dim=(-2, -1)).abs().log1p()
+    return scale01(mag.mean(1, keepdim=True))
+
+
+def modulation_pipeline(x: Tensor, c: Tensor) -> dict[str, tuple[Tensor, Tensor]]:
+    """The stages of Figure 2 for inputs ``x`` and carrier ``c`` (same shape): name ->
+    ``(images, spectrum(images))`` for the input, the carrier ``c``, the modulated input ``x * c``
+    and the demodulated input ``x * N c**2 / C0`` (:func:`noisemod.modulate`)."""
+    from .modulation import modulate
+
+    stages = {"input": x, "carrier c": c, "modulated x·c": x * c, "demodulated x·Nc²/C0": modulate(x, c)}
+    return {name: (t, spectrum(t)) for name, t in stages.items()}
+
+
+def gradient_maps(run_dirs: Sequence[PathLike], n: int = 8, data_root: Optional[str] = None,
+                  seed: int = 0) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """``n`` seeded test images of the runs' dataset, their labels, and each run's best model's
+    loss input-gradients of them (``noisemod.input_gradients``). The runs must share a dataset."""
+    from .data import load_dataset
+    from .explain import test_images
+    from .gradients import input_gradients
+    from .train import load_model, run_config
+
+    configs = [run_config(d) for d in run_dirs]
+    datasets = _unique(c.dataset for c in configs)
+    if len(datasets) != 1:
+        raise ValueError(f"gradient maps of runs on different datasets: {', '.join(datasets)}")
+    data = load_dataset(datasets[0], root=data_root or configs[0].data_root, val_size=configs[0].val_size)
+    x, y = test_images(data, n, seed)
+    return x, y, [input_gradients(load_model(d), x, y) for d in run_dirs]
+
+
+# ----------------------------------------------------------------------------- drawing
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _save(fig, path: Paths) -> list[Path]:
+    """Write ``fig`` to each path (PNG or SVG by suffix), atomically."""
+    paths = [Path(path)] if isinstance(path, (str, os.PathLike)) else [Path(p) for p in path]
+    written = []
+    for p in paths:
+        fmt = p.suffix.lstrip(".").lower()
+        if fmt not in ("png", "svg"):
+            raise ValueError(f"cannot write {p}: figures are .png or .svg")
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=100, metadata={"Date": None} if fmt == "svg" else None)
+        written.append(atomic_write(p, lambda f: f.write(buf.getvalue())))
+    return written
+
+
+def _show(ax, image: Tensor, title: str = "", *, dotted: bool = False) -> None:
+    """One image in [0, 1] without ticks; ``dotted`` frames it as an input (the paper's marking)."""
+    ax.imshow(_to_numpy_image(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8)
+    if dotted:
+        for spine in ax.spines.values():
+            spine.set_linestyle(":")
+            spine.set_linewidth(1.5)
+
+
+def _bars(ax, agg: Sequence[Mapping], metric: str, x_key: str, hue_key: Optional[str] = None,
+          hues: Optional[Sequence] = None) -> None:
+    """Bars of ``<metric>_mean`` per ``x_key`` value, one colour per ``hue_key`` value (``hues``
+    fixes their order and colours across panels) or per bar without a hue; error bars are the
+    std where a group has several runs."""
+    xs = _unique(r[x_key] for r in agg)
+    hues = list(hues or _unique(r[hue_key] for r in agg)) if hue_key else [None]
+    width = 0.8 / len(hues)
+    for j, hue in enumerate(hues):
+        sub = [(xs.index(r[x_key]), r) for r in agg if hue_key is None or r[hue_key] == hue]
+        if not sub:
+            continue
+        pos = [i + (j - (len(hues) - 1) / 2) * width for i, _ in sub]
+        means = [r[f"{metric}_mean"] for _, r in sub]
+        errs = [r[f"{metric}_std"] for _, r in sub] if any(r["n"] > 1 for _, r in sub) else None
+        color = f"C{j}" if hue_key else [f"C{i}" for i, _ in sub]
+        ax.bar(pos, means, width, yerr=errs, capsize=3, color=color, label=None if hue is None else str(hue))
+    ax.set_xticks(range(len(xs)), [str(x) for x in xs], fontsize=8)
+    ax.set_ylabel(METRICS[metric])
+    ax.set_ylim(bottom=0)
+
+
+def _curve(ax, agg: Sequence[Mapping], metric: str, x_key: str) -> None:
+    """``<metric>_mean`` against ``x_key`` with std error bars."""
+    agg = sorted(agg, key=lambda r: r[x_key])
+    ax.errorbar([r[x_key] for r in agg], [r[f"{metric}_mean"] for r in agg],
+                yerr=[r[f"{metric}_std"] for r in agg], marker="o", capsize=3)
+    ax.set_xlabel(x_key)
+    ax.set_ylabel(METRICS[metric])
+    ax.grid(alpha=0.3)
+
+
+def _setting(rows: Sequence[Mapping], *keys: str) -> str:
+    return ", ".join(f"{k} {rows[0].get(k)}" for k in keys)
+
+
+# ----------------------------------------------------------------------------- the figures
+
+def fig1(run_dirs: Mapping[str, PathLike], path: Paths, n: int = 8, data_root: Optional[str] = None) -> list[Path]:
+    """Figure 1: ``n`` test inputs and, per labelled run (e.g. standard / nm / pgd), the input-gradients
+    of the same images, each scaled to [0, 1] per image."""
+    labels = list(run_dirs)
+    x, y, grads = gradient_maps([run_dirs[k] for k in labels], n, data_root)
+    rows = {"input": x, **dict(zip(labels, grads))}
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    return [save_image_rows(rows, p, titles=[f"y={int(v)}" for v in y], scale=labels,
+                            suptitle="input-gradients, each scaled to [0, 1]") for p in paths]
+
+
+def fig2(images: Tensor, path: Paths, beta: float = 0.5, noise: str = "gaussian", seed: int = 0) -> list[Path]:
+    """Figure 2: noise modulation of ``images`` ``(B, C, H, W)`` in [0, 1] with a seeded carrier:
+    one row per image; input, carrier, modulated and demodulated, each in space (scaled to [0, 1]
+    per image) and as its DFT magnitude (:func:`spectrum`)."""
+    from .modulation import sample_carrier
+
+    images = images.float()
+    c = sample_carrier(images.shape, beta, noise, generator=torch.Generator().manual_seed(seed))
+    stages = modulation_pipeline(images, c)
+    fig = _figure(1.3 * 2 * len(stages), 1.4 * len(images) + 0.5)
+    axes = fig.subplots(len(images), 2 * len(stages), squeeze=False)
+    for s, (name, (space, spec)) in enumerate(stages.items()):
+        space = scale01(space)
+        for i in range(len(images)):
+            top = i == 0
+            _show(axes[i, 2 * s], space[i], name if top else "", dotted=s == 0)
+            _show(axes[i, 2 * s + 1], spec[i], "spectrum" if top else "", dotted=s == 0)
+    fig.suptitle(f"noise modulation, {noise} noise, beta {beta}: space and DFT magnitude (log, scaled to [0, 1])",
+                 fontsize=9)
+    return _save(fig, path)
+
+
+def fig2_from_dataset(dataset: str, path: Paths, n: int = 4, data_root: Optional[str] = None, **kwargs) -> list[Path]:
+    """:func:`fig2` on ``n`` seeded test images of ``dataset``; ``kwargs`` go to :func:`fig2`."""
+    from .data import load_dataset
+    from .explain import test_images
+
+    x, _ = test_images(load_dataset(dataset, root=data_root), n)
+    return fig2(x, path, **kwargs)
+
+
+def fig3(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
+    """Figure 3: test accuracy and VII (mean ± std over seeds) per method, one colour per model,
+    one row of panels per dataset; one condition per model and method (:func:`main_conditions`)."""
+    agg = aggregate(main_conditions(results_rows))
+    datasets = _unique(r["dataset"] for r in agg)
+    models = _unique(r["model"] for r in agg)
+    fig = _figure(9, 2.8 * len(datasets))
+    axes = fig.subplots(len(datasets), len(METRICS), squeeze=False)
+    for i, dataset in enumerate(datasets):
+        sub = [r for r in agg if r["dataset"] == dataset]
+        for j, metric in enumerate(METRICS):
+            _bars(axes[i, j], sub, metric, "method", "model", hues=models)
+            axes[i, j].set_title(f"{dataset}: {METRICS[metric]}", fontsize=10)
+    handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), title="model", fontsize=7, title_fontsize=7, loc="outside right upper")
+    return _save(fig, path)
+
+
+def fig4(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths,
+         data_root: Optional[str] = None) -> list[Path]:
+    """Figure 4: accuracy and VII against beta for the nm runs that vary only beta (:func:`series`),
+    and below, one fixed test image and its gradient map for each beta (one run per beta)."""
+    runs = series(results_rows, "beta")
+    if not runs:
+        raise ValueError("figure 4 needs nm runs that differ in beta only")
+    agg = aggregate(runs, keys=("beta",))
+    betas = sorted(r["beta"] for r in agg)
+    chosen = [_representative([r for r in runs if r["beta"] == b]) for b in betas]
+    x, _, grads = gradient_maps([_run_dir(sweep_dir, r) for r in chosen], 1, data_root)
+    fig = _figure(max(8, 1.2 * (len(betas) + 1)), 5.5)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2.2, 1])
+    for ax, metric in zip(top.subplots(1, len(METRICS)), METRICS):
+        _curve(ax, agg, metric, "beta")
+    top.suptitle(f"nm: {_setting(runs, 'dataset', 'model', 'noise')}", fontsize=10)
+    strip = bottom.subplots(1, len(betas) + 1, squeeze=False)[0]
+    _show(strip[0], x[0], "input", dotted=True)
+    for ax, b, g in zip(strip[1:], betas, grads):
+        _show(ax, scale01(g)[0], f"beta={b}")
+    return _save(fig, path)
+
+
+def fig5(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
+    """Figure 5: accuracy and VII per noise for the nm runs that vary only the noise (:func:`series`),
+    and each noise's histogram (100k samples, min-max scaled to [0, 1]) in the same colour."""
+    from .modulation import sample_noise
+
+    runs = series(results_rows, "noise")
+    if not runs:
+        raise ValueError("figure 5 needs nm runs that differ in noise only")
+    agg = aggregate(runs, keys=("noise",))
+    fig = _figure(12, 3.2)
+    axes = fig.subplots(1, len(METRICS) + 1)
+    for ax, metric in zip(axes, METRICS):
+        _bars(ax, agg, metric, "noise")
+        ax.tick_params(axis="x", labelrotation=30)
+    hist = axes[-1]
+    for i, r in enumerate(agg):
+        delta = sample_noise((1, HIST_SAMPLES), r["noise"], generator=torch.Generator().manual_seed(0))
+        hist.hist(scale01(delta)[0].numpy(), bins=60, density=True, histtype="step", color=f"C{i}", label=r["noise"])
+    hist.set_title("noises scaled to [0, 1]", fontsize=9)
+    hist.legend(fontsize=7)
+    fig.suptitle(f"nm: {_setting(runs, 'dataset', 'model', 'beta')}", fontsize=10)
+    return _save(fig, path)
+
+
+# ----------------------------------------------------------------------------- a sweep's figures
+
+def _fig1_runs(rows: Sequence[Mapping]) -> dict[str, Mapping]:
+    """Figure 1's runs: standard, nm and (when present) pgd of one dataset and model, the
+    pair with the most of these methods; ``{}`` without a standard and an nm run of one model."""
+    best: dict[str, Mapping] = {}
+    for dataset, model in _unique((r.get("dataset"), r.get("model")) for r in rows):
+        same = [r for r in rows if r.get("dataset") == dataset and r.get("model") == model]
+        found = {m: _representative(rs) for m in ("standard", "nm", "pgd")
+                 if (rs := [r for r in same if r.get("method") == m])}
+        if {"standard", "nm"} <= set(found) and len(found) > len(best):
+            best = found
+    return best
+
+
+def plan_figures(rows: Sequence[Mapping], spec: str = "") -> list[str]:
+    """Which figures apply to a sweep: fig1 when standard and nm runs of one model exist, fig2 always,
+    fig3 when there are several (model, method) pairs (or the spec is named like fig3), fig4 and
+    fig5 when nm runs vary beta or the noise alone."""
+    plan = []
+    if _fig1_runs(rows):
+        plan.append("fig1")
+    plan.append("fig2")
+    if len(_unique((r.get("model"), r.get("method")) for r in rows)) >= 2 or "fig3" in spec:
+        plan.append("fig3")
+    if series(rows, "beta"):
+        plan.append("fig4")
+    if series(rows, "noise"):
+        plan.append("fig5")
+    return plan
+
+
+def make_figures(sweep_dir: PathLike, out_dir: Optional[PathLike] = None,
+                 data_root: Optional[str] = None) -> list[Path]:
+    """Make the figures that apply to a sweep (:func:`plan_figures`) as PNG and SVG in
+    ``out_dir`` (default ``sweep_dir/figures``); ``data_root`` overrides the runs' data root for
+    the gradient maps. Returns the written files."""
+    sweep_dir = Path(sweep_dir)
+    rows = load_results(sweep_dir)
+    out = Path(out_dir) if out_dir is not None else sweep_dir / "figures"
+    root = data_root or rows[0].get("data_root")
+    written: list[Path] = []
+    for name in plan_figures(rows, str(read_sweep(sweep_dir).get("spec", ""))):
+        paths = [out / f"{name}.png", out / f"{name}.svg"]
+        if name == "fig1":
+            written += fig1({m: _run_dir(sweep_dir, r) for m, r in _fig1_runs(rows).items()}, paths, data_root=root)
+        elif name == "fig2":
+            written += fig2_from_dataset(rows[0]["dataset"], paths, data_root=root)
+        elif name == "fig3":
+            written += fig3(rows, paths)
+        elif name == "fig4":
+            written += fig4(rows, sweep_dir, paths, data_root=root)
+        elif name == "fig5":
+            written += fig5(rows, paths)
+    return written

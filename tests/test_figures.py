@@ -1,0 +1,215 @@
+"""Figures from a sweep folder: the data behind each plot, valid PNG/SVG files, and which figures a sweep gets."""
+
+import csv
+import json
+import math
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import noisemod
+from noisemod import TrainConfig
+from noisemod import figures
+from noisemod.io import read_json
+
+# run id -> settings of a tiny fake sweep covering every figure
+FAKE_RUNS = {
+    "standard-s0": dict(method="standard"),
+    "nm-s0": dict(method="nm"),
+    "nm-s1": dict(method="nm", seed=1),
+    "nm-b08": dict(method="nm", beta=0.8),
+    "nm-laplace": dict(method="nm", noise="laplace"),
+    "pgd-s0": dict(method="pgd", steps=2),
+}
+
+
+def write_sweep(sweep_dir: Path, run_ids, *, spec="fake", budget="tiny", runs_from: Path = None,
+                failed=()) -> Path:
+    """A sweep folder in the sweep runner's layout: results.csv (a status column, result.json's
+    scalars, ``result_`` before those named like a setting), sweep.json and runs/<id>/, trained here
+    or linked from ``runs_from``; ``failed`` adds rows of failed runs."""
+    rows = []
+    for run_id in run_ids:
+        run = sweep_dir / "runs" / run_id
+        if runs_from is not None:
+            run.parent.mkdir(parents=True, exist_ok=True)
+            run.symlink_to(runs_from / "runs" / run_id, target_is_directory=True)
+        else:
+            config = TrainConfig(dataset="synthetic", model="lenet", epochs=1, train_size=120, **FAKE_RUNS[run_id])
+            noisemod.fit(config, run, progress=False, log=lambda *a: None)
+        config = read_json(run / "config.json")
+        result = {("result_" + k if k in config else k): v for k, v in read_json(run / "result.json").items()
+                  if not isinstance(v, dict)}
+        rows.append({"run_id": run_id, "spec": spec, "budget": budget, "status": "completed", **config, **result})
+    for run_id in failed:
+        rows.append({"run_id": run_id, "spec": spec, "budget": budget, "status": "failed",
+                     **TrainConfig(dataset="synthetic", method="igr").to_dict()})
+    with open(sweep_dir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    command = f"noisemod sweep experiments/{spec}.yaml --out {sweep_dir} --budget {budget} --jobs 1"
+    (sweep_dir / "sweep.json").write_text(json.dumps({"spec": spec, "budget": budget, "runs": list(run_ids),
+                                                      "command": command, "cwd": "/somewhere"}))
+    return sweep_dir
+
+
+_TRAINED = {}
+
+
+def trained_sweep(tmp_path_factory) -> Path:
+    """The fake sweep of every FAKE_RUNS run, trained once per test session (also for test_report)."""
+    if "sweep" not in _TRAINED:
+        _TRAINED["sweep"] = write_sweep(tmp_path_factory.mktemp("sweep"), FAKE_RUNS)
+    return _TRAINED["sweep"]
+
+
+@pytest.fixture(scope="session")
+def fake_sweep(tmp_path_factory) -> Path:
+    return trained_sweep(tmp_path_factory)
+
+
+def check_png(path: Path, min_width=300):
+    with Image.open(path) as im:
+        assert im.format == "PNG" and im.size[0] >= min_width and im.size[1] >= 150
+        im.load()
+
+
+def check_svg(path: Path):
+    text = path.read_text()
+    assert text.lstrip().startswith("<?xml") and "<svg" in text and text.rstrip().endswith("</svg>")
+
+
+def test_load_results_types_and_errors(fake_sweep, tmp_path):
+    rows = figures.load_results(fake_sweep)
+    assert [r["run_id"] for r in rows] == list(FAKE_RUNS)
+    assert isinstance(rows[0]["test_accuracy"], float) and rows[0]["epochs"] == 1
+    assert rows[0]["modulate_after_norm"] is False and rows[0]["eps"] is None
+    failed = write_sweep(tmp_path / "failed", ["nm-s0"], runs_from=fake_sweep, failed=["igr-s0"])
+    assert [r["run_id"] for r in figures.load_results(failed)] == ["nm-s0"]
+    assert [r["status"] for r in figures.load_results(failed, completed_only=False)] == ["completed", "failed"]
+    (failed / "results.csv").write_text("run_id,status\nx,failed\n")
+    with pytest.raises(ValueError, match="no completed runs"):
+        figures.load_results(failed)
+    with pytest.raises(FileNotFoundError, match="results.csv"):
+        figures.load_results(tmp_path)
+    (tmp_path / "results.csv").write_text("run_id,test_accuracy\n")
+    with pytest.raises(ValueError, match="results.csv"):
+        figures.load_results(tmp_path)
+
+
+def test_aggregate_mean_and_std_over_seeds():
+    rows = [dict(dataset="mnist", model="mlp", method="nm", seed=0, test_accuracy=0.90, vii=0.20),
+            dict(dataset="mnist", model="mlp", method="nm", seed=1, test_accuracy=0.80, vii=0.30),
+            dict(dataset="mnist", model="mlp", method="standard", seed=0, test_accuracy=0.95, vii=0.10),
+            dict(dataset="mnist", model="mlp", method="standard", seed=1, test_accuracy=math.nan, vii=0.12)]
+    nm, standard = figures.aggregate(rows)
+    assert (nm["method"], nm["n"], nm["seeds"]) == ("nm", 2, [0, 1])
+    assert nm["test_accuracy_mean"] == pytest.approx(0.85)
+    assert nm["test_accuracy_std"] == pytest.approx(math.sqrt(0.005))  # sample std: sqrt(((.05)^2 * 2) / 1)
+    assert nm["vii_mean"] == pytest.approx(0.25) and nm["vii_std"] == pytest.approx(math.sqrt(0.005))
+    # a NaN is left out; one value has std 0
+    assert standard["test_accuracy_mean"] == pytest.approx(0.95) and standard["test_accuracy_std"] == 0.0
+    assert standard["vii_mean"] == pytest.approx(0.11)
+
+
+def test_series_picks_runs_that_differ_in_one_setting():
+    base = {k: None for k in figures.CONFIG_FIELDS}
+    rows = [{**base, "method": "nm", "beta": b, "noise": n, "seed": s, "run_id": i}
+            for i, (b, n, s) in enumerate([(0.5, "gaussian", 0), (0.5, "gaussian", 1), (0.8, "gaussian", 0),
+                                           (0.5, "laplace", 0)])]
+    assert [r["run_id"] for r in figures.series(rows, "beta")] == [0, 1, 2]
+    assert [r["run_id"] for r in figures.series(rows, "noise")] == [0, 1, 3]
+    assert figures.series(rows[:2], "beta") == []
+
+
+def test_spectrum_of_a_constant_image_is_one_peak():
+    spec = figures.spectrum(torch.full((2, 3, 8, 6), 0.7))
+    assert spec.shape == (2, 1, 8, 6)
+    peak = torch.zeros(8, 6)
+    peak[4, 3] = 1
+    assert torch.equal(spec[0, 0].float(), peak) and torch.equal(spec[1, 0].float(), peak)
+
+
+def test_modulation_pipeline_demodulates_like_modulate():
+    x = torch.rand(3, 1, 8, 8)
+    c = noisemod.sample_carrier(x.shape, 0.5, generator=torch.Generator().manual_seed(1))
+    stages = figures.modulation_pipeline(x, c)
+    (inp, _), (carrier, _), (modulated, _), (demodulated, demod_spec) = stages.values()
+    assert torch.equal(inp, x) and torch.equal(carrier, c) and torch.allclose(modulated, x * c)
+    assert torch.equal(demodulated, noisemod.modulate(x, c))
+    assert demod_spec.shape == (3, 1, 8, 8) and 0 <= demod_spec.min() and demod_spec.max() <= 1
+
+
+def test_fig2_png_and_svg(tmp_path):
+    x = torch.rand(2, 3, 16, 16)
+    png, svg = figures.fig2(x, [tmp_path / "f2.png", tmp_path / "f2.svg"], beta=0.3, noise="laplace")
+    check_png(png, 500)
+    check_svg(svg)
+    [png] = figures.fig2_from_dataset("synthetic", tmp_path / "f2d.png", n=3)
+    check_png(png, 500)
+
+
+def test_result_figures_png_and_svg(fake_sweep, tmp_path):
+    rows = figures.load_results(fake_sweep)
+    for name, call in {"fig3": lambda p: figures.fig3(rows, p),
+                       "fig4": lambda p: figures.fig4(rows, fake_sweep, p),
+                       "fig5": lambda p: figures.fig5(rows, p)}.items():
+        png, svg = call([tmp_path / f"{name}.png", tmp_path / f"{name}.svg"])
+        check_png(png, 500)
+        check_svg(svg)
+    with pytest.raises(ValueError, match="beta"):
+        figures.fig4(rows[:2], fake_sweep, tmp_path / "x.png")
+    with pytest.raises(ValueError, match=r"\.png or \.svg"):
+        figures.fig3(rows, tmp_path / "x.jpg")
+
+
+def test_fig1_gradient_grid(fake_sweep, tmp_path):
+    runs = {m: fake_sweep / "runs" / f"{m}-s0" for m in ("standard", "nm", "pgd")}
+    [png] = figures.fig1(runs, tmp_path / "f1.png", n=5)
+    check_png(png)
+    x, y, grads = figures.gradient_maps(list(runs.values()), n=5)
+    assert x.shape == (5, 1, 16, 16) and len(grads) == 3 and grads[0].shape == x.shape
+    assert not torch.equal(grads[0], grads[1])
+
+
+def test_plan_figures():
+    base = {k: None for k in figures.CONFIG_FIELDS}
+
+    def rows(*settings):
+        return [{**base, "dataset": "mnist", "model": "lenet", "seed": 0, **s} for s in settings]
+
+    methods = rows(dict(method="standard"), dict(method="nm", beta=0.5), dict(method="pgd"))
+    assert figures.plan_figures(methods) == ["fig1", "fig2", "fig3"]
+    models = rows(dict(method="nm", model="mlp"), dict(method="nm", model="fcnn"))
+    assert figures.plan_figures(models) == ["fig2", "fig3"]
+    betas = rows(*(dict(method="nm", beta=b) for b in (0.2, 0.5, 0.8)))
+    assert figures.plan_figures(betas) == ["fig2", "fig4"]
+    assert figures.plan_figures(betas, "fig3-mnist") == ["fig2", "fig3", "fig4"]
+    noises = rows(*(dict(method="nm", beta=0.5, noise=n) for n in ("gaussian", "rayleigh")))
+    assert figures.plan_figures(noises) == ["fig2", "fig5"]
+
+
+def test_make_figures(fake_sweep, tmp_path):
+    written = figures.make_figures(fake_sweep)
+    assert [p.name for p in written] == [f"fig{i}.{ext}" for i in range(1, 6) for ext in ("png", "svg")]
+    assert all(p.parent == fake_sweep / "figures" for p in written)
+    for p in written:
+        check_png(p) if p.suffix == ".png" else check_svg(p)
+    # a sweep of nm runs that vary beta only: fig2 and fig4, written where asked
+    betas = write_sweep(tmp_path / "betas", ["nm-s0", "nm-b08"], runs_from=fake_sweep)
+    written = figures.make_figures(betas, out_dir=tmp_path / "out")
+    assert sorted(p.name for p in written) == ["fig2.png", "fig2.svg", "fig4.png", "fig4.svg"]
+
+
+def test_main_conditions_keep_one_condition_per_method():
+    base = {k: None for k in figures.CONFIG_FIELDS}
+    rows = [{**base, "dataset": "d", "model": "m", "method": method, "beta": beta, "noise": "gaussian", "seed": seed,
+             "run_id": i} for i, (method, beta, seed) in enumerate(
+                 [("nm", 0.8, 0), ("nm", 0.5, 0), ("nm", 0.5, 1), ("standard", 0.5, 0), ("nm", 0.3, 0)])]
+    assert [r["run_id"] for r in figures.main_conditions(rows)] == [1, 2, 3]
+    [nm, standard] = figures.aggregate(figures.main_conditions(rows))
+    assert (nm["method"], nm["n"], standard["n"]) == ("nm", 2, 1)

@@ -1,0 +1,50 @@
+"""`write_report`: a self-contained HTML page and a Markdown twin with the tables, figures and commands."""
+
+import re
+
+import pytest
+
+from noisemod import figures
+from noisemod.report import write_report
+from test_figures import trained_sweep, write_sweep
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    # standard, nm (two seeds) and pgd: fig1, fig2 and fig3
+    return write_sweep(tmp_path_factory.mktemp("report"), ["standard-s0", "nm-s0", "nm-s1", "pgd-s0"],
+                       spec="fig3-tiny", budget="smoke", runs_from=trained_sweep(tmp_path_factory),
+                       failed=["igr-s0"])
+
+
+def test_write_report(sweep):
+    html_path, md_path = write_report(sweep)
+    assert (html_path, md_path) == (sweep / "report.html", sweep / "report.md")
+    page, md = html_path.read_text(encoding="utf-8"), md_path.read_text(encoding="utf-8")
+    rows = figures.load_results(sweep)
+    [nm] = [g for g in figures.aggregate(rows) if g["method"] == "nm"]
+    nm_cell = f"{nm['test_accuracy_mean']:.4f} ± {nm['test_accuracy_std']:.4f}"
+    command = f"cd /somewhere\nnoisemod sweep experiments/fig3-tiny.yaml --out {sweep} --budget smoke --jobs 1\n" \
+              f"noisemod report {sweep}"
+    for text in (page, md):
+        assert "fig3-tiny" in text and "smoke" in text
+        assert nm_cell in text  # the mean ± std table
+        assert all(f"{r['vii']:.4f}" in text and r["run_id"] in text for r in rows)  # every run
+        assert command in text
+        assert "4 completed, 1 failed (igr-s0)" in text and "| igr-s0 | failed |" in md
+        assert "torch" in text and rows[0]["git_sha"] in text  # hardware and versions from result.json
+    assert page.count('<img src="data:image/png;base64,') == 3
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)|url\(|@import|<script|<link""", page)
+    assert "| dataset | model | method | steps | runs | test_accuracy | vii | train_seconds |" in md
+    assert "| --- |" in md and "](figures/fig1.png)" in md and "](figures/fig3.png)" in md
+    assert sorted(p.name for p in (sweep / "figures").iterdir()) == [
+        "fig1.png", "fig1.svg", "fig2.png", "fig2.svg", "fig3.png", "fig3.svg"]
+
+
+def test_report_needs_results(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"results\.csv"):
+        write_report(tmp_path)
+    (tmp_path / "results.csv").write_text("")
+    with pytest.raises(ValueError, match=r"results\.csv"):
+        write_report(tmp_path)
+    assert not (tmp_path / "report.html").exists()
