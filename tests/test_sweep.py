@@ -1,0 +1,208 @@
+"""Sweeps: spec expansion and validation, the runner (parallel, skip, resume, failures), the
+atomic results table, and the shipped specs of experiments/."""
+
+import csv
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from noisemod.cli import _config, build_parser
+from noisemod.config import TrainConfig
+from noisemod.experiments import exit_code, expand, load_spec, run_sweep, write_results
+from noisemod.experiments import runner
+from noisemod.experiments.runner import train_command
+
+SPECS = Path(__file__).resolve().parents[1] / "experiments"
+
+SPEC = """
+name: demo
+description: two grids, a budget
+fixed: {epochs: 1, batch_size: 64}
+grids:
+  - {dataset: [synthetic], model: [mlp], method: [standard, nm, pgd], beta: [0.5, 1.0]}
+  - {dataset: [synthetic, digits], model: [lenet], method: [standard]}
+budgets:
+  paper: {epochs: 2}
+  cpu:
+    steps: 2
+    cases:
+      - {when: {dataset: synthetic}, set: {train_size: 100}}
+      - {when: {dataset: synthetic, method: pgd}, set: {alpha: 0.1}}
+    datasets: {digits: synthetic}
+    only: {method: [standard, pgd]}
+"""
+
+
+def write(tmp_path, text, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def rows(out):
+    with open(out / "results.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_expansion_union_dedupe_and_budgets(tmp_path):
+    spec = load_spec(write(tmp_path, SPEC))
+    runs = expand(spec, "paper")
+    assert [r.run_id for r in runs] == [
+        "synthetic-mlp-standard-s0", "synthetic-mlp-nm-b0.5-gaussian-s0", "synthetic-mlp-nm-b1-gaussian-s0",
+        "synthetic-mlp-pgd-s0", "synthetic-lenet-standard-s0", "digits-lenet-standard-s0"]
+    standard = runs[0].config  # beta does not multiply the standard and pgd runs, and is reset to its default
+    assert standard == TrainConfig(dataset="synthetic", model="mlp", epochs=2)
+    assert runs[2].config.beta == 1.0 and {r.config.epochs for r in runs} == {2}
+
+    cpu = expand(spec, "cpu")  # nm filtered out; digits replaced by synthetic, which then duplicates a run
+    assert [r.run_id for r in cpu] == ["synthetic-mlp-standard-s0", "synthetic-mlp-pgd-alpha0.1-steps2-s0",
+                                       "synthetic-lenet-standard-s0"]
+    assert all(r.config.train_size == 100 and r.config.epochs == 1 for r in cpu)
+    assert cpu[0].config.steps is None and cpu[1].config.steps == 2  # steps is pgd's only
+    assert cpu[0].config.alpha is None and cpu[1].config.alpha == 0.1
+
+
+def test_ids_get_a_hash_suffix_only_when_needed(tmp_path):
+    spec = load_spec(write(tmp_path, "name: x\ngrids: [{dataset: [synthetic], lr: [0.001, 0.01]}]\n"
+                                     "budgets: {paper: {}}\n"))
+    ids = [r.run_id for r in expand(spec, "paper")]
+    assert len(set(ids)) == 2 and all(i.startswith("synthetic-lenet-standard-s0-") for i in ids)
+    assert ids == [r.run_id for r in expand(load_spec(spec.path), "paper")]  # stable
+
+
+@pytest.mark.parametrize("text, where", [
+    ("name: x\ngrids: [{model: [mlp]}]\nbudget: {}\n", "top level: unknown key(s) budget"),
+    ("name: x\ngrids: [{modle: [mlp]}]\n", "grids[0]: unknown TrainConfig field 'modle'"),
+    ("name: x\ngrids: [{beta: [0.5, 2]}]\n", "grids[0].beta[1]: invalid beta=2"),
+    ("name: x\ngrids: [{beta: 0.5}]\n", "grids[0].beta: expected a non-empty list"),
+    ("name: x\ngrids: [{dataset: [mnits]}]\n", "unknown dataset 'mnits'"),
+    ("name: x\nfixed: {lr: 1e-3}\ngrids: [{}]\n", "fixed.lr: invalid lr='1e-3'"),
+    ("name: x\nfixed: {seed: 0}\ngrids: [{seed: [1]}]\n", "grids[0].seed: also set in 'fixed'"),
+    ("name: x\ngrids: [{}]\nbudgets: {cpu: {epoch: 3}}\n", "budgets.cpu: unknown key(s) epoch"),
+    ("name: x\ngrids: [{}]\nbudgets: {cpu: {cases: [{when: {dataset: mnist}, set: {train_sise: 5}}]}}\n",
+     "budgets.cpu.cases[0].set: unknown TrainConfig field 'train_sise'"),
+    ("name: x\ngrids: [{}]\nbudgets: {cpu: {cases: [{if: {dataset: mnist}}]}}\n",
+     "budgets.cpu.cases[0]: unknown key(s) if; valid keys: when, set"),
+    ("name: x\ngrids: [{}]\nbudgets: {cpu: {only: {model: [vgg]}}}\n", "budgets.cpu.only.model[0]: unknown model"),
+    ("grids: [{}]\n", "missing key 'name'"),
+    ("name: x\ngrids: [{model: [mlp}]\n", "not valid YAML"),
+])
+def test_validation_errors_name_the_file_and_the_key(tmp_path, text, where):
+    path = write(tmp_path, text, "bad-spec.yaml")
+    with pytest.raises(ValueError) as e:
+        load_spec(path)
+    assert str(e.value).startswith(f"{path}: ") and where in str(e.value)
+
+
+def test_unknown_budget_is_refused(tmp_path):
+    with pytest.raises(ValueError, match=r"spec.yaml: budgets: no budget 'gpu'; this spec has: paper, cpu"):
+        expand(load_spec(write(tmp_path, SPEC)), "gpu")
+
+
+def test_train_command_round_trips_through_the_cli(tmp_path):
+    config = TrainConfig(dataset="mnist", model="fcnn", method="nm", beta=0.1, noise="laplace",
+                         modulate_after_norm=True, lr=1 / 3, train_size=10, data_root="/d")
+    cmd = train_command(config, tmp_path / "r", resume=True)
+    args = build_parser().parse_args(cmd[3:])
+    assert _config(args) == config and args.resume and args.quiet
+
+
+def test_results_csv_is_written_atomically(tmp_path, monkeypatch):
+    path = write_results(tmp_path / "results.csv", [{"run_id": "a", "test_accuracy": 0.5}])
+    before = path.read_text()
+
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        write_results(path, [{"run_id": "a", "test_accuracy": 0.5}, {"run_id": "b", "test_accuracy": 0.6}])
+    assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
+
+
+def test_sweep_runs_in_parallel_skips_and_resumes(tmp_path, monkeypatch):
+    spec = write(tmp_path, "name: two\ngrids: [{dataset: [synthetic], model: [mlp], method: [standard, nm]}]\n"
+                           "budgets: {cpu: {epochs: 1, train_size: 200}, other: {epochs: 1}}\n")
+    out, lines = tmp_path / "out", []
+    runs = run_sweep(spec, out, jobs=2, budget="cpu", log=lines.append)
+    ids = ["synthetic-mlp-standard-s0", "synthetic-mlp-nm-b0.5-gaussian-s0"]
+    assert [r["status"] for r in runs] == ["completed"] * 2 and exit_code(runs) == 0
+    table = rows(out)
+    assert [r["run_id"] for r in table] == ids
+    assert {r["budget"] for r in table} == {"cpu"} and {r["status"] for r in table} == {"completed"}
+    assert {r["method"] for r in table} == {"standard", "nm"} and all(float(r["vii"]) > 0 for r in table)
+    assert sum("start" in line for line in lines) == 2 and "[2/2]" in "".join(lines)
+    sweep = json.loads((out / "sweep.json").read_text())
+    assert sweep["runs"] == ids and sweep["budget"] == "cpu" and "--budget cpu --jobs 2" in sweep["command"]
+
+    # a rerun starts no process
+    def no_process(*args, **kwargs):
+        raise AssertionError("a completed run was started again")
+
+    monkeypatch.setattr(runner.subprocess, "run", no_process)
+    lines.clear()
+    assert [r["status"] for r in run_sweep(spec, out, jobs=2, budget="cpu", log=lines.append)] == ["skipped"] * 2
+    assert rows(out) == table and not any("start" in line for line in lines)
+    monkeypatch.undo()
+
+    # an interrupted run (last.pt, no result.json) is resumed; the table keeps one row per run
+    (out / "runs" / ids[1] / "result.json").unlink()
+    lines.clear()
+    runs = run_sweep(spec, out, jobs=2, budget="cpu", log=lines.append)
+    assert [r["status"] for r in runs] == ["skipped", "completed"]
+    assert f"start {ids[1]} (resume)" in "\n".join(lines)
+    assert rows(out) == table  # the resumed run ends with the same metrics
+
+    with pytest.raises(ValueError, match="holds sweep 'two' with budget 'cpu'"):
+        run_sweep(spec, out, budget="other", log=lines.append)
+
+
+def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    spec = write(tmp_path, "name: fails\ngrids: [{dataset: [synthetic], model: [mlp, lenet]}]\nbudgets: {paper: {}}\n")
+
+    def failing_mlp(config, run_dir, resume):  # the mlp run exits 3 after a message on stderr
+        if config.model == "mlp":
+            return [sys.executable, "-c", "import sys; sys.stderr.write('no luck\\n'); sys.exit(3)"]
+        return [sys.executable, "-c", f"import json, pathlib; pathlib.Path({str(run_dir)!r}).mkdir(parents=True); "
+                f"pathlib.Path({str(run_dir / 'result.json')!r}).write_text(json.dumps({{'test_accuracy': 0.5, 'vii': 0.25}}))"]
+
+    monkeypatch.setattr(runner, "train_command", failing_mlp)
+    out, lines = tmp_path / "out", []
+    runs = run_sweep(spec, out, jobs=2, data_root=tmp_path, log=lines.append)
+    assert [r["status"] for r in runs] == ["failed", "completed"] and exit_code(runs) == 1
+    log = (out / "runs" / "synthetic-mlp-standard-s0" / "error.log").read_text()
+    assert log.startswith("exit status 3") and "no luck" in log
+    assert [(r["run_id"], r["status"], r["data_root"], r["vii"]) for r in rows(out)] == [
+        ("synthetic-mlp-standard-s0", "failed", str(tmp_path), ""), ("synthetic-lenet-standard-s0", "completed", str(tmp_path), "0.25")]
+    assert "FAILED: synthetic-mlp-standard-s0" in lines[-1]
+
+
+def test_dry_run_writes_nothing(tmp_path):
+    lines = []
+    runs = run_sweep(write(tmp_path, SPEC), tmp_path / "out", budget="cpu", dry_run=True, log=lines.append)
+    assert [r["status"] for r in runs] == ["planned"] * 3 and not (tmp_path / "out").exists()
+    assert sum("-m noisemod train" in line for line in lines) == 3
+
+
+@pytest.mark.parametrize("path", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_specs_expand_for_both_budgets(path):
+    spec = load_spec(path)
+    assert spec.name == path.stem and spec.description
+    paper, cpu = expand(spec, "paper"), expand(spec, "cpu")
+    for runs in (paper, cpu):
+        assert runs and len({r.run_id for r in runs}) == len(runs)
+    assert {r.config.epochs for r in paper} == {50} and max(r.config.epochs for r in cpu) < 50
+    assert all((c.optimizer, c.lr, c.batch_size) == ("adam", 0.001, 64) for c in (r.config for r in paper))
+
+
+def test_shipped_specs_cover_the_paper():
+    ids = {name: [r.run_id for r in expand(load_spec(SPECS / f"{name}.yaml"), "paper")]
+           for name in ("fig1", "fig3", "fig4", "fig5", "cost", "norm")}
+    assert len(ids["fig3"]) == 3 * 3 + 4 * 3
+    assert len(ids["fig4"]) == 11 and len(ids["fig5"]) == 6
+    assert "cifar10-resnet18-nm-b0.5-gaussian-s0" in ids["fig3"] and "mnist-lenet-pgd-s0" in ids["fig3"]
+    assert {i.split("-")[2] for i in ids["cost"]} == {"standard", "nm", "fgsm", "pgd", "igr"}
+    assert any("after-norm" in i for i in ids["norm"])
