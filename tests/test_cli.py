@@ -101,9 +101,11 @@ def test_bad_option_of_other_subcommands_exits_2(tmp_path, capsys, argv, needle)
 def test_missing_run_directory_is_a_clear_error(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nothing")]) == 1
     assert "not a noisemod run directory" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nothing")]) == 1
+    assert "results.csv" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["explain"], ["demo"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["explain"], ["demo"], ["figures"], ["report"]])
 def test_help_on_every_subcommand(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([*command, "--help"])

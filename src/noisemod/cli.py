@@ -136,6 +136,23 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    html, md = write_report(args.sweep_dir, data_root=args.data_root)
+    print(html)
+    print(md)
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from .figures import make_figures
+
+    for path in make_figures(args.sweep_dir, out_dir=args.out, data_root=args.data_root):
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noisemod", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"noisemod {_version()}")
@@ -179,6 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="retrain even if finished runs are in --out")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("figures", help="the paper's figures for a finished sweep (PNG and SVG)",
+                       description="Make the figures that apply to a sweep folder (fig1-fig5) as PNG and SVG.")
+    p.add_argument("sweep_dir", metavar="DIR", help="a folder written by noisemod sweep")
+    p.add_argument("--out", help="output folder (default: DIR/figures)")
+    p.add_argument("--data-root", help="folder holding the datasets (default: the runs')")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("report", help="self-contained HTML (and Markdown) report of a sweep",
+                       description="Write DIR/report.html (self-contained) and DIR/report.md: results table, "
+                                   "figures, settings, budget, and the commands to reproduce them.")
+    p.add_argument("sweep_dir", metavar="DIR", help="a folder written by noisemod sweep")
+    p.add_argument("--data-root", help="folder holding the datasets (default: the runs')")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from .config import TrainConfig
 from .io import atomic_write, read_json
-from .plots import _to_numpy_image, save_image_rows, scale01
+from .plots import to_numpy_image, save_image_rows, scale01
 
 __all__ = ["load_results", "read_sweep", "aggregate", "series", "main_conditions", "modulation_pipeline",
            "spectrum", "gradient_maps", "fig1", "fig2", "fig2_from_dataset", "fig3", "fig4", "fig5", "plan_figures",
@@ -212,7 +212,7 @@ def _save(fig, path: Paths) -> list[Path]:
 
 def _show(ax, image: Tensor, title: str = "", *, dotted: bool = False) -> None:
     """One image in [0, 1] without ticks; ``dotted`` frames it as an input (the paper's marking)."""
-    ax.imshow(_to_numpy_image(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(to_numpy_image(image), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     if title:

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from .io import atomic_write
 
-__all__ = ["scale01", "save_image_rows"]
+__all__ = ["scale01", "save_image_rows", "to_numpy_image"]
 
 
 def scale01(t: Tensor) -> Tensor:
@@ -24,7 +24,8 @@ def scale01(t: Tensor) -> Tensor:
     return scaled.view_as(t)
 
 
-def _to_numpy_image(img: Tensor):
+def to_numpy_image(img: Tensor):
+    """A ``(C, H, W)`` image as a numpy array for ``imshow``: ``(H, W)`` for one channel, else ``(H, W, C)``."""
     img = img.detach().cpu().float()
     return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).clamp(0, 1).numpy()
 
@@ -47,7 +48,7 @@ def save_image_rows(rows: Mapping[str, Tensor], path, *, titles: Optional[Sequen
     for r, (label, images) in enumerate(rows.items()):
         for c in range(n):
             ax = axes[r, c]
-            ax.imshow(_to_numpy_image(images[c]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            ax.imshow(to_numpy_image(images[c]), cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             ax.set_xticks([])
             ax.set_yticks([])
             if c == 0:

@@ -1,0 +1,131 @@
+"""Training cost per method, measured with the real loop (``noisemod.fit``), side by side.
+
+a. nm overhead: epoch time of ``nm`` / ``standard``, same model, data and run (targets: 1.03
+   for LeNet/MNIST and FCNN/CIFAR-10, 1.05 for the MLP/MNIST).
+b. adversarial cost for reference: ``pgd`` (7 and 40 steps), ``fgsm``, ``igr`` epoch time /
+   ``standard`` on LeNet/MNIST (target for PGD-7: at most 6.5).
+c. time outside the model: the share of a standard epoch not spent in forward, backward and the
+   optimizer step (data, bookkeeping), against a bare loop over the same batches already in
+   memory as float tensors (target: at most 5%).
+
+Each case trains one epoch on a seeded subset (``--train-size``) and reads ``train_seconds``
+from the result (evaluation excluded); cases are interleaved round by round and the ratio of
+medians is printed. Run: ``python -m benchmarks.bench_train --data-root ../shared/data``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):  # `python benchmarks/bench_train.py`
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch
+import torch.nn.functional as F
+
+from noisemod import TrainConfig, fit, load_dataset
+from noisemod.data import BatchLoader
+from noisemod.train import _build_model, _optimizer
+
+from benchmarks.common import common_parser, print_header, print_ratio
+
+NM_TARGETS = {("mnist", "lenet"): 1.03, ("cifar10", "fcnn"): 1.03, ("mnist", "mlp"): 1.05}
+PGD7_TARGET = 6.5
+OUTSIDE_TARGET = 0.05
+
+
+def epoch_seconds(configs: dict, rounds: int, data_root: str) -> dict:
+    """Median ``train_seconds`` of one epoch per named config, interleaved over ``rounds``."""
+    samples = {name: [] for name in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            names = list(configs) if r % 2 == 0 else list(configs)[::-1]
+            for name in names:
+                out = Path(tmp) / f"{name}-{r}"
+                result = fit(configs[name].replace(data_root=data_root), out, progress=False, log=lambda *_: None)
+                samples[name].append(result["train_seconds"])
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def bench_nm_overhead(data_root, rounds, train_size) -> bool:
+    ok = True
+    for (dataset, model), target in NM_TARGETS.items():
+        base = TrainConfig(dataset=dataset, model=model, epochs=1, train_size=train_size)
+        t = epoch_seconds({"standard": base, "nm": base.replace(method="nm")}, rounds, data_root)
+        print(f"-- a. {model} on {dataset}, {train_size} images: standard {t['standard']:.3f} s, nm {t['nm']:.3f} s")
+        ok &= print_ratio(f"nm / standard epoch ({model}, {dataset})", t["nm"] / t["standard"], target)
+    return ok
+
+
+def bench_adversarial(data_root, rounds, train_size) -> bool:
+    base = TrainConfig(dataset="mnist", model="lenet", epochs=1, train_size=train_size)
+    configs = {"standard": base, "nm": base.replace(method="nm"), "fgsm": base.replace(method="fgsm"),
+               "pgd-7": base.replace(method="pgd", steps=7), "pgd-40": base.replace(method="pgd", steps=40),
+               "igr": base.replace(method="igr")}
+    t = epoch_seconds(configs, rounds, data_root)
+    print(f"-- b. lenet on mnist, {train_size} images: " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()))
+    ok = True
+    for name in configs:
+        if name == "standard":
+            continue
+        target = PGD7_TARGET if name == "pgd-7" else None
+        ratio = t[name] / t["standard"]
+        if target is None:
+            print(f"{name} / standard epoch: {ratio:.4g}")
+        else:
+            ok &= print_ratio(f"{name} / standard epoch", ratio, target)
+    return ok
+
+
+def bench_outside_model(data_root, rounds, train_size) -> bool:
+    """Trainer epoch vs a bare loop (forward, loss, backward, step) over the same float batches."""
+    config = TrainConfig(dataset="mnist", model="lenet", epochs=1, train_size=train_size, data_root=data_root)
+    data = load_dataset("mnist", root=data_root)
+    split = data.train.subset(train_size, seed=0)
+    loader = BatchLoader(split.images, split.labels, config.batch_size, seed=0)
+    batches = list(loader)  # already float, already in memory
+
+    def bare() -> float:
+        torch.manual_seed(0)
+        model = _build_model(config, data, torch.device("cpu"))
+        opt = _optimizer(config, model.parameters())
+        t0 = time.perf_counter()
+        for x, y in batches:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        return time.perf_counter() - t0
+
+    trainer, plain = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(rounds):
+            plain.append(bare())
+            trainer.append(fit(config, Path(tmp) / str(r), progress=False, log=lambda *_: None)["train_seconds"])
+    t_trainer, t_bare = statistics.median(trainer), statistics.median(plain)
+    print(f"-- c. lenet on mnist, {train_size} images: trainer epoch {t_trainer:.3f} s, bare loop {t_bare:.3f} s")
+    return print_ratio("share of a standard epoch outside forward/backward/step", 1 - t_bare / t_trainer,
+                       OUTSIDE_TARGET)
+
+
+def main(argv=None) -> int:
+    p = common_parser(__doc__.splitlines()[0])
+    p.add_argument("--data-root", default=os.environ.get("NOISEMOD_DATA", "../shared/data"))
+    p.add_argument("--train-size", type=int, default=None, help="images per timed epoch (default 12800; quick 3200)")
+    args = p.parse_args(argv)
+    rounds = args.repeats or (3 if args.quick else 5)
+    size = args.train_size or (3200 if args.quick else 12800)
+    print_header("bench_train: epoch time per method with noisemod.fit", "cpu")
+    results = [bench_nm_overhead(args.data_root, rounds, size),
+               bench_adversarial(args.data_root, rounds, max(640, size // 4)),
+               bench_outside_model(args.data_root, rounds, size)]
+    print(f"-- bench_train: {sum(results)}/{len(results)} target groups met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
