@@ -163,11 +163,12 @@ def test_sweep_runs_in_parallel_skips_and_resumes(tmp_path, monkeypatch):
 def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
     spec = write(tmp_path, "name: fails\ngrids: [{dataset: [synthetic], model: [mlp, lenet]}]\nbudgets: {paper: {}}\n")
 
-    def failing_mlp(config, run_dir, resume):  # the mlp run exits 3 after a message on stderr
+    def failing_mlp(config, run_dir, resume):  # the mlp run exits 3 after a message; the lenet run succeeds
         if config.model == "mlp":
             return [sys.executable, "-c", "import sys; sys.stderr.write('no luck\\n'); sys.exit(3)"]
-        return [sys.executable, "-c", f"import json, pathlib; pathlib.Path({str(run_dir)!r}).mkdir(parents=True); "
-                f"pathlib.Path({str(run_dir / 'result.json')!r}).write_text(json.dumps({{'test_accuracy': 0.5, 'vii': 0.25}}))"]
+        result = json.dumps({"test_accuracy": 0.5, "vii": 0.25})
+        return [sys.executable, "-c", f"import pathlib; d = pathlib.Path({str(run_dir)!r}); d.mkdir(parents=True); "
+                                      f"(d / 'result.json').write_text({result!r})"]
 
     monkeypatch.setattr(runner, "train_command", failing_mlp)
     out, lines = tmp_path / "out", []
@@ -176,7 +177,8 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
     log = (out / "runs" / "synthetic-mlp-standard-s0" / "error.log").read_text()
     assert log.startswith("exit status 3") and "no luck" in log
     assert [(r["run_id"], r["status"], r["data_root"], r["vii"]) for r in rows(out)] == [
-        ("synthetic-mlp-standard-s0", "failed", str(tmp_path), ""), ("synthetic-lenet-standard-s0", "completed", str(tmp_path), "0.25")]
+        ("synthetic-mlp-standard-s0", "failed", str(tmp_path), ""),
+        ("synthetic-lenet-standard-s0", "completed", str(tmp_path), "0.25")]
     assert "FAILED: synthetic-mlp-standard-s0" in lines[-1]
 
 

@@ -110,8 +110,8 @@ def run_sweep(spec_path, out_dir, *, jobs: int = 1, budget: str = "paper", data_
               dry_run: bool = False, log: Callable[[str], None] = print) -> list[dict]:
     """Run every run of the spec at ``spec_path`` under ``budget`` into ``out_dir``.
 
-    Each run is a ``noisemod train`` process, ``jobs`` at a time, each with
-    ``max(1, cores // jobs)`` threads; ``data_root`` is passed to every run. Completed runs are
+    Each run is a ``noisemod train`` process, ``jobs`` at a time, each with ``max(1, cores // jobs)``
+    threads (OMP_NUM_THREADS); ``data_root`` is passed to every run. Completed runs are
     skipped, interrupted ones resumed; ``OUT/results.csv`` is rewritten after each run. A failed
     run leaves its stderr tail in ``OUT/runs/<id>/error.log`` and the sweep goes on.
     ``dry_run`` only logs the plan (the command of each run) and writes nothing.
@@ -135,7 +135,7 @@ def run_sweep(spec_path, out_dir, *, jobs: int = 1, budget: str = "paper", data_
     records = [{"run_id": r.run_id, "dir": str(dirs[r.run_id]), "config": r.config.to_dict(),
                 "action": plan_action(dirs[r.run_id]), "status": "planned"} for r in runs]
     todo = [rec for rec in records if rec["action"] != "skip"]
-    threads = max(1, _cores() // jobs)
+    threads = max(1, _cores() // max(1, min(jobs, len(todo))))
     log(f"sweep {spec.name} (budget {budget}): {len(runs)} runs, {len(runs) - len(todo)} complete already, "
         f"{len(todo)} to run, {jobs} at a time with {threads} thread(s) each -> {out}")
     if dry_run:
@@ -192,9 +192,12 @@ def run_sweep(spec_path, out_dir, *, jobs: int = 1, budget: str = "paper", data_
     (out / "runs").mkdir(parents=True, exist_ok=True)
     table()
     by_id = {r.run_id: r for r in runs}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    try:
         for future in [pool.submit(one, k, rec, by_id[rec["run_id"]]) for k, rec in enumerate(todo, 1)]:
             future.result()
+    finally:  # on Ctrl-C start nothing new; the running runs stop too (same process group) and resume later
+        pool.shutdown(wait=True, cancel_futures=True)
     failed = [rec["run_id"] for rec in records if rec["status"] == "failed"]
     log(f"sweep {spec.name} (budget {budget}): {len(records) - len(failed)} of {len(records)} runs complete in "
         f"{_duration(time.perf_counter() - start)}" + (f"; FAILED: {', '.join(failed)}" if failed else "")
