@@ -91,6 +91,7 @@ def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, caps
     (["demo", "--epochs", "0"], "--epochs=0"),
     (["demo", "--epochs", "x"], "--epochs='x'"),
     (["explain", "somewhere", "-n", "0"], "--n=0"),
+    (["sweep", "experiments/fig3.yaml", "--out", "x", "--jobs", "0"], "--jobs=0"),
 ])
 def test_bad_option_of_other_subcommands_exits_2(tmp_path, capsys, argv, needle):
     assert main(argv) == 2
@@ -105,7 +106,7 @@ def test_missing_run_directory_is_a_clear_error(tmp_path, capsys):
     assert "results.csv" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["explain"], ["demo"], ["figures"], ["report"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["explain"], ["demo"], ["sweep"], ["figures"], ["report"]])
 def test_help_on_every_subcommand(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([*command, "--help"])

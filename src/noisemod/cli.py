@@ -136,6 +136,14 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .experiments import exit_code, run_sweep
+
+    records = run_sweep(args.spec, args.out, jobs=args.jobs, budget=args.budget, data_root=args.data_root,
+                        dry_run=args.dry_run)
+    return exit_code(records)
+
+
 def cmd_report(args) -> int:
     from .report import write_report
 
@@ -196,6 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="retrain even if finished runs are in --out")
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("sweep", help="run every run of an experiment spec (YAML), N at a time",
+                       description="Run the grid of an experiment spec (e.g. experiments/fig3.yaml) into DIR: "
+                                   "completed runs are skipped, interrupted ones resumed, and DIR/results.csv "
+                                   "holds one row per finished run.")
+    p.add_argument("spec", metavar="SPEC", help="experiment spec, e.g. experiments/fig3.yaml")
+    p.add_argument("--out", required=True, help="sweep folder (runs/, results.csv, sweep.json)")
+    p.add_argument("--jobs", type=_typed("jobs", int, 1), default=1, help="runs at a time (default: 1)")
+    p.add_argument("--budget", default="paper", help="budget named in the spec, e.g. paper or cpu (default: paper)")
+    p.add_argument("--data-root", help="folder holding the datasets, passed to every run")
+    p.add_argument("--dry-run", action="store_true", help="print the runs and their commands, run nothing")
+    p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("figures", help="the paper's figures for a finished sweep (PNG and SVG)",
                        description="Make the figures that apply to a sweep folder (fig1-fig5) as PNG and SVG.")
