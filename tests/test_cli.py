@@ -78,6 +78,10 @@ def test_demo_prints_a_table_and_writes_a_png(tmp_path, capsys):
     (["--steps", "0"], "--steps=0"),
     (["--train-size", "0"], "--train-size=0"),
     (["--amp", "fp8"], "--amp='fp8'"),
+    (["--device", "tpu"], "--device='tpu'"),
+    (["--norm", "l3"], "--norm='l3'"),
+    (["--optimizer", "lbfgs"], "--optimizer='lbfgs'"),
+    (["--val-size", "-1"], "--val-size=-1"),
 ])
 def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, capsys, argv, needle):
     run = tmp_path / "run"
@@ -92,6 +96,7 @@ def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, caps
     (["demo", "--epochs", "x"], "--epochs='x'"),
     (["explain", "somewhere", "-n", "0"], "--n=0"),
     (["sweep", "experiments/fig3.yaml", "--out", "x", "--jobs", "0"], "--jobs=0"),
+    (["evaluate", "somewhere", "--device", "tpu"], "--device='tpu'"),
 ])
 def test_bad_option_of_other_subcommands_exits_2(tmp_path, capsys, argv, needle):
     assert main(argv) == 2

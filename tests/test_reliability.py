@@ -145,3 +145,50 @@ def test_killed_cli_run_resumes_to_the_uninterrupted_result(tmp_path, reference_
     assert metrics(run) == metrics(reference_run)
     a, b = (json.loads((d / "result.json").read_text()) for d in (run, reference_run))
     assert (a["test_accuracy"], a["vii"], a["best_epoch"]) == (b["test_accuracy"], b["vii"], b["best_epoch"])
+
+
+SWEEP_SPEC = """name: killtest
+fixed: {dataset: digits, model: lenet, batch_size: 32}
+grids:
+  - {method: [standard, nm], seed: [0, 1]}
+budgets:
+  tiny: {epochs: 40}
+"""
+
+
+def sweep_rows(out):
+    with open(out / "results.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_sweep_killed_mid_run_completes_only_the_missing_runs(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(SWEEP_SPEC)
+    out = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "noisemod", "sweep", str(spec), "--out", str(out), "--budget", "tiny", "--jobs", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 300
+    # wait until one run is complete and the next one has a checkpoint: then crash the whole sweep
+    while not (sum(1 for _ in out.glob("runs/*/result.json")) >= 1 and
+               any(not (d / "result.json").exists() for d in out.glob("runs/*") if (d / "last.pt").exists())):
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    done_before = {d.name: (d / "result.json").stat().st_mtime_ns for d in out.glob("runs/*") if (d / "result.json").exists()}
+    rows_before = sweep_rows(out) if (out / "results.csv").exists() else []
+    assert len(rows_before) == len(done_before) and len(done_before) < 4  # the table matches what finished
+
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    rows = sweep_rows(out)
+    assert len(rows) == 4 and len({r["run_id"] for r in rows}) == 4 and all(r["status"] == "completed" for r in rows)
+    for name, mtime in done_before.items():  # finished runs were not trained again
+        assert (out / "runs" / name / "result.json").stat().st_mtime_ns == mtime
+    # the interrupted run resumed to exactly the result of an uninterrupted run
+    for row in rows:
+        ref = fit(TrainConfig(dataset="digits", model="lenet", batch_size=32, epochs=40, method=row["method"],
+                              seed=int(row["seed"])), tmp_path / "ref" / row["run_id"], progress=False, log=quiet)
+        assert float(row["test_accuracy"]) == ref["test_accuracy"] and float(row["vii"]) == pytest.approx(ref["vii"])

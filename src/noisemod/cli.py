@@ -80,10 +80,21 @@ def _config(args) -> TrainConfig:
         raise UsageError(f"invalid --{e.option.replace('_', '-')}={e.value!r}: expected {e.expected}") from None
 
 
+def _check_device(name: Optional[str]) -> None:
+    from .train import resolve_device
+
+    try:
+        resolve_device(name)
+    except ValueError as e:
+        raise UsageError(str(e).replace("invalid device=", "invalid --device=")) from None
+
+
 def _validate_names(config: TrainConfig) -> None:
-    """Unknown dataset or model names are usage errors, caught before any run directory exists."""
+    """Unknown dataset, model or device names are usage errors, caught before any run directory exists."""
     from .data import DATASETS
     from .models import list_models
+
+    _check_device(config.device)
 
     if config.dataset not in DATASETS:
         raise UsageError(f"invalid --dataset={config.dataset!r}: expected one of {', '.join(sorted(DATASETS))}")
@@ -108,6 +119,7 @@ def cmd_evaluate(args) -> int:
     from .io import write_json
     from .train import evaluate, load_model, resolve_device, run_config
 
+    _check_device(args.device)
     config = run_config(args.run_dir)
     device = resolve_device(args.device)
     model = load_model(args.run_dir, device=device)
