@@ -82,6 +82,13 @@ def test_demo_prints_a_table_and_writes_a_png(tmp_path, capsys):
     (["--norm", "l3"], "--norm='l3'"),
     (["--optimizer", "lbfgs"], "--optimizer='lbfgs'"),
     (["--val-size", "-1"], "--val-size=-1"),
+    (["--alpha", "0"], "--alpha=0.0"),
+    (["--igr-lambda", "-1"], "--igr-lambda=-1.0"),
+    (["--momentum", "-0.5"], "--momentum=-0.5"),
+    (["--weight-decay", "-1"], "--weight-decay=-1.0"),
+    (["--schedule", "linear"], "--schedule='linear'"),
+    (["--eval-batch-size", "0"], "--eval-batch-size=0"),
+    (["--seed", "-1"], "--seed=-1"),
 ])
 def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, capsys, argv, needle):
     run = tmp_path / "run"
@@ -97,6 +104,8 @@ def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, caps
     (["explain", "somewhere", "-n", "0"], "--n=0"),
     (["sweep", "experiments/fig3.yaml", "--out", "x", "--jobs", "0"], "--jobs=0"),
     (["evaluate", "somewhere", "--device", "tpu"], "--device='tpu'"),
+    (["sweep", "experiments/fig3.yaml", "--out", "x", "--budget", "gpu"], "no budget 'gpu'"),
+    (["sweep", "experiments/nope.yaml", "--out", "x"], "SPEC='experiments/nope.yaml'"),
 ])
 def test_bad_option_of_other_subcommands_exits_2(tmp_path, capsys, argv, needle):
     assert main(argv) == 2

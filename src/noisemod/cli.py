@@ -149,7 +149,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .experiments import exit_code, run_sweep
+    from .experiments import exit_code, expand, load_spec, run_sweep
+
+    try:  # the spec and the budget are checked before anything is written
+        expand(load_spec(args.spec), args.budget)
+    except FileNotFoundError:
+        raise UsageError(f"invalid SPEC={args.spec!r}: no such file") from None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
     records = run_sweep(args.spec, args.out, jobs=args.jobs, budget=args.budget, data_root=args.data_root,
                         dry_run=args.dry_run)
