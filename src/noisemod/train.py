@@ -288,8 +288,9 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
             totals, seconds = _train_epoch(config, method, net, optimizer, scaler, train_loader, epoch, state, stop,
                                            device, save_last if dist_info.main else None,
                                            progress and dist_info.main)
-            if dist_info.world_size > 1:
-                torch.distributed.all_reduce(totals)
+            if dist_info.world_size > 1:  # sums over ranks; the first bad step is -1 unless some rank had one
+                torch.distributed.all_reduce(totals[:3])
+                torch.distributed.all_reduce(totals[3:], op=torch.distributed.ReduceOp.MAX)
             loss_total, correct_total, seen_total, bad_step = totals.tolist()  # one sync per epoch
             if bad_step >= 0:
                 raise FloatingPointError(
