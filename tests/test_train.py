@@ -210,3 +210,11 @@ def test_optimizer_is_fused_where_supported_and_falls_back(monkeypatch):
     monkeypatch.setattr(torch.optim, "Adam", NoFused)
     opt = _optimizer(TrainConfig(optimizer="adam", lr=0.01), params)
     assert isinstance(opt, NoFused) and not opt.defaults["fused"] and opt.defaults["lr"] == 0.01
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_autocast_paths_run(tmp_path, amp):
+    # meant for GPUs; on CPU this checks the code path (autocast, fp16 gradient scaler) end to end
+    result = fit(TrainConfig(method="nm", amp=amp, **QUICK), tmp_path / amp, progress=False, log=quiet)
+    assert 0 <= result["test_accuracy"] <= 1 and 0 <= result["vii"] <= 1
+    assert torch.load(tmp_path / amp / "last.pt", weights_only=True)["scaler"] is not None
