@@ -65,5 +65,5 @@ def demo(dataset: str = "digits", *, model: str = "lenet", data_root: Optional[s
     maps = {f"{m}\ngradient": input_gradients(net, x, y) for m, net in models.items()}
     png = save_image_rows({"input": x, **maps}, out / f"{dataset}-{model}-gradients.png", scale=tuple(maps),
                           titles=[f"label {int(c)}" for c in y],
-                          suptitle=f"{model} on {dataset}, {epochs} epochs: input-gradients scaled to [0, 1]")
+                          suptitle=f"{model} on {dataset}, {epochs} epoch{'s' if epochs != 1 else ''}: input-gradients scaled to [0, 1]")
     return format_table(rows, ("method", "test_accuracy", "vii", "train_seconds", "best_epoch")), png
