@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from .config import TrainConfig
-from .explain import test_images
-from .gradients import input_gradients
+from .figures import gradient_maps
 from .io import read_json
 from .plots import save_image_rows
-from .train import fit, load_model
+from .train import fit
 
 __all__ = ["demo", "format_table"]
 
@@ -40,7 +39,7 @@ def demo(dataset: str = "digits", *, model: str = "lenet", data_root: Optional[s
     reused unless ``fresh``."""
     out = Path(out)
     epochs = epochs or DEFAULT_EPOCHS.get(dataset, 1)
-    rows, models = [], {}
+    rows, runs = [], {}
     for method in DEMO_METHODS:
         config = TrainConfig(dataset=dataset, model=model, method=method, beta=beta, epochs=epochs, seed=seed,
                              data_root=data_root)
@@ -56,13 +55,10 @@ def demo(dataset: str = "digits", *, model: str = "lenet", data_root: Optional[s
             result = fit(config, run, progress=progress, log=log)
         rows.append({"method": method, "test_accuracy": result["test_accuracy"], "vii": result["vii"],
                      "train_seconds": f"{result['train_seconds']:.1f}", "best_epoch": result["best_epoch"]})
-        models[method] = load_model(run)
+        runs[method] = run
 
-    from .data import load_dataset
-
-    data = load_dataset(dataset, root=data_root)
-    x, y = test_images(data, 12)
-    maps = {f"{m}\ngradient": input_gradients(net, x, y) for m, net in models.items()}
+    x, y, grads = gradient_maps(list(runs.values()), n=12, data_root=data_root)
+    maps = {f"{m}\ngradient": g for m, g in zip(runs, grads)}
     png = save_image_rows({"input": x, **maps}, out / f"{dataset}-{model}-gradients.png", scale=tuple(maps),
                           titles=[f"label {int(c)}" for c in y],
                           suptitle=f"{model} on {dataset}, {epochs} epoch{'s' if epochs != 1 else ''}: input-gradients scaled to [0, 1]")

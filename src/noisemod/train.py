@@ -350,10 +350,7 @@ def _train_epoch(config, method, net, optimizer, scaler, loader, epoch, state, s
     t0 = time.perf_counter() - partial.get("seconds", 0.0)
     batches = loader.batches(first)
     if progress:
-        from tqdm.auto import tqdm
-
-        batches = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", total=len(loader), initial=first,
-                       leave=False, dynamic_ncols=True)
+        batches = _bar(batches, f"epoch {epoch + 1}/{config.epochs}", total=len(loader), initial=first)
     for step, (x, y) in enumerate(batches, start=first):
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss, logits = method.step(net, x, y)
@@ -391,9 +388,14 @@ class _ProgressBar:
         return len(self.iterable)
 
     def __iter__(self):
-        from tqdm.auto import tqdm
+        return iter(_bar(self.iterable, self.desc))
 
-        return iter(tqdm(self.iterable, desc=self.desc, leave=False, dynamic_ncols=True))
+
+def _bar(iterable, desc: str, **kwargs):
+    """A tqdm progress bar with ETA that disappears when done."""
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True, **kwargs)
 
 
 def _progress(iterable, enabled: bool, desc: str):
