@@ -7,6 +7,11 @@ with the same model, seed and torch's default thread count. Target: noisemod at 
 than the fastest torchvision setting. Also reports the cost of the data alone (an epoch of
 batches without training) and cold / warm ``load_dataset`` times.
 
+End to end (the issue's figure): the training time of one epoch of ``noisemod.fit`` (the whole
+trainer: its loader, fused optimizer and bookkeeping; ``train_seconds``, evaluation excluded)
+against the plain loop above over torchvision at its best ``num_workers`` (default Adam),
+interleaved. Target: at least 2x.
+
 Run: ``python benchmarks/bench_data.py --data-root ../shared/data [--repeats N] [--quick]``.
 """
 
@@ -29,6 +34,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from benchmarks.common import common_parser, compare, fmt_time, print_header, print_ratio, print_times
+from noisemod import TrainConfig, fit
 from noisemod.data import BatchLoader, load_dataset
 from noisemod.models import create_model
 
@@ -132,6 +138,18 @@ def main() -> None:
         print(f"\nwith setup (warm load_dataset / torchvision MNIST construction): noisemod {fmt_time(ours_total)}, "
               f"{best_tv} {fmt_time(tv_total)}: {tv_total / ours_total:.3g}x")
         print_ratio(f"speed-up of one training epoch vs {best_tv}", times[best_tv] / ours_time, TARGET, better="higher")
+
+        if max_batches is None and device.type == "cpu":
+            config = TrainConfig(dataset="mnist", model="lenet", epochs=1, val_size=0, data_root=str(args.data_root))
+            fit_s, tv_s = [], []
+            for r in range(repeats):
+                fit_s.append(fit(config, Path(tmp) / f"fit{r}", progress=False, log=lambda *_: None)["train_seconds"])
+                tv_s.append(timed(lambda: train_epoch(tv[int(best_tv[-1])], None, None, None, device))[1])
+            t_fit, t_tv = sorted(fit_s)[len(fit_s) // 2], sorted(tv_s)[len(tv_s) // 2]
+            print(f"\nend to end: noisemod.fit epoch (train_seconds) {fmt_time(t_fit)}, plain loop over {best_tv} "
+                  f"{fmt_time(t_tv)}")
+            print_ratio(f"speed-up of noisemod.fit vs a plain loop over {best_tv}", t_tv / t_fit, TARGET,
+                        better="higher")
 
 
 if __name__ == "__main__":

@@ -82,6 +82,44 @@ def bench_adversarial(data_root, rounds, train_size) -> bool:
     return ok
 
 
+def attack_step_breakdown(repeats: int) -> None:
+    """Why PGD-k costs more than 1 + 2k/3 steps here: an attack step's backward computes the
+    input-gradient, a training step's the weight gradients; time each pass of LeNet, batch 64."""
+    from benchmarks.common import compare, print_times
+    from noisemod.gradients import batch_input_gradients, frozen_eval
+    from noisemod.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("lenet", in_channels=1, num_classes=10, input_size=(28, 28))
+    opt = torch.optim.Adam(model.parameters(), fused=True)
+    x, y = torch.rand(64, 1, 28, 28), torch.randint(0, 10, (64,))
+
+    def forward():
+        with torch.no_grad():
+            model(x)
+
+    def weight_backward():
+        model.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+
+    def training_step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    def attack_step():  # what PGD does per step: forward + input-gradient, parameters frozen
+        with frozen_eval(model):
+            batch_input_gradients(model, x, y)
+
+    t = compare({"forward": forward, "forward + weight backward": weight_backward,
+                 "forward + input backward (attack step)": attack_step, "training step": training_step},
+                repeats=repeats)
+    print("-- b. LeNet passes, batch 64:")
+    print_times(t)
+    print(f"attack step / training step: {t['forward + input backward (attack step)'] / t['training step']:.3g} "
+          "(the 1 + 2k/3 estimate assumes 2/3)")
+
+
 def bench_outside_model(data_root, rounds, train_size) -> bool:
     """Trainer epoch vs a bare loop (forward, loss, backward, step) over the same float batches."""
     config = TrainConfig(dataset="mnist", model="lenet", epochs=1, train_size=train_size, data_root=data_root)
@@ -123,6 +161,7 @@ def main(argv=None) -> int:
     results = [bench_nm_overhead(args.data_root, rounds, size),
                bench_adversarial(args.data_root, rounds, max(640, size // 4)),
                bench_outside_model(args.data_root, rounds, size)]
+    attack_step_breakdown(10 * rounds)
     print(f"-- bench_train: {sum(results)}/{len(results)} target groups met")
     return 0
 

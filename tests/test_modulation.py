@@ -211,3 +211,14 @@ def test_non_batch_and_integer_inputs():
         modulate(torch.rand(3), torch.ones(3))
     with pytest.raises(ValueError, match="floating"):
         modulate(torch.ones(2, 3, dtype=torch.uint8), torch.ones(2, 3))
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.3, 1.0])
+def test_gaussian_carrier_is_beta_plus_scaled_noise_from_the_same_stream(beta):
+    # sample_carrier draws N(beta, (1 - beta)^2) in one pass; it must equal Definition 2's
+    # beta + (1 - beta) * delta with delta drawn from the same generator state.
+    from noisemod.modulation import sample_noise
+
+    c = sample_carrier((5, 3, 7), beta, "gaussian", generator=torch.Generator().manual_seed(3))
+    delta = sample_noise((5, 3, 7), "gaussian", generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(c, beta + (1 - beta) * delta, rtol=1e-6, atol=1e-6)

@@ -119,6 +119,11 @@ def sample_carrier(shape, beta: float = 0.5, noise: Union[str, NoiseFn] = "gauss
     """
     beta = _check_beta(beta)
     dtype = dtype or torch.get_default_dtype()
+    if noise == "gaussian":  # c ~ N(beta, (1 - beta)^2): one pass instead of three
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+        c = torch.empty(torch.Size(shape), device=device, dtype=_work_dtype(dtype))
+        return c.normal_(beta, 1.0 - beta, generator=generator).to(dtype)
     delta = sample_noise(shape, noise, generator=generator, device=device, dtype=_work_dtype(dtype))
     return delta.mul_(1.0 - beta).add_(beta).to(dtype)
 

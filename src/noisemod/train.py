@@ -340,13 +340,14 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
 def _train_epoch(config, method, net, optimizer, scaler, loader, epoch, state, stop, device, save_last, progress):
     """One epoch (or the rest of an interrupted one). Returns the device tensor
     ``[loss sum, correct, seen, first bad step or -1]`` and the seconds spent. Nothing here
-    synchronizes with the device: divergence is tracked on the device and read at the epoch's end."""
+    synchronizes with the device: each step only appends its loss and correct count (device
+    scalars) to a list, reduced once at the end, where divergence is found too."""
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
     loader.set_epoch(epoch)
     net.train()
     partial = state.partial or {}
     first = partial.get("step", 0)
-    sums = partial.get("sums", torch.tensor([0.0, 0.0, 0.0, -1.0])).to(device)  # loss, correct, seen, bad step
+    losses, correct, sizes = _StepRecords.restore(partial, device)
     t0 = time.perf_counter() - partial.get("seconds", 0.0)
     batches = loader.batches(first)
     if progress:
@@ -358,19 +359,52 @@ def _train_epoch(config, method, net, optimizer, scaler, loader, epoch, state, s
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        loss = loss.detach()
-        sums[0] += loss * len(y)
-        sums[1] += (logits.detach().argmax(1) == y).sum()
-        sums[2] += len(y)
-        sums[3] = torch.where((sums[3] < 0) & ~torch.isfinite(loss), float(step), sums[3])
+        losses.append(loss.detach())
+        correct.append((logits.detach().argmax(1) == y).sum())
+        sizes.append(len(y))
         if stop.requested:
-            if save_last is not None and sums[3] < 0:  # never checkpoint a diverged model
-                state.partial = {"step": step + 1, "sums": sums.cpu(), "seconds": time.perf_counter() - t0}
+            records = _StepRecords(losses, correct, sizes)
+            if save_last is not None and records.totals(device)[3] < 0:  # never checkpoint a diverged model
+                state.partial = {"step": step + 1, **records.to_state(), "seconds": time.perf_counter() - t0}
                 save_last(float("nan"))
             raise TrainingInterrupted(f"interrupted by {signal.Signals(stop.requested).name} at step {step + 1} of "
                                       f"epoch {epoch + 1}; a resumable checkpoint is in last.pt: continue with "
                                       "--resume", stop.requested)
-    return sums, time.perf_counter() - t0
+    return _StepRecords(losses, correct, sizes).totals(device), time.perf_counter() - t0
+
+
+@dataclass
+class _StepRecords:
+    """The steps of an epoch so far: each step's mean loss and correct count (device scalars, so
+    recording them never waits for the device) and batch size. An interrupted epoch keeps them
+    in its checkpoint, so the resumed epoch reduces exactly the same numbers in the same order."""
+
+    losses: list
+    correct: list
+    sizes: list
+
+    @classmethod
+    def restore(cls, partial: dict, device) -> tuple[list, list, list]:
+        if "losses" not in partial:
+            return [], [], []
+        return (list(partial["losses"].to(device).unbind()), list(partial["correct"].to(device).unbind()),
+                list(partial["sizes"]))
+
+    def to_state(self) -> dict:
+        return {"losses": torch.stack(self.losses).cpu(), "correct": torch.stack(self.correct).cpu(),
+                "sizes": list(self.sizes)}
+
+    def totals(self, device) -> torch.Tensor:
+        """``[loss sum, correct, seen, first non-finite step or -1]`` as one float32 device tensor."""
+        if not self.losses:
+            return torch.tensor([0.0, 0.0, 0.0, -1.0], device=device)
+        losses = torch.stack(self.losses).float()
+        sizes = torch.tensor(self.sizes, dtype=torch.float32, device=losses.device)
+        steps = torch.arange(len(losses), dtype=torch.float32, device=losses.device)
+        bad = torch.where(torch.isfinite(losses), float(len(losses)), steps).min()
+        first_bad = torch.where(bad < len(losses), bad, -1.0)
+        return torch.stack([(losses * sizes).sum(), torch.stack(self.correct).sum().float(), sizes.sum(),
+                            first_bad]).to(device)
 
 
 def _model_record(config: TrainConfig, model: nn.Module, epoch: int, val_acc: float) -> dict:
