@@ -134,3 +134,13 @@ def test_python_dash_m_entry_point():
 
     out = subprocess.run([sys.executable, "-m", "noisemod", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("noisemod ")
+
+
+def test_train_flags_reach_the_config():
+    from noisemod.cli import _config, build_parser
+
+    args = build_parser().parse_args(["train", "--out", "x", "--compile", "--channels-last", "--modulate-after-norm"])
+    config = _config(args)
+    assert config.compile and config.channels_last and config.modulate_after_norm
+    plain = _config(build_parser().parse_args(["train", "--out", "x"]))
+    assert not (plain.compile or plain.channels_last or plain.modulate_after_norm)

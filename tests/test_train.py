@@ -218,3 +218,32 @@ def test_autocast_paths_run(tmp_path, amp):
     result = fit(TrainConfig(method="nm", amp=amp, **QUICK), tmp_path / amp, progress=False, log=quiet)
     assert 0 <= result["test_accuracy"] <= 1 and 0 <= result["vii"] <= 1
     assert torch.load(tmp_path / amp / "last.pt", weights_only=True)["scaler"] is not None
+
+
+def test_channels_last_trains_the_same_model(tmp_path):
+    # a memory format, not a different computation: same metrics (up to float rounding)
+    runs = {flag: fit(TrainConfig(method="nm", channels_last=flag, **QUICK), tmp_path / str(flag), progress=False,
+                      log=quiet) for flag in (False, True)}
+    a, b = read_metrics(tmp_path / "False"), read_metrics(tmp_path / "True")
+    for row_a, row_b in zip(a, b):
+        assert abs(float(row_a["train_loss"]) - float(row_b["train_loss"])) < 1e-4
+    assert abs(runs[False]["vii"] - runs[True]["vii"]) < 1e-3
+    assert not torch.load(tmp_path / "True" / "last.pt", weights_only=True)["config"]["compile"]
+
+
+def test_compile_trains_nm_to_the_same_losses(tmp_path):
+    # torch.compile (inductor on CPU) of the modulated model: the losses of eager training, up to rounding
+    config = TrainConfig(dataset="synthetic", model="mlp", method="nm", epochs=1, batch_size=64)
+    fit(config, tmp_path / "eager", progress=False, log=quiet)
+    fit(config.replace(compile=True), tmp_path / "compiled", progress=False, log=quiet)
+    eager, compiled = read_metrics(tmp_path / "eager"), read_metrics(tmp_path / "compiled")
+    assert abs(float(eager[0]["train_loss"]) - float(compiled[0]["train_loss"])) < 1e-4
+    # a compiled run's checkpoints load into the plain model
+    assert load_model(tmp_path / "compiled").spec["name"] == "mlp"
+
+
+def test_compile_and_channels_last_are_validated():
+    with pytest.raises(ConfigError, match="compile"):
+        TrainConfig(method="igr", compile=True)
+    with pytest.raises(ConfigError, match="channels_last"):
+        TrainConfig(channels_last="yes")

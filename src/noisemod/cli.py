@@ -45,6 +45,9 @@ TRAIN_OPTIONS = {
 }
 
 
+FLAGS = ("modulate_after_norm", "compile", "channels_last")  # train's on/off options
+
+
 class UsageError(Exception):
     """A bad option value: reported as one line, exit code 2."""
 
@@ -57,6 +60,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
                        help=f"{help_} (default: {default})" if default is not None else help_)
     p.add_argument("--modulate-after-norm", action="store_true", default=None,
                    help="nm: modulate the normalized input instead of the [0, 1] input")
+    p.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the training forward/backward (a one-time compilation cost; not with igr)")
+    p.add_argument("--channels-last", action="store_true", default=None,
+                   help="channels-last memory format for the model and its inputs (faster convolutions on GPU)")
 
 
 def _typed(name: str, typ, minimum=None):
@@ -73,7 +80,7 @@ def _typed(name: str, typ, minimum=None):
 
 
 def _config(args) -> TrainConfig:
-    values = {k: getattr(args, k) for k in (*TRAIN_OPTIONS, "modulate_after_norm") if getattr(args, k) is not None}
+    values = {k: getattr(args, k) for k in (*TRAIN_OPTIONS, *FLAGS) if getattr(args, k) is not None}
     try:
         return TrainConfig(**values)
     except ConfigError as e:

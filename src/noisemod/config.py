@@ -65,6 +65,8 @@ class TrainConfig:
     # hardware
     device: Optional[str] = None
     amp: str = "none"
+    compile: bool = False  # torch.compile the trained module (not with igr: no double backward)
+    channels_last: bool = False  # channels-last memory format for the model and its 4-D inputs
 
     def __post_init__(self):
         self.validate()
@@ -123,6 +125,11 @@ class TrainConfig:
             bad("schedule", "one of " + ", ".join(SCHEDULES))
         if self.amp not in AMP:
             bad("amp", "one of " + ", ".join(AMP))
+        for name in ("modulate_after_norm", "compile", "channels_last"):
+            if not isinstance(getattr(self, name), bool):
+                bad(name, "true or false")
+        if self.compile and self.method == "igr":
+            bad("compile", "false with method igr (torch.compile has no double backward)")
         if not is_int(self.seed) or self.seed < 0:
             bad("seed", "a non-negative integer")
         if self.train_size is not None and (not is_int(self.train_size) or self.train_size < 1):

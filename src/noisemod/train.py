@@ -180,7 +180,7 @@ def _check_run_dir(out: Path, config: TrainConfig, resume: bool) -> Optional[dic
         ckpt = load_checkpoint(last)
         saved = TrainConfig.from_dict(ckpt["config"])
         diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items()
-                if k not in ("epochs", "device", "data_root") and getattr(config, k) != v}
+                if k not in ("epochs", "device", "data_root", "compile", "channels_last") and getattr(config, k) != v}
         if diff:
             detail = ", ".join(f"{k}: {a!r} in the run vs {b!r} now" for k, (a, b) in diff.items())
             raise RunDirError(f"--resume: the settings differ from the run in {out}: {detail}")
@@ -252,11 +252,15 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
     data, train_split = _load_data(config)
     torch.manual_seed(config.seed)
     model = _build_model(config, data, device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     generator = torch.Generator(device=device).manual_seed((config.seed << 16) + dist_info.rank)
     method = build_method(config, model, generator)
     net = method.wrap(model)
     if dist_info.world_size > 1:
         net = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+    if config.compile:  # the module trained; checkpoints, attacks and evaluation use the plain model
+        net = torch.compile(net)
     optimizer = _optimizer(config, model.parameters())
     scheduler = _scheduler(config, optimizer)
     scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
@@ -353,6 +357,8 @@ def _train_epoch(config, method, net, optimizer, scaler, loader, epoch, state, s
     if progress:
         batches = _bar(batches, f"epoch {epoch + 1}/{config.epochs}", total=len(loader), initial=first)
     for step, (x, y) in enumerate(batches, start=first):
+        if config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss, logits = method.step(net, x, y)
         optimizer.zero_grad(set_to_none=True)

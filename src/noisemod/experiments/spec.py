@@ -43,6 +43,7 @@ SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets")
 BUDGET_KEYS = ("datasets", "cases", "only")
 CASE_KEYS = ("when", "set")
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
+HARDWARE_FIELDS = ("data_root", "device", "compile", "channels_last")
 DEFAULTS = TrainConfig()
 
 # Method-specific fields and the methods they apply to; elsewhere they are reset to the default.
@@ -234,8 +235,9 @@ def readable_id(config: TrainConfig) -> str:
 
 
 def config_hash(config: TrainConfig) -> str:
-    """Six hex digits of a hash of the config (without data_root and device, which do not change a run)."""
-    values = {k: v for k, v in config.to_dict().items() if k not in ("data_root", "device")}
+    """Six hex digits of a hash of the config without the settings that say where and how fast it
+    runs (data_root, device, compile, channels_last), not what it computes."""
+    values = {k: v for k, v in config.to_dict().items() if k not in HARDWARE_FIELDS}
     return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:6]
 
 
