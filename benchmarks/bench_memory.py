@@ -27,6 +27,15 @@ def rss_mb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
+def peak_mb():
+    # VmHWM: this process image's own peak. getrusage's ru_maxrss survives exec, so a child
+    # started by a big parent (python -m benchmarks after bench_data) would report the parent's.
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
 mode, root, epochs, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 per_epoch = []
 if mode == "train":
@@ -39,7 +48,7 @@ else:
     before = rss_mb()
     noisemod.vii(model, loader)
     per_epoch = [before, rss_mb()]
-print(json.dumps({"per_epoch_mb": per_epoch, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"per_epoch_mb": per_epoch, "peak_mb": peak_mb()}))
 """
 
 

@@ -359,12 +359,18 @@ def _train_epoch(config, method, net, optimizer, scaler, loader, epoch, state, s
     for step, (x, y) in enumerate(batches, start=first):
         if config.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        if amp_dtype is None:  # the plain step: no autocast context or disabled scaler to go through
             loss, logits = method.step(net, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        else:
+            with torch.autocast(device.type, dtype=amp_dtype):
+                loss, logits = method.step(net, x, y)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
         losses.append(loss.detach())
         correct.append((logits.detach().argmax(1) == y).sum())
         sizes.append(len(y))
