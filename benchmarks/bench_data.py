@@ -144,8 +144,8 @@ def main() -> None:
             fits = {"noisemod.fit": config, "noisemod.fit --channels-last": config.replace(channels_last=True)}
             samples = {name: [] for name in (*fits, "plain")}
             for r in range(repeats):
-                for name, c in fits.items():
-                    run = fit(c, Path(tmp) / f"fit{r}{len(samples[name])}{name[-4:]}", progress=False, log=lambda *_: None)
+                for i, (name, c) in enumerate(fits.items()):
+                    run = fit(c, Path(tmp) / f"fit-{r}-{i}", progress=False, log=lambda *_: None)
                     samples[name].append(run["train_seconds"])
                 samples["plain"].append(timed(lambda: train_epoch(tv[int(best_tv[-1])], None, None, None, device))[1])
             t = {name: sorted(v)[len(v) // 2] for name, v in samples.items()}

@@ -29,10 +29,12 @@ import torch
 import torch.nn.functional as F
 
 from noisemod import TrainConfig, fit, load_dataset
+from noisemod.gradients import batch_input_gradients, frozen_eval
+from noisemod.models import create_model
 from noisemod.data import BatchLoader
 from noisemod.train import _build_model, _optimizer
 
-from benchmarks.common import common_parser, print_header, print_ratio
+from benchmarks.common import common_parser, compare, print_header, print_ratio, print_times
 
 NM_TARGETS = {("mnist", "lenet"): 1.03, ("cifar10", "fcnn"): 1.03, ("mnist", "mlp"): 1.05}
 PGD7_TARGET = 6.5
@@ -85,10 +87,6 @@ def bench_adversarial(data_root, rounds, train_size) -> bool:
 def attack_step_breakdown(repeats: int) -> None:
     """Why PGD-k costs more than 1 + 2k/3 steps here: an attack step's backward computes the
     input-gradient, a training step's the weight gradients; time each pass of LeNet, batch 64."""
-    from benchmarks.common import compare, print_times
-    from noisemod.gradients import batch_input_gradients, frozen_eval
-    from noisemod.models import create_model
-
     torch.manual_seed(0)
     model = create_model("lenet", in_channels=1, num_classes=10, input_size=(28, 28))
     opt = torch.optim.Adam(model.parameters(), fused=True)

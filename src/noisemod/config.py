@@ -15,6 +15,9 @@ METHODS = ("standard", "nm", "pgd", "fgsm", "igr")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "step")
 AMP = ("none", "bf16", "fp16")
+#: Settings that say where and how fast a run goes, not what it computes: a run may be resumed
+#: with others, and they do not tell sweep runs apart.
+RUNTIME_FIELDS = ("data_root", "device", "compile", "channels_last")
 NORMS = ("linf", "l2")
 
 

@@ -71,6 +71,14 @@ def _check_noise(noise) -> NoiseFn:
                      "(shape, generator, device, dtype) -> Tensor")
 
 
+def _float_dtype(dtype) -> torch.dtype:
+    """``dtype``, or the default dtype for None; it must be floating."""
+    dtype = dtype or torch.get_default_dtype()
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    return dtype
+
+
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     # Noise is drawn in float32 (float64 when asked for) and cast: half-precision sampling is
     # not supported by every distribution on every device, and loses resolution in the tails.
@@ -88,9 +96,7 @@ def sample_noise(shape, noise: Union[str, NoiseFn] = "gaussian", *, generator=No
     """
     fn = _check_noise(noise)
     shape = torch.Size(shape)
-    dtype = dtype or torch.get_default_dtype()
-    if not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a floating dtype, got {dtype}")
+    dtype = _float_dtype(dtype)
     work = dtype if callable(noise) and not isinstance(noise, str) else _work_dtype(dtype)
     delta = fn(shape, generator, device, work)
     if not isinstance(delta, Tensor) or delta.shape != shape:
@@ -118,10 +124,8 @@ def sample_carrier(shape, beta: float = 0.5, noise: Union[str, NoiseFn] = "gauss
         Tensor ``c`` of ``shape``.
     """
     beta = _check_beta(beta)
-    dtype = dtype or torch.get_default_dtype()
+    dtype = _float_dtype(dtype)
     if noise == "gaussian":  # c ~ N(beta, (1 - beta)^2): one pass instead of three
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating dtype, got {dtype}")
         c = torch.empty(torch.Size(shape), device=device, dtype=_work_dtype(dtype))
         return c.normal_(beta, 1.0 - beta, generator=generator).to(dtype)
     delta = sample_noise(shape, noise, generator=generator, device=device, dtype=_work_dtype(dtype))

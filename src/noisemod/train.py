@@ -13,6 +13,7 @@ Every file is written atomically, and checkpoints load with ``torch.load(weights
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import os
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .config import TrainConfig
+from .config import RUNTIME_FIELDS, TrainConfig
 from .io import atomic_write, load_checkpoint, read_json, save_checkpoint, write_json
 from .methods import build_method
 from .metrics import accuracy, vii
@@ -180,7 +181,7 @@ def _check_run_dir(out: Path, config: TrainConfig, resume: bool) -> Optional[dic
         ckpt = load_checkpoint(last)
         saved = TrainConfig.from_dict(ckpt["config"])
         diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items()
-                if k not in ("epochs", "device", "data_root", "compile", "channels_last") and getattr(config, k) != v}
+                if k != "epochs" and k not in RUNTIME_FIELDS and getattr(config, k) != v}
         if diff:
             detail = ", ".join(f"{k}: {a!r} in the run vs {b!r} now" for k, (a, b) in diff.items())
             raise RunDirError(f"--resume: the settings differ from the run in {out}: {detail}")
@@ -351,38 +352,34 @@ def _train_epoch(config, method, net, optimizer, scaler, loader, epoch, state, s
     net.train()
     partial = state.partial or {}
     first = partial.get("step", 0)
-    losses, correct, sizes = _StepRecords.restore(partial, device)
+    records = _StepRecords.restore(partial, device)
     t0 = time.perf_counter() - partial.get("seconds", 0.0)
     batches = loader.batches(first)
     if progress:
         batches = _bar(batches, f"epoch {epoch + 1}/{config.epochs}", total=len(loader), initial=first)
+    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
     for step, (x, y) in enumerate(batches, start=first):
         if config.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        if amp_dtype is None:  # the plain step: no autocast context or disabled scaler to go through
+        with autocast:
             loss, logits = method.step(net, x, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        else:
-            with torch.autocast(device.type, dtype=amp_dtype):
-                loss, logits = method.step(net, x, y)
-            optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler.is_enabled():  # fp16
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-        losses.append(loss.detach())
-        correct.append((logits.detach().argmax(1) == y).sum())
-        sizes.append(len(y))
+        else:
+            loss.backward()
+            optimizer.step()
+        records.add(loss, logits, y)
         if stop.requested:
-            records = _StepRecords(losses, correct, sizes)
             if save_last is not None and records.totals(device)[3] < 0:  # never checkpoint a diverged model
                 state.partial = {"step": step + 1, **records.to_state(), "seconds": time.perf_counter() - t0}
                 save_last(float("nan"))
             raise TrainingInterrupted(f"interrupted by {signal.Signals(stop.requested).name} at step {step + 1} of "
                                       f"epoch {epoch + 1}; a resumable checkpoint is in last.pt: continue with "
                                       "--resume", stop.requested)
-    return _StepRecords(losses, correct, sizes).totals(device), time.perf_counter() - t0
+    return records.totals(device), time.perf_counter() - t0
 
 
 @dataclass
@@ -391,16 +388,21 @@ class _StepRecords:
     recording them never waits for the device) and batch size. An interrupted epoch keeps them
     in its checkpoint, so the resumed epoch reduces exactly the same numbers in the same order."""
 
-    losses: list
-    correct: list
-    sizes: list
+    losses: list = field(default_factory=list)
+    correct: list = field(default_factory=list)
+    sizes: list = field(default_factory=list)
 
     @classmethod
-    def restore(cls, partial: dict, device) -> tuple[list, list, list]:
+    def restore(cls, partial: dict, device) -> "_StepRecords":
         if "losses" not in partial:
-            return [], [], []
-        return (list(partial["losses"].to(device).unbind()), list(partial["correct"].to(device).unbind()),
-                list(partial["sizes"]))
+            return cls()
+        return cls(list(partial["losses"].to(device).unbind()), list(partial["correct"].to(device).unbind()),
+                   list(partial["sizes"]))
+
+    def add(self, loss, logits, y) -> None:
+        self.losses.append(loss.detach())
+        self.correct.append((logits.detach().argmax(1) == y).sum())
+        self.sizes.append(len(y))
 
     def to_state(self) -> dict:
         return {"losses": torch.stack(self.losses).cpu(), "correct": torch.stack(self.correct).cpu(),

@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, TrainConfig
+from ..config import RUNTIME_FIELDS, ConfigError, TrainConfig
 
 __all__ = ["Spec", "Run", "load_spec", "expand", "RELEVANT"]
 
@@ -43,7 +43,6 @@ SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets")
 BUDGET_KEYS = ("datasets", "cases", "only")
 CASE_KEYS = ("when", "set")
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
-HARDWARE_FIELDS = ("data_root", "device", "compile", "channels_last")
 DEFAULTS = TrainConfig()
 
 # Method-specific fields and the methods they apply to; elsewhere they are reset to the default.
@@ -235,9 +234,8 @@ def readable_id(config: TrainConfig) -> str:
 
 
 def config_hash(config: TrainConfig) -> str:
-    """Six hex digits of a hash of the config without the settings that say where and how fast it
-    runs (data_root, device, compile, channels_last), not what it computes."""
-    values = {k: v for k, v in config.to_dict().items() if k not in HARDWARE_FIELDS}
+    """Six hex digits of a hash of the config without :data:`~noisemod.config.RUNTIME_FIELDS`."""
+    values = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
     return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:6]
 
 
