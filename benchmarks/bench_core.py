@@ -1,8 +1,9 @@
 """Core costs, measured side by side in one run (CPU by default):
 
 a. noise modulation of a batch (draw the Gaussian carrier + ``modulate(check=False)``, i.e.
-   ``NoiseModulation(0.5, check=False).train()(x)``) relative to one LeNet training step
-   (forward, cross-entropy, backward, Adam step) on the same batch. Target: < 3%.
+   ``NoiseModulation(0.5, check=False).train()(x)``, and the fused path, ``fused=True``) relative
+   to one LeNet training step (forward, cross-entropy, backward, Adam step) on the same batch.
+   Target: < 3%.
 b. ``noisemod.vii`` throughput relative to a bare input-gradient pass (eval mode, frozen
    parameters, forward + summed cross-entropy + ``autograd.grad`` w.r.t. the input) over the
    same batches. Target: vii time / bare time <= 1.2 (with the mean-image pass included, and
@@ -42,6 +43,8 @@ def bench_modulation(shape, device, repeats: int) -> dict:
     model = create_model("lenet", in_channels=C, num_classes=10, input_size=H).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     nm = NoiseModulation(0.5, check=False).train()
+    fused = NoiseModulation(0.5, check=False, fused=True).train()
+    fused(x)  # compile outside the timed rounds
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -59,6 +62,7 @@ def bench_modulation(shape, device, repeats: int) -> dict:
         "lenet step (fwd+CE+bwd+Adam)": step,
         "lenet step with NoiseModulation": step_nm,
         "NoiseModulation(0.5, check=False)": lambda: nm(x),
+        "NoiseModulation(0.5, check=False, fused=True)": lambda: fused(x),
         "  sample_carrier only": lambda: sample_carrier(x.shape, 0.5, device=x.device, dtype=torch.float32),
         "  torch.randn only (RNG floor)": lambda: torch.randn(x.shape, device=x.device),
     }
@@ -73,6 +77,10 @@ def bench_modulation(shape, device, repeats: int) -> dict:
     step_t = times["lenet step (fwd+CE+bwd+Adam)"]
     ok = print_ratio(f"modulation / LeNet step ({label})", times["NoiseModulation(0.5, check=False)"] / step_t,
                      MOD_TARGET)
+    print_ratio(f"fused modulation / LeNet step ({label})",
+                times["NoiseModulation(0.5, check=False, fused=True)"] / step_t, MOD_TARGET)
+    print(f"fused / default modulation ({label}): "
+          f"{times['NoiseModulation(0.5, check=False, fused=True)'] / times['NoiseModulation(0.5, check=False)']:.3g}")
     print_ratio(f"  [end-to-end] (step with NM - step) / step ({label})",
                 times["lenet step with NoiseModulation"] / step_t - 1.0, MOD_TARGET)
     print_ratio(f"  [floor] torch.randn alone / LeNet step ({label})", times["  torch.randn only (RNG floor)"] / step_t,

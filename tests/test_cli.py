@@ -139,8 +139,9 @@ def test_python_dash_m_entry_point():
 def test_train_flags_reach_the_config():
     from noisemod.cli import _config, build_parser
 
-    args = build_parser().parse_args(["train", "--out", "x", "--compile", "--channels-last", "--modulate-after-norm"])
+    args = build_parser().parse_args(["train", "--out", "x", "--compile", "--channels-last", "--modulate-after-norm",
+                                      "--fused-noise"])
     config = _config(args)
-    assert config.compile and config.channels_last and config.modulate_after_norm
+    assert config.compile and config.channels_last and config.modulate_after_norm and config.fused_noise
     plain = _config(build_parser().parse_args(["train", "--out", "x"]))
-    assert not (plain.compile or plain.channels_last or plain.modulate_after_norm)
+    assert not (plain.compile or plain.channels_last or plain.modulate_after_norm or plain.fused_noise)

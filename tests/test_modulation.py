@@ -222,3 +222,86 @@ def test_gaussian_carrier_is_beta_plus_scaled_noise_from_the_same_stream(beta):
     c = sample_carrier((5, 3, 7), beta, "gaussian", generator=torch.Generator().manual_seed(3))
     delta = sample_noise((5, 3, 7), "gaussian", generator=torch.Generator().manual_seed(3))
     torch.testing.assert_close(c, beta + (1 - beta) * delta, rtol=1e-6, atol=1e-6)
+
+
+# ---- The fused path: counter-based Gaussian noise, sampled and applied in one compiled kernel ----
+
+from noisemod.modulation import _mix32, counter_gaussian, fused_modulate  # noqa: E402
+
+
+def _lowbias32(v: int) -> int:  # the reference hash on Python integers (unsigned 32-bit)
+    v ^= v >> 16
+    v = (v * 0x7FEB352D) & 0xFFFFFFFF
+    v ^= v >> 15
+    v = (v * 0x846CA68B) & 0xFFFFFFFF
+    return v ^ (v >> 16)
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_mix32_is_lowbias32_on_int32_lanes(compiled):
+    values = [0, 1, 2, 12345, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0xDEADBEEF] + list(range(1000, 1100))
+    signed = torch.tensor([v - (1 << 32) if v >= 1 << 31 else v for v in values], dtype=torch.int32)
+    fn = torch.compile(_mix32) if compiled else _mix32
+    got = [v & 0xFFFFFFFF for v in fn(signed).tolist()]
+    assert got == [_lowbias32(v) for v in values]
+    assert _lowbias32(0) == 0 and _lowbias32(1) != 1  # the known fixed point of lowbias32, and mixing
+
+
+def test_counter_gaussian_is_standard_normal_and_independent():
+    n = 2_000_000
+    z = counter_gaussian(n, torch.tensor([7, -11], dtype=torch.int32)).double()
+    assert z.dtype == torch.float64 and z.shape == (n,)
+    se = 1 / math.sqrt(n)
+    assert abs(z.mean().item()) < 6 * se
+    assert abs(z.var().item() - 1) < 6 * math.sqrt(2) * se
+    assert abs((z ** 4).mean().item() - 3) < 6 * math.sqrt(96) * se  # kurtosis of N(0, 1); var(z^4) = 96
+    # Kolmogorov-Smirnov distance to the normal CDF: 1.95 / sqrt(n) is the 0.1% critical value
+    cdf = torch.special.ndtr(z.sort().values)
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    ks = torch.maximum(i / n - cdf, cdf - (i - 1) / n).max().item()
+    assert ks < 1.95 * se
+    # neighbours (cos/sin halves are split, so test both a shift of 1 and of n/2) are uncorrelated
+    for a, b in ((z[:-1], z[1:]), (z[: n // 2], z[n // 2:])):
+        assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 6 * se
+    assert z.abs().max().item() <= math.sqrt(-2 * math.log(0.5 * 2 ** -24)) + 1e-4  # the 24-bit tail, 5.9
+
+
+def test_counter_gaussian_depends_only_on_key_and_index():
+    key = torch.tensor([1, 2], dtype=torch.int32)
+    torch.testing.assert_close(counter_gaussian(1000, key), counter_gaussian(1000, key), rtol=0, atol=0)
+    a, b = counter_gaussian(100_000, key), counter_gaussian(100_000, torch.tensor([1, 3], dtype=torch.int32))
+    assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 6 / math.sqrt(100_000)
+    assert counter_gaussian(7, key).shape == (7,)  # odd counts
+    with pytest.raises(ValueError, match="key"):
+        counter_gaussian(10, torch.tensor([1, 2]))
+    with pytest.raises(ValueError, match="2\\*\\*31"):
+        counter_gaussian(0, key)
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5, 0.9])
+def test_fused_modulate_is_modulate_with_the_counter_carrier(beta):
+    # Definition 1 with Definition 2's carrier c = beta + (1 - beta) delta, delta = counter_gaussian
+    # under the key fused_modulate draws from the generator: eager and compiled.
+    x = torch.rand(6, 3, 5, 5, dtype=torch.float64).float()
+    key = torch.randint(-(2 ** 31), 2 ** 31, (2,), dtype=torch.int32, generator=torch.Generator().manual_seed(4))
+    expected = modulate(x, beta + (1 - beta) * counter_gaussian(x.numel(), key).view(x.shape))
+    for compiled in (False, True):
+        got = fused_modulate(x, beta, generator=torch.Generator().manual_seed(4), compiled=compiled)
+        torch.testing.assert_close(got, expected, rtol=2e-5, atol=1e-6)
+    factor = fused_modulate(torch.ones(6, 3, 5, 5), beta, generator=torch.Generator().manual_seed(4))
+    torch.testing.assert_close(factor.flatten(1).mean(1), torch.ones(6))
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES)
+def test_fused_modulation_layer(dtype):
+    nm = NoiseModulation(0.5, fused=True, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(4, 2, 3, 3).to(dtype)
+    out = nm(x)
+    assert out.dtype == dtype and out.shape == x.shape and not torch.equal(out, x)
+    assert not torch.equal(nm(x), out)  # a fresh key per call
+    assert torch.equal(nm.eval()(x), x) and repr(nm) == "NoiseModulation(beta=0.5, noise='gaussian', fused=True)"
+    assert torch.equal(NoiseModulation(1.0, fused=True)(x), x)
+    with pytest.raises(ValueError, match="fused=True needs noise='gaussian'"):
+        NoiseModulation(0.5, "laplace", fused=True)
+    with pytest.raises(ValueError, match="NaN"):
+        NoiseModulation(0.5, fused=True)(torch.full((2, 3), float("nan")))

@@ -159,6 +159,18 @@ def test_sweep_runs_in_parallel_skips_and_resumes(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="holds sweep 'two' with budget 'cpu'"):
         run_sweep(spec, out, budget="other", log=lines.append)
 
+    # a run trained before a setting existed has no such key in config.json: it had the default
+    config_path = out / "runs" / ids[1] / "config.json"
+    saved = json.loads(config_path.read_text())
+    del saved["fused_noise"]
+    config_path.write_text(json.dumps(saved))
+    monkeypatch.setattr(runner.subprocess, "run", no_process)
+    assert [r["status"] for r in run_sweep(spec, out, budget="cpu", log=lines.append)] == ["skipped"] * 2
+    # but a run trained with another value is refused, naming the setting
+    config_path.write_text(json.dumps({**saved, "beta": 0.25}))
+    with pytest.raises(ValueError, match="beta=0.25 there, 0.5 in the spec"):
+        run_sweep(spec, out, budget="cpu", log=lines.append)
+
 
 def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
     spec = write(tmp_path, "name: fails\ngrids: [{dataset: [synthetic], model: [mlp, lenet]}]\nbudgets: {paper: {}}\n")

@@ -45,6 +45,7 @@ class TrainConfig:
     beta: float = 0.5
     noise: str = "gaussian"
     modulate_after_norm: bool = False
+    fused_noise: bool = False  # gaussian noise from a counter-based generator, sampled and applied in one compiled kernel
     # adversarial training (pgd, fgsm) and input-gradient regularization (igr)
     eps: Optional[float] = None
     alpha: Optional[float] = None
@@ -128,9 +129,11 @@ class TrainConfig:
             bad("schedule", "one of " + ", ".join(SCHEDULES))
         if self.amp not in AMP:
             bad("amp", "one of " + ", ".join(AMP))
-        for name in ("modulate_after_norm", "compile", "channels_last"):
+        for name in ("modulate_after_norm", "fused_noise", "compile", "channels_last"):
             if not isinstance(getattr(self, name), bool):
                 bad(name, "true or false")
+        if self.fused_noise and self.noise != "gaussian":
+            bad("fused_noise", f"false with noise {self.noise!r} (the fused path draws gaussian noise only)")
         if self.compile and self.method == "igr":
             bad("compile", "false with method igr (torch.compile has no double backward)")
         if not is_int(self.seed) or self.seed < 0:

@@ -61,9 +61,10 @@ class NoiseModulated(Method):
 
     name = "nm"
 
-    def __init__(self, beta: float, noise: str, generator: Optional[torch.Generator], after_norm: bool = False):
+    def __init__(self, beta: float, noise: str, generator: Optional[torch.Generator], after_norm: bool = False,
+                 fused: bool = False):
         # Inputs are validated once when the data is loaded, so no per-step finiteness check (a sync).
-        self.modulation = NoiseModulation(beta, noise, generator, check=False)
+        self.modulation = NoiseModulation(beta, noise, generator, check=False, fused=fused)
         self.after_norm = after_norm
 
     def wrap(self, model: nn.Module) -> nn.Module:
@@ -106,7 +107,8 @@ def build_method(config, model: nn.Module, generator: Optional[torch.Generator] 
     if config.method == "standard":
         return Standard()
     if config.method == "nm":
-        return NoiseModulated(config.beta, config.noise, generator, config.modulate_after_norm)
+        return NoiseModulated(config.beta, config.noise, generator, config.modulate_after_norm,
+                              config.fused_noise)
     if config.method == "igr":
         return InputGradientRegularized(config.igr_lambda)
     from .attacks import PGD, attack_defaults

@@ -7,6 +7,12 @@ An input x of N values (one sample) is fed to the model as
 with a fresh noise ``delta`` for every input. ``modulate`` is the pure function,
 ``sample_carrier`` draws ``c``, and ``NoiseModulation`` wraps both as an ``nn.Module`` that is
 active in training mode and the identity in eval mode, like Dropout.
+
+``NoiseModulation(fused=True)`` is the fast path for Gaussian noise: ``counter_gaussian`` draws
+the noise from a counter-based generator (a hash of a per-call key and the element's index, then
+Box-Muller), so sampling and modulation compile into one parallel kernel (``torch.compile``)
+instead of torch's serial CPU generator followed by four passes. Same definitions, same noise
+distribution, a different random stream.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from typing import Callable, Union
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NOISES", "sample_noise", "sample_carrier", "modulate", "NoiseModulation"]
+__all__ = ["NOISES", "sample_noise", "sample_carrier", "modulate", "counter_gaussian", "fused_modulate",
+           "NoiseModulation"]
 
 NoiseFn = Callable[..., Tensor]  # (shape, generator, device, dtype) -> Tensor of that shape
 
@@ -156,17 +163,12 @@ def modulate(x: Tensor, carrier: Tensor, *, check: bool = True) -> Tensor:
     Returns:
         The modulated batch, same shape, dtype and device as ``x``.
     """
-    if not isinstance(x, Tensor) or not isinstance(carrier, Tensor):
+    if not isinstance(carrier, Tensor):
         raise ValueError("modulate expects tensors x and carrier")
-    if x.dim() < 2:
-        raise ValueError(f"x must be a batch (B, ...) with at least 2 dims, got shape {tuple(x.shape)}")
+    _check_batch(x, check)
     if carrier.shape != x.shape:
         raise ValueError(f"carrier shape {tuple(carrier.shape)} does not match input shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ValueError(f"x must be a floating tensor, got dtype {x.dtype}")
-    if check and not bool(torch.isfinite(x).all()):
-        raise ValueError("x contains NaN or Inf values; noise modulation needs finite inputs")
-    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    work = _work_dtype(x.dtype)
     c = carrier.to(device=x.device, dtype=work).flatten(1)
     c2 = None
     if x.device.type == "cpu":  # checking B numbers costs nothing on CPU (on CUDA it would sync)
@@ -178,6 +180,17 @@ def modulate(x: Tensor, carrier: Tensor, *, check: bool = True) -> Tensor:
         c2, c0 = _rescaled_square(c)
     factor = c2.mul_(c.shape[1] / c0).view_as(x)
     return factor.mul_(x) if x.dtype == work else (x.to(work) * factor).to(x.dtype)
+
+
+def _check_batch(x, check: bool) -> None:
+    if not isinstance(x, Tensor):
+        raise ValueError(f"expected a tensor batch x, got {type(x).__name__}")
+    if x.dim() < 2:
+        raise ValueError(f"x must be a batch (B, ...) with at least 2 dims, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"x must be a floating tensor, got dtype {x.dtype}")
+    if check and not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or Inf values; noise modulation needs finite inputs")
 
 
 def _safe_c0(c0: Tensor, n: int) -> bool:
@@ -196,6 +209,95 @@ def _rescaled_square(c: Tensor) -> tuple[Tensor, Tensor]:
     return c2, c2.sum(dim=1, keepdim=True)
 
 
+def _mix32(v: Tensor) -> Tensor:
+    """lowbias32 (C. Wellons' 32-bit integer hash, a bijection) on int32 lanes: products wrap
+    modulo 2**32 and the right shifts are made logical by masking off the sign extension."""
+    v = v ^ ((v >> 16) & 0xFFFF)
+    v = v * 0x7FEB352D
+    v = v ^ ((v >> 15) & 0x1FFFF)
+    v = v * (0x846CA68B - (1 << 32))
+    return v ^ ((v >> 16) & 0xFFFF)
+
+
+def _unit_interval(bits: Tensor, offset: float) -> Tensor:
+    # The top 24 bits, as float32 exactly: multiples of 2**-24 in [0, 1), shifted by ``offset``.
+    return (((bits >> 8) & 0xFFFFFF).to(torch.float32) + offset) * 2.0 ** -24
+
+
+def counter_gaussian(numel: int, key: Tensor) -> Tensor:
+    """``numel`` independent N(0, 1) float32 values from a counter-based generator.
+
+    Value ``i`` depends only on ``key`` (two int32) and ``i``: pair ``j`` takes two 32-bit words,
+    ``h(h(2j ^ key[0]) ^ key[1])`` and ``h(h(2j + 1 ^ key[0]) ^ key[1])`` with ``h`` the
+    lowbias32 bijection, turns their top 24 bits into uniforms ``u1`` in (0, 1) and ``u2`` in
+    [0, 1) and returns Box-Muller's ``r cos(2 pi u2)`` (first half) and ``r sin(2 pi u2)``
+    (second half), ``r = sqrt(-2 log u1)``. With 24-bit uniforms the largest value is 5.9, the
+    tail of torch's own CPU ``randn`` (5.8). Element-wise integer and float ops only, so it
+    runs in parallel and fuses under ``torch.compile``; draw a fresh key for fresh noise.
+    """
+    if not isinstance(key, Tensor) or key.shape != (2,) or key.dtype != torch.int32:
+        raise ValueError(f"key must be an int32 tensor of shape (2,), got {key!r}")
+    half = (int(numel) + 1) // 2
+    if not 0 < half < 2 ** 30:
+        raise ValueError(f"counter_gaussian draws between 1 and 2**31 - 2 values, got {numel}")
+    counter = torch.arange(0, 2 * half, 2, dtype=torch.int32, device=key.device)
+    u1 = _unit_interval(_mix32(_mix32(counter ^ key[0]) ^ key[1]), 0.5)
+    u2 = _unit_interval(_mix32(_mix32((counter + 1) ^ key[0]) ^ key[1]), 0.0)
+    radius = torch.sqrt(-2.0 * torch.log(u1))
+    angle = (2.0 * math.pi) * u2
+    return torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)])[:numel]
+
+
+def _fused_modulate(x: Tensor, key: Tensor, beta: Tensor) -> Tensor:
+    """``modulate(x, beta + (1 - beta) * counter_gaussian(...))`` in one expression. A sample
+    whose C0 is 0 (all of its carrier exactly 0) is left unchanged, as in :func:`modulate`."""
+    work = _work_dtype(x.dtype)
+    n = x[0].numel()
+    c = counter_gaussian(x.numel(), key).to(work).view(x.shape[0], n) * (1.0 - beta) + beta
+    c2 = c * c
+    c0 = c2.sum(dim=1, keepdim=True)
+    factor = torch.where(c0 > 0, c2 * (n / c0), 1.0)
+    return (x.to(work) * factor.view(x.shape)).to(x.dtype)
+
+
+_compiled_fused_modulate = None
+
+
+def fused_modulate(x: Tensor, beta: float = 0.5, *, generator=None, check: bool = True,
+                   compiled: bool = True) -> Tensor:
+    """Noise modulation with Gaussian noise in one compiled kernel (see the module docstring).
+
+    Draws a fresh 64-bit key from ``generator`` (or the global RNG) on ``x``'s device, so calls
+    are reproducible from the generator's state, and returns
+    ``modulate(x, beta + (1 - beta) * counter_gaussian(x.numel(), key))``.
+
+    Args:
+        x: input batch ``(B, ...)``, floating; never modified in place.
+        beta: ratio of the constant component, in [0, 1].
+        generator: optional ``torch.Generator`` on ``x``'s device.
+        check: validate that ``x`` is finite (one device sync).
+        compiled: run through ``torch.compile`` (the point of this function; it needs a C++
+            compiler on CPU and Triton on CUDA). ``False`` runs the same code eagerly, for tests.
+    """
+    global _compiled_fused_modulate
+    beta = _check_beta(beta)
+    _check_batch(x, check)
+    if beta == 1.0:
+        return x
+    key = torch.randint(-(2 ** 31), 2 ** 31, (2,), dtype=torch.int32, generator=generator, device=x.device)
+    beta_t = torch.full((), beta, dtype=_work_dtype(x.dtype), device=x.device)
+    if not compiled:
+        return _fused_modulate(x, key, beta_t)
+    if _compiled_fused_modulate is None:
+        _compiled_fused_modulate = torch.compile(_fused_modulate)
+    try:
+        return _compiled_fused_modulate(x, key, beta_t)
+    except Exception as e:  # a missing compiler surfaces here, at the first call
+        raise RuntimeError("fused noise modulation needs torch.compile to work on this machine (a C++ "
+                           f"compiler on CPU, Triton on CUDA); it failed with: {e}. Use fused=False "
+                           "(or leave --fused-noise off)") from e
+
+
 class NoiseModulation(nn.Module):
     """Noise modulation as a layer (Definition 2): a fresh carrier per input in training mode,
     the identity in eval mode (like ``nn.Dropout``).
@@ -212,14 +314,19 @@ class NoiseModulation(nn.Module):
             otherwise.
         check: raise ``ValueError`` on NaN/Inf inputs (one device sync per call; a training
             loop whose data was validated once turns it off).
+        fused: Gaussian noise only: sample it with :func:`counter_gaussian` and modulate in one
+            compiled kernel (:func:`fused_modulate`); several times faster on CPU.
     """
 
     def __init__(self, beta: float = 0.5, noise: Union[str, NoiseFn] = "gaussian", generator=None, *,
-                 check: bool = True):
+                 check: bool = True, fused: bool = False):
         super().__init__()
         self.check = bool(check)
         self.beta = _check_beta(beta)
         _check_noise(noise)
+        if fused and noise != "gaussian":
+            raise ValueError(f"fused=True needs noise='gaussian', got {noise!r}")
+        self.fused = bool(fused)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
         self.noise = noise
@@ -228,10 +335,12 @@ class NoiseModulation(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.beta == 1.0:
             return x
+        if self.fused:
+            return fused_modulate(x, self.beta, generator=self.generator, check=self.check)
         carrier = sample_carrier(x.shape, self.beta, self.noise, generator=self.generator, device=x.device,
                                  dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
         return modulate(x, carrier, check=self.check)
 
     def extra_repr(self) -> str:
         noise = self.noise if isinstance(self.noise, str) else getattr(self.noise, "__name__", repr(self.noise))
-        return f"beta={self.beta}, noise={noise!r}"
+        return f"beta={self.beta}, noise={noise!r}" + (", fused=True" if self.fused else "")

@@ -48,7 +48,7 @@ DEFAULTS = TrainConfig()
 # Method-specific fields and the methods they apply to; elsewhere they are reset to the default.
 # FGSM always takes one step, so `steps` is PGD's only.
 RELEVANT = {
-    "beta": ("nm",), "noise": ("nm",), "modulate_after_norm": ("nm",),
+    "beta": ("nm",), "noise": ("nm",), "modulate_after_norm": ("nm",), "fused_noise": ("nm",),
     "eps": ("pgd", "fgsm"), "alpha": ("pgd", "fgsm"), "norm": ("pgd", "fgsm"), "steps": ("pgd",),
     "igr_lambda": ("igr",),
 }
@@ -223,7 +223,8 @@ def readable_id(config: TrainConfig) -> str:
     """``dataset-model-method[-method settings]-s<seed>``, e.g. ``mnist-lenet-nm-b0.5-gaussian-s0``."""
     parts = [config.dataset, config.model, config.method]
     if config.method == "nm":
-        parts += [f"b{_fmt(config.beta)}", config.noise] + (["after-norm"] if config.modulate_after_norm else [])
+        parts += [f"b{_fmt(config.beta)}", config.noise] + (["after-norm"] if config.modulate_after_norm else []) \
+            + (["fused"] if config.fused_noise else [])
     if config.method in ("pgd", "fgsm"):
         parts += [f"{k}{_fmt(getattr(config, k))}" for k in ("eps", "alpha", "steps") if getattr(config, k) is not None]
         parts += ["l2"] if config.norm == "l2" else []
