@@ -219,6 +219,10 @@ def _mix32(v: Tensor) -> Tensor:
     return v ^ ((v >> 16) & 0xFFFF)
 
 
+def _keyed_hash(counter: Tensor, key: Tensor) -> Tensor:
+    return _mix32(_mix32(counter ^ key[0]) ^ key[1])
+
+
 def _unit_interval(bits: Tensor, offset: float) -> Tensor:
     # The top 24 bits, as float32 exactly: multiples of 2**-24 in [0, 1), shifted by ``offset``.
     return (((bits >> 8) & 0xFFFFFF).to(torch.float32) + offset) * 2.0 ** -24
@@ -241,8 +245,8 @@ def counter_gaussian(numel: int, key: Tensor) -> Tensor:
     if not 0 < half < 2 ** 30:
         raise ValueError(f"counter_gaussian draws between 1 and 2**31 - 2 values, got {numel}")
     counter = torch.arange(0, 2 * half, 2, dtype=torch.int32, device=key.device)
-    u1 = _unit_interval(_mix32(_mix32(counter ^ key[0]) ^ key[1]), 0.5)
-    u2 = _unit_interval(_mix32(_mix32((counter + 1) ^ key[0]) ^ key[1]), 0.0)
+    u1 = _unit_interval(_keyed_hash(counter, key), 0.5)
+    u2 = _unit_interval(_keyed_hash(counter + 1, key), 0.0)
     radius = torch.sqrt(-2.0 * torch.log(u1))
     angle = (2.0 * math.pi) * u2
     return torch.cat([radius * torch.cos(angle), radius * torch.sin(angle)])[:numel]
@@ -250,7 +254,9 @@ def counter_gaussian(numel: int, key: Tensor) -> Tensor:
 
 def _fused_modulate(x: Tensor, key: Tensor, beta: Tensor) -> Tensor:
     """``modulate(x, beta + (1 - beta) * counter_gaussian(...))`` in one expression. A sample
-    whose C0 is 0 (all of its carrier exactly 0) is left unchanged, as in :func:`modulate`."""
+    whose C0 is 0 (all of its carrier exactly 0) is left unchanged, as in :func:`modulate`.
+    ``modulate``'s rescaling against tiny C0 is not needed here (it would cost a second pass):
+    C0 can underflow only if every ``|c|`` of a sample is below about 1e-19."""
     work = _work_dtype(x.dtype)
     n = x[0].numel()
     c = counter_gaussian(x.numel(), key).to(work).view(x.shape[0], n) * (1.0 - beta) + beta
@@ -338,7 +344,7 @@ class NoiseModulation(nn.Module):
         if self.fused:
             return fused_modulate(x, self.beta, generator=self.generator, check=self.check)
         carrier = sample_carrier(x.shape, self.beta, self.noise, generator=self.generator, device=x.device,
-                                 dtype=torch.float64 if x.dtype == torch.float64 else torch.float32)
+                                 dtype=_work_dtype(x.dtype))
         return modulate(x, carrier, check=self.check)
 
     def extra_repr(self) -> str:

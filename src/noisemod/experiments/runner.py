@@ -55,8 +55,8 @@ def _check_existing(run: Run, run_dir: Path) -> None:
     path = run_dir / "config.json"
     if not path.is_file():
         return
-    # a setting added after the run was trained is absent from its config.json: the run had its default
-    saved = {**DEFAULTS.to_dict(), **read_json(path)}
+    # from_dict gives a setting added after the run was trained (absent from its config.json) its default
+    saved = TrainConfig.from_dict(read_json(path)).to_dict()
     planned = run.config.to_dict()
     diff = [f"{k}={saved.get(k)!r} there, {v!r} in the spec" for k, v in planned.items()
             if k not in IGNORED_ON_RERUN and saved.get(k) != v]
