@@ -58,8 +58,13 @@ def main(argv=None) -> int:
     p.add_argument("--device", default=None, help="torch device passed to every benchmark (default: theirs, cpu)")
     p.add_argument("--repeats", type=int, default=None, help="timed rounds per comparison")
     p.add_argument("--data-root", type=Path, default=default_root, help=f"dataset folder (default: {default_root})")
-    p.add_argument("--only", action="append", default=None, metavar="NAME",
-                   help="run only this benchmark (e.g. bench_core or core); repeatable")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="run only this benchmark (e.g. bench_core or core); repeatable",
+    )
     args = p.parse_args(argv)
     args.data_root = args.data_root.resolve()
 
@@ -92,11 +97,15 @@ def main(argv=None) -> int:
             traceback.print_exc()
             rc = 1
         sys.stdout.flush()
-        print(f"######## {name}: {'done' if not rc else f'FAILED ({rc})'} in {time.perf_counter() - t0:.1f} s", flush=True)
+        print(
+            f"######## {name}: {'done' if not rc else f'FAILED ({rc})'} in {time.perf_counter() - t0:.1f} s", flush=True
+        )
         if rc:
             failed.append(name)
-    print(f"\nbenchmarks: {len(names) - len(failed) - len(skipped)} ran, {len(skipped)} skipped, "
-          f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}")
+    print(
+        f"\nbenchmarks: {len(names) - len(failed) - len(skipped)} ran, {len(skipped)} skipped, "
+        f"{len(failed)} failed{': ' + ', '.join(failed) if failed else ''}"
+    )
     return 1 if failed else 0
 
 

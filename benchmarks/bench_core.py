@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import os
 import sys
+
 if __package__ in (None, ""):  # `python benchmarks/bench_core.py`
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 import noisemod
+from benchmarks.common import common_parser, compare, print_header, print_ratio, print_times
 from noisemod.models import create_model
 from noisemod.modulation import NoiseModulation, modulate, sample_carrier
-
-from benchmarks.common import common_parser, compare, fmt_time, print_header, print_ratio, print_times
 
 MOD_TARGET = 0.03
 VII_TARGET = 1.2
@@ -35,8 +34,9 @@ VII_TARGET = 1.2
 
 # --- a. modulation vs a LeNet step ------------------------------------------------------------
 
+
 def bench_modulation(shape, device, repeats: int) -> dict:
-    B, C, H, W = shape
+    B, C, H, _ = shape
     torch.manual_seed(0)
     x = torch.rand(shape, device=device)
     y = torch.randint(0, 10, (B,), device=device)
@@ -75,20 +75,33 @@ def bench_modulation(shape, device, repeats: int) -> dict:
     print(f"-- a. modulation vs one LeNet training step, batch {label}, {device}")
     print_times(times)
     step_t = times["lenet step (fwd+CE+bwd+Adam)"]
-    ok = print_ratio(f"modulation / LeNet step ({label})", times["NoiseModulation(0.5, check=False)"] / step_t,
-                     MOD_TARGET)
-    print_ratio(f"fused modulation / LeNet step ({label})",
-                times["NoiseModulation(0.5, check=False, fused=True)"] / step_t, MOD_TARGET)
-    print(f"fused / default modulation ({label}): "
-          f"{times['NoiseModulation(0.5, check=False, fused=True)'] / times['NoiseModulation(0.5, check=False)']:.3g}")
-    print_ratio(f"  [end-to-end] (step with NM - step) / step ({label})",
-                times["lenet step with NoiseModulation"] / step_t - 1.0, MOD_TARGET)
-    print_ratio(f"  [floor] torch.randn alone / LeNet step ({label})", times["  torch.randn only (RNG floor)"] / step_t,
-                MOD_TARGET)
+    ok = print_ratio(
+        f"modulation / LeNet step ({label})", times["NoiseModulation(0.5, check=False)"] / step_t, MOD_TARGET
+    )
+    print_ratio(
+        f"fused modulation / LeNet step ({label})",
+        times["NoiseModulation(0.5, check=False, fused=True)"] / step_t,
+        MOD_TARGET,
+    )
+    print(
+        f"fused / default modulation ({label}): "
+        f"{times['NoiseModulation(0.5, check=False, fused=True)'] / times['NoiseModulation(0.5, check=False)']:.3g}"
+    )
+    print_ratio(
+        f"  [end-to-end] (step with NM - step) / step ({label})",
+        times["lenet step with NoiseModulation"] / step_t - 1.0,
+        MOD_TARGET,
+    )
+    print_ratio(
+        f"  [floor] torch.randn alone / LeNet step ({label})",
+        times["  torch.randn only (RNG floor)"] / step_t,
+        MOD_TARGET,
+    )
     return {"ok": ok, "times": times}
 
 
 # --- b. VII vs a bare input-gradient pass ----------------------------------------------------
+
 
 def bare_input_gradients(model, batches):
     """The floor: forward + summed cross-entropy + grad w.r.t. the input, batch by batch."""
@@ -107,7 +120,7 @@ def bench_vii(device, repeats: int, n: int = 2048, batch_size: int = 256) -> dic
     y = torch.randint(0, 10, (n,), device=device)
     model = create_model("lenet", in_channels=1, num_classes=10, input_size=28).to(device)
     mean = x.double().mean(0)
-    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, n, batch_size)]
+    batches = [(x[i : i + batch_size], y[i : i + batch_size]) for i in range(0, n, batch_size)]
 
     frozen = create_model("lenet", in_channels=1, num_classes=10, input_size=28).to(device)
     frozen.load_state_dict(model.state_dict())
@@ -133,8 +146,11 @@ def bench_vii(device, repeats: int, n: int = 2048, batch_size: int = 256) -> dic
     ok2 = print_ratio("vii / bare (mean= given)", times["vii(..., mean=mean)"] / bare, VII_TARGET)
     ok3 = True
     if saliency is not None:
-        ok3 = print_ratio("vii / captum Saliency gradients", times["vii(model, x, y, batch_size=256)"]
-                          / times["captum Saliency, per-sample loss (grads only)"], 1.0)
+        ok3 = print_ratio(
+            "vii / captum Saliency gradients",
+            times["vii(model, x, y, batch_size=256)"] / times["captum Saliency, per-sample loss (grads only)"],
+            1.0,
+        )
     return {"ok": ok1 and ok2 and ok3, "times": times}
 
 
@@ -161,8 +177,12 @@ def captum_saliency(model):
 
 def main(argv=None) -> int:
     p = common_parser(__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch intra-op threads (default: torch's default; 1 gives steadier numbers on a busy machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (default: torch's default; 1 gives steadier numbers on a busy machine)",
+    )
     args = p.parse_args(argv)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -170,8 +190,7 @@ def main(argv=None) -> int:
     rep_a = args.repeats or (15 if args.quick else 60)
     rep_b = args.repeats or (5 if args.quick else 15)
     print_header("bench_core: noise modulation and VII costs", device)
-    results = [bench_modulation(shape, device, rep_a)
-               for shape in ((64, 1, 28, 28), (64, 3, 32, 32))]
+    results = [bench_modulation(shape, device, rep_a) for shape in ((64, 1, 28, 28), (64, 3, 32, 32))]
     results.append(bench_vii(device, rep_b, n=1024 if args.quick else 2048))
     missed = sum(not r["ok"] for r in results)
     print(f"-- bench_core: {len(results) - missed}/{len(results)} targets met")

@@ -90,8 +90,12 @@ def timed(fn):
 
 def main() -> None:
     p = common_parser(__doc__.splitlines()[0])
-    p.add_argument("--data-root", type=Path, default=Path(os.environ.get("NOISEMOD_DATA", "../shared/data")),
-                   help="folder holding mnist/ (default: $NOISEMOD_DATA, else ../shared/data)")
+    p.add_argument(
+        "--data-root",
+        type=Path,
+        default=Path(os.environ.get("NOISEMOD_DATA", "../shared/data")),
+        help="folder holding mnist/ (default: $NOISEMOD_DATA, else ../shared/data)",
+    )
     args = p.parse_args()
     repeats = args.repeats or (1 if args.quick else 3)
     max_batches = 150 if args.quick else None
@@ -103,16 +107,21 @@ def main() -> None:
         _, cold = timed(lambda: load_dataset("mnist", root=args.data_root, val_size=0))
         data, warm = timed(lambda: load_dataset("mnist", root=args.data_root, val_size=0))
         print(f"load_dataset('mnist'): cold (decode + cache write) {fmt_time(cold)}, warm (cache) {fmt_time(warm)}")
-        tv_set, tv_load = timed(lambda: datasets.MNIST(
-            str(torchvision_root(args.data_root, Path(tmp) / "tv")), train=True,
-            transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize(data.mean, data.std)]),
-        ))
+        tv_set, tv_load = timed(
+            lambda: datasets.MNIST(
+                str(torchvision_root(args.data_root, Path(tmp) / "tv")),
+                train=True,
+                transform=transforms.Compose([transforms.ToTensor(), transforms.Normalize(data.mean, data.std)]),
+            )
+        )
         print(f"torchvision MNIST(train=True) construction (raw files present): {fmt_time(tv_load)}")
 
         ours = BatchLoader.from_split(data.train, BATCH_SIZE, shuffle=True, seed=0, device=device)
         pin = device.type == "cuda"
-        tv = {w: DataLoader(tv_set, BATCH_SIZE, shuffle=True, num_workers=w, pin_memory=pin,
-                            persistent_workers=w > 0) for w in (0, 1, 2)}
+        tv = {
+            w: DataLoader(tv_set, BATCH_SIZE, shuffle=True, num_workers=w, pin_memory=pin, persistent_workers=w > 0)
+            for w in (0, 1, 2)
+        }
         epochs = iter(range(10**6))
 
         def run_ours():
@@ -121,22 +130,27 @@ def main() -> None:
 
         cases = {"noisemod BatchLoader": run_ours}
         for w, loader in tv.items():  # torchvision normalizes in the transform, so the model's is the identity
-            cases[f"torchvision DataLoader num_workers={w}"] = (
-                lambda loader=loader: train_epoch(loader, None, None, max_batches, device))
+            cases[f"torchvision DataLoader num_workers={w}"] = lambda loader=loader: train_epoch(
+                loader, None, None, max_batches, device
+            )
         steps = run_ours()
         print(f"\ntraining: {steps} steps per epoch, {repeats} interleaved round(s)")
         times = compare(cases, repeats=repeats, warmup=0, device=device)
         print_times(times)
         best_tv = min((n for n in times if n.startswith("torchvision")), key=times.get)
 
-        data_cases = {"noisemod BatchLoader": lambda: data_only(ours, max_batches, device),
-                      best_tv: lambda: data_only(tv[int(best_tv[-1])], max_batches, device)}
+        data_cases = {
+            "noisemod BatchLoader": lambda: data_only(ours, max_batches, device),
+            best_tv: lambda: data_only(tv[int(best_tv[-1])], max_batches, device),
+        }
         print("\ndata only (the same epoch of batches, no training):")
         print_times(compare(data_cases, repeats=repeats, warmup=0, device=device))
         ours_time = times["noisemod BatchLoader"]
         ours_total, tv_total = warm + ours_time, tv_load + times[best_tv]
-        print(f"\nwith setup (warm load_dataset / torchvision MNIST construction): noisemod {fmt_time(ours_total)}, "
-              f"{best_tv} {fmt_time(tv_total)}: {tv_total / ours_total:.3g}x")
+        print(
+            f"\nwith setup (warm load_dataset / torchvision MNIST construction): noisemod {fmt_time(ours_total)}, "
+            f"{best_tv} {fmt_time(tv_total)}: {tv_total / ours_total:.3g}x"
+        )
         print_ratio(f"speed-up of one training epoch vs {best_tv}", times[best_tv] / ours_time, TARGET, better="higher")
 
         if max_batches is None and device.type == "cpu":
@@ -149,11 +163,14 @@ def main() -> None:
                     samples[name].append(run["train_seconds"])
                 samples["plain"].append(timed(lambda: train_epoch(tv[int(best_tv[-1])], None, None, None, device))[1])
             t = {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
-            print(f"\nend to end, one epoch: plain loop over {best_tv} {fmt_time(t['plain'])}; "
-                  + ", ".join(f"{name} (train_seconds) {fmt_time(t[name])}" for name in fits))
+            print(
+                f"\nend to end, one epoch: plain loop over {best_tv} {fmt_time(t['plain'])}; "
+                + ", ".join(f"{name} (train_seconds) {fmt_time(t[name])}" for name in fits)
+            )
             for name in fits:
-                print_ratio(f"speed-up of {name} vs a plain loop over {best_tv}", t["plain"] / t[name], TARGET,
-                            better="higher")
+                print_ratio(
+                    f"speed-up of {name} vs a plain loop over {best_tv}", t["plain"] / t[name], TARGET, better="higher"
+                )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,11 @@ mode, root, epochs, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4
 per_epoch = []
 if mode == "train":
     config = noisemod.TrainConfig(dataset="mnist", model="lenet", method="nm", epochs=epochs, data_root=root)
-    noisemod.fit(config, out, progress=False, log=lambda m: per_epoch.append(rss_mb()) if m.startswith("epoch") else None)
+    def log(message: str) -> None:
+        if message.startswith("epoch"):
+            per_epoch.append(rss_mb())
+
+    noisemod.fit(config, out, progress=False, log=log)
 else:
     data = noisemod.load_dataset("mnist", root=root)
     model = noisemod.create_model("lenet", in_channels=1, num_classes=10, input_size=28, mean=data.mean, std=data.std)
@@ -54,8 +58,12 @@ print(json.dumps({"per_epoch_mb": per_epoch, "peak_mb": peak_mb()}))
 
 def measure(mode: str, data_root: str, epochs: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, "-c", CHILD, mode, data_root, str(epochs), os.path.join(tmp, "run")],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CHILD, mode, data_root, str(epochs), os.path.join(tmp, "run")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -68,13 +76,17 @@ def main(argv=None) -> int:
     print_header("bench_memory: peak RSS of training and VII evaluation", "cpu")
     train = measure("train", data_root, 1 if args.quick else args.epochs)
     rss = train["per_epoch_mb"]
-    print(f"-- LeNet/MNIST nm training, {len(rss)} epoch(s): peak RSS {train['peak_mb']:.0f} MiB; "
-          f"RSS after each epoch: {', '.join(f'{v:.0f}' for v in rss)} MiB")
+    print(
+        f"-- LeNet/MNIST nm training, {len(rss)} epoch(s): peak RSS {train['peak_mb']:.0f} MiB; "
+        f"RSS after each epoch: {', '.join(f'{v:.0f}' for v in rss)} MiB"
+    )
     ok = print_ratio("RSS after the last epoch / after the first", rss[-1] / rss[0], GROWTH_TARGET)
     evaluation = measure("vii", data_root, 0)
     before, after = evaluation["per_epoch_mb"]
-    print(f"-- VII of LeNet on the 10,000 MNIST test images: peak RSS {evaluation['peak_mb']:.0f} MiB "
-          f"(RSS {before:.0f} MiB before, {after:.0f} MiB after)")
+    print(
+        f"-- VII of LeNet on the 10,000 MNIST test images: peak RSS {evaluation['peak_mb']:.0f} MiB "
+        f"(RSS {before:.0f} MiB before, {after:.0f} MiB after)"
+    )
     print(f"-- bench_memory: {int(ok)}/1 targets met")
     return 0
 

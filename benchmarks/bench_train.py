@@ -29,13 +29,12 @@ if __package__ in (None, ""):  # `python benchmarks/bench_train.py`
 import torch
 import torch.nn.functional as F
 
+from benchmarks.common import common_parser, compare, print_header, print_ratio, print_times
 from noisemod import TrainConfig, fit, load_dataset
+from noisemod.data import BatchLoader
 from noisemod.gradients import batch_input_gradients, frozen_eval
 from noisemod.models import create_model
-from noisemod.data import BatchLoader
 from noisemod.train import _build_model, _optimizer
-
-from benchmarks.common import common_parser, compare, print_header, print_ratio, print_times
 
 NM_TARGETS = {("mnist", "lenet"): 1.03, ("cifar10", "fcnn"): 1.03, ("mnist", "mlp"): 1.05}
 PGD7_TARGET = 6.5
@@ -65,16 +64,22 @@ def bench_nm_overhead(data_root, rounds, train_size) -> bool:
         t = epoch_seconds({"standard": base, "nm": nm, "nm-fused": nm.replace(fused_noise=True)}, rounds, data_root)
         print(f"-- a. {model} on {dataset}, {train_size} images: " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()))
         print(f"nm / standard epoch ({model}, {dataset}), torch generator: {t['nm'] / t['standard']:.4g}")
-        ok &= print_ratio(f"nm --fused-noise / standard epoch ({model}, {dataset})", t["nm-fused"] / t["standard"],
-                          target)
+        ok &= print_ratio(
+            f"nm --fused-noise / standard epoch ({model}, {dataset})", t["nm-fused"] / t["standard"], target
+        )
     return ok
 
 
 def bench_adversarial(data_root, rounds, train_size) -> bool:
     base = TrainConfig(dataset="mnist", model="lenet", epochs=1, train_size=train_size)
-    configs = {"standard": base, "nm": base.replace(method="nm"), "fgsm": base.replace(method="fgsm"),
-               "pgd-7": base.replace(method="pgd", steps=7), "pgd-40": base.replace(method="pgd", steps=40),
-               "igr": base.replace(method="igr")}
+    configs = {
+        "standard": base,
+        "nm": base.replace(method="nm"),
+        "fgsm": base.replace(method="fgsm"),
+        "pgd-7": base.replace(method="pgd", steps=7),
+        "pgd-40": base.replace(method="pgd", steps=40),
+        "igr": base.replace(method="igr"),
+    }
     t = epoch_seconds(configs, rounds, data_root)
     print(f"-- b. lenet on mnist, {train_size} images: " + ", ".join(f"{k} {v:.3f} s" for k, v in t.items()))
     ok = True
@@ -115,13 +120,21 @@ def attack_step_breakdown(repeats: int) -> None:
         with frozen_eval(model):
             batch_input_gradients(model, x, y)
 
-    t = compare({"forward": forward, "forward + weight backward": weight_backward,
-                 "forward + input backward (attack step)": attack_step, "training step": training_step},
-                repeats=repeats)
+    t = compare(
+        {
+            "forward": forward,
+            "forward + weight backward": weight_backward,
+            "forward + input backward (attack step)": attack_step,
+            "training step": training_step,
+        },
+        repeats=repeats,
+    )
     print("-- b. LeNet passes, batch 64:")
     print_times(t)
-    print(f"attack step / training step: {t['forward + input backward (attack step)'] / t['training step']:.3g} "
-          "(the 1 + 2k/3 estimate assumes 2/3)")
+    print(
+        f"attack step / training step: {t['forward + input backward (attack step)'] / t['training step']:.3g} "
+        "(the 1 + 2k/3 estimate assumes 2/3)"
+    )
 
 
 def bench_outside_model(data_root, rounds, train_size) -> bool:
@@ -150,8 +163,9 @@ def bench_outside_model(data_root, rounds, train_size) -> bool:
             trainer.append(fit(config, Path(tmp) / str(r), progress=False, log=lambda *_: None)["train_seconds"])
     t_trainer, t_bare = statistics.median(trainer), statistics.median(plain)
     print(f"-- c. lenet on mnist, {train_size} images: trainer epoch {t_trainer:.3f} s, bare loop {t_bare:.3f} s")
-    return print_ratio("share of a standard epoch outside forward/backward/step", 1 - t_bare / t_trainer,
-                       OUTSIDE_TARGET)
+    return print_ratio(
+        "share of a standard epoch outside forward/backward/step", 1 - t_bare / t_trainer, OUTSIDE_TARGET
+    )
 
 
 def main(argv=None) -> int:
@@ -162,9 +176,11 @@ def main(argv=None) -> int:
     rounds = args.repeats or (3 if args.quick else 5)
     size = args.train_size or (3200 if args.quick else 12800)
     print_header("bench_train: epoch time per method with noisemod.fit", "cpu")
-    results = [bench_nm_overhead(args.data_root, rounds, size),
-               bench_adversarial(args.data_root, rounds, max(640, size // 4)),
-               bench_outside_model(args.data_root, rounds, size)]
+    results = [
+        bench_nm_overhead(args.data_root, rounds, size),
+        bench_adversarial(args.data_root, rounds, max(640, size // 4)),
+        bench_outside_model(args.data_root, rounds, size),
+    ]
     attack_step_breakdown(10 * rounds)
     print(f"-- bench_train: {sum(results)}/{len(results)} target groups met")
     return 0

@@ -12,11 +12,11 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable, Dict, Mapping, Optional
+from collections.abc import Callable, Mapping
 
 import torch
 
-__all__ = ["Timing", "compare", "print_ratio", "print_header", "sync", "common_parser"]
+__all__ = ["Timing", "common_parser", "compare", "print_header", "print_ratio", "sync"]
 
 
 class Timing(float):
@@ -44,8 +44,9 @@ def sync(device=None) -> None:
         torch.cuda.synchronize(dev)
 
 
-def compare(cases: Mapping[str, Callable[[], object]], repeats: int = 30, warmup: int = 3,
-            device=None, inner: int = 1) -> Dict[str, Timing]:
+def compare(
+    cases: Mapping[str, Callable[[], object]], repeats: int = 30, warmup: int = 3, device=None, inner: int = 1
+) -> dict[str, Timing]:
     """Time each callable, interleaved round by round, and return the median seconds per call.
 
     Args:
@@ -63,7 +64,7 @@ def compare(cases: Mapping[str, Callable[[], object]], repeats: int = 30, warmup
         for name in names:
             cases[name]()
     sync(device)
-    samples: Dict[str, list] = {name: [] for name in names}
+    samples: dict[str, list] = {name: [] for name in names}
     for r in range(repeats):
         # alternate the order every round so neither case always runs right after the other
         order = names if r % 2 == 0 else names[::-1]
@@ -113,8 +114,11 @@ def print_ratio(label: str, value: float, target: float, better: str = "lower") 
 def print_header(title: str, device=None) -> None:
     dev = torch.device(device) if device is not None else torch.device("cpu")
     print(f"== {title}")
-    print(f"   torch {torch.__version__}, python {platform.python_version()}, {platform.machine()}, "
-          f"cpu_count {os.cpu_count()}, torch threads {torch.get_num_threads()}, device {dev}", end="")
+    print(
+        f"   torch {torch.__version__}, python {platform.python_version()}, {platform.machine()}, "
+        f"cpu_count {os.cpu_count()}, torch threads {torch.get_num_threads()}, device {dev}",
+        end="",
+    )
     if dev.type == "cuda" and torch.cuda.is_available():
         print(f" ({torch.cuda.get_device_name(dev)})", end="")
     try:
@@ -124,13 +128,15 @@ def print_header(title: str, device=None) -> None:
     print(f", loadavg {load:.2f}" if load is not None else "")
     cores = os.cpu_count() or 1
     if load is not None and load > 0.75 * cores:
-        print(f"   WARNING: the machine is busy (load {load:.2f} on {cores} cores): other processes compete "
-              "for the CPU; ratios of interleaved medians are the numbers to read, absolute times are not. "
-              "With several torch threads, small parallel ops can then stall for a scheduler tick (~1000x "
-              "slower, huge IQRs); bench_core --threads 1 gives steadier numbers")
+        print(
+            f"   WARNING: the machine is busy (load {load:.2f} on {cores} cores): other processes compete "
+            "for the CPU; ratios of interleaved medians are the numbers to read, absolute times are not. "
+            "With several torch threads, small parallel ops can then stall for a scheduler tick (~1000x "
+            "slower, huge IQRs); bench_core --threads 1 gives steadier numbers"
+        )
 
 
-def common_parser(description: Optional[str] = None) -> argparse.ArgumentParser:
+def common_parser(description: str | None = None) -> argparse.ArgumentParser:
     """The arguments every benchmark accepts: ``--device``, ``--repeats``, ``--quick``."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")

@@ -3,8 +3,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from noisemod.attacks import (ATTACK_DEFAULTS, FGSM_DEFAULTS, PGD, L2Step, LinfStep, attack_defaults, fgsm,
-                              robust_accuracy)
+from noisemod.attacks import (
+    ATTACK_DEFAULTS,
+    FGSM_DEFAULTS,
+    PGD,
+    L2Step,
+    LinfStep,
+    attack_defaults,
+    fgsm,
+    robust_accuracy,
+)
 from noisemod.metrics import accuracy
 
 torchattacks = pytest.importorskip("torchattacks")
@@ -30,6 +38,7 @@ def summed_loss(model, x, y):
 
 # --- cross-checks against torchattacks -------------------------------------------------------
 
+
 def test_pgd_matches_torchattacks():
     model = small_cnn(dtype=torch.float64).eval()
     x, y = data(dtype=torch.float64)
@@ -49,6 +58,7 @@ def test_fgsm_matches_torchattacks():
 
 
 # --- hand-computed single steps on a linear model --------------------------------------------
+
 
 def linear_model():
     model = nn.Linear(4, 2, bias=False).double()
@@ -87,6 +97,7 @@ def test_one_l2_step_by_hand():
 
 # --- the step classes -------------------------------------------------------------------------
 
+
 def test_step_classes():
     delta = torch.tensor([[3.0, -4.0], [0.1, 0.0]])
     torch.testing.assert_close(LinfStep(0.5).project(delta), torch.tensor([[0.5, -0.5], [0.1, 0.0]]))
@@ -109,6 +120,7 @@ def test_random_init_in_ball_and_reproducible():
 
 
 # --- properties of PGD ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("norm,eps,alpha", [("linf", 0.05, 0.02), ("l2", 0.5, 0.2)])
 def test_pgd_stays_in_ball_and_bounds_and_increases_loss(norm, eps, alpha):
@@ -165,8 +177,10 @@ def test_attack_runs_the_model_in_eval_mode():
 def test_seeded_generator_is_reproducible():
     model = small_cnn()
     x, y = data(8)
-    runs = [PGD(model, eps=0.1, alpha=0.01, steps=1, generator=torch.Generator().manual_seed(s)).perturb(x, y)
-            for s in (3, 3, 4)]
+    runs = [
+        PGD(model, eps=0.1, alpha=0.01, steps=1, generator=torch.Generator().manual_seed(s)).perturb(x, y)
+        for s in (3, 3, 4)
+    ]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0], runs[2])
 
 
@@ -176,11 +190,19 @@ def test_eps_zero_returns_inputs():
     assert torch.equal(PGD(model, eps=0.0, alpha=0.01, steps=2).perturb(x, y), x)
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(eps=-0.1), "eps"), (dict(eps=float("nan")), "eps"), (dict(alpha=0), "alpha"),
-    (dict(steps=0), "steps"), (dict(steps=2.0), "steps"), (dict(steps=True), "steps"),
-    (dict(norm="l1"), "l1"), (dict(bounds=(1.0, 0.0)), "bounds"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (dict(eps=-0.1), "eps"),
+        (dict(eps=float("nan")), "eps"),
+        (dict(alpha=0), "alpha"),
+        (dict(steps=0), "steps"),
+        (dict(steps=2.0), "steps"),
+        (dict(steps=True), "steps"),
+        (dict(norm="l1"), "l1"),
+        (dict(bounds=(1.0, 0.0)), "bounds"),
+    ],
+)
 def test_errors(kwargs, match):
     args = dict(eps=0.1, alpha=0.01, steps=1) | kwargs
     with pytest.raises(ValueError, match=match):
@@ -189,11 +211,13 @@ def test_errors(kwargs, match):
 
 def test_integer_inputs_rejected():
     with pytest.raises(ValueError, match="floating"):
-        PGD(small_cnn(), eps=0.1, alpha=0.1, steps=1).perturb(torch.zeros(2, 1, 8, 8, dtype=torch.uint8),
-                                                             torch.zeros(2, dtype=torch.long))
+        PGD(small_cnn(), eps=0.1, alpha=0.1, steps=1).perturb(
+            torch.zeros(2, 1, 8, 8, dtype=torch.uint8), torch.zeros(2, dtype=torch.long)
+        )
 
 
 # --- robust accuracy and defaults -------------------------------------------------------------
+
 
 def trained_model():
     """A linear classifier trained a little on two well-separated classes of 4x4 images in [0, 1]."""
@@ -217,7 +241,7 @@ def test_robust_accuracy_below_clean_accuracy():
     strong = robust_accuracy(model, x, y, attack=PGD(model, eps=0.3, alpha=0.05, steps=10), batch_size=50)
     assert clean > 0.9
     assert 0 <= strong < weak <= clean
-    batches = [(x[i:i + 32], y[i:i + 32]) for i in range(0, len(x), 32)]
+    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, len(x), 32)]
     attack = PGD(model, eps=0.3, alpha=0.05, steps=10, random_start=False)
     assert robust_accuracy(model, batches, attack=attack) == robust_accuracy(model, x, y, attack=attack)
 

@@ -62,34 +62,37 @@ def test_demo_prints_a_table_and_writes_a_png(tmp_path, capsys):
     assert "reusing the finished run" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["--beta", "1.5"], "--beta=1.5"),
-    (["--beta", "-0.5"], "--beta=-0.5"),
-    (["--beta", "abc"], "--beta='abc'"),
-    (["--noise", "pink"], "--noise='pink'"),
-    (["--model", "nope"], "--model='nope'"),
-    (["--dataset", "nope"], "--dataset='nope'"),
-    (["--method", "magic"], "--method='magic'"),
-    (["--epochs", "0"], "--epochs=0"),
-    (["--epochs", "-3"], "--epochs=-3"),
-    (["--batch-size", "0"], "--batch-size=0"),
-    (["--eps", "-0.1"], "--eps=-0.1"),
-    (["--lr", "0"], "--lr=0.0"),
-    (["--steps", "0"], "--steps=0"),
-    (["--train-size", "0"], "--train-size=0"),
-    (["--amp", "fp8"], "--amp='fp8'"),
-    (["--device", "tpu"], "--device='tpu'"),
-    (["--norm", "l3"], "--norm='l3'"),
-    (["--optimizer", "lbfgs"], "--optimizer='lbfgs'"),
-    (["--val-size", "-1"], "--val-size=-1"),
-    (["--alpha", "0"], "--alpha=0.0"),
-    (["--igr-lambda", "-1"], "--igr-lambda=-1.0"),
-    (["--momentum", "-0.5"], "--momentum=-0.5"),
-    (["--weight-decay", "-1"], "--weight-decay=-1.0"),
-    (["--schedule", "linear"], "--schedule='linear'"),
-    (["--eval-batch-size", "0"], "--eval-batch-size=0"),
-    (["--seed", "-1"], "--seed=-1"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--beta", "1.5"], "--beta=1.5"),
+        (["--beta", "-0.5"], "--beta=-0.5"),
+        (["--beta", "abc"], "--beta='abc'"),
+        (["--noise", "pink"], "--noise='pink'"),
+        (["--model", "nope"], "--model='nope'"),
+        (["--dataset", "nope"], "--dataset='nope'"),
+        (["--method", "magic"], "--method='magic'"),
+        (["--epochs", "0"], "--epochs=0"),
+        (["--epochs", "-3"], "--epochs=-3"),
+        (["--batch-size", "0"], "--batch-size=0"),
+        (["--eps", "-0.1"], "--eps=-0.1"),
+        (["--lr", "0"], "--lr=0.0"),
+        (["--steps", "0"], "--steps=0"),
+        (["--train-size", "0"], "--train-size=0"),
+        (["--amp", "fp8"], "--amp='fp8'"),
+        (["--device", "tpu"], "--device='tpu'"),
+        (["--norm", "l3"], "--norm='l3'"),
+        (["--optimizer", "lbfgs"], "--optimizer='lbfgs'"),
+        (["--val-size", "-1"], "--val-size=-1"),
+        (["--alpha", "0"], "--alpha=0.0"),
+        (["--igr-lambda", "-1"], "--igr-lambda=-1.0"),
+        (["--momentum", "-0.5"], "--momentum=-0.5"),
+        (["--weight-decay", "-1"], "--weight-decay=-1.0"),
+        (["--schedule", "linear"], "--schedule='linear'"),
+        (["--eval-batch-size", "0"], "--eval-batch-size=0"),
+        (["--seed", "-1"], "--seed=-1"),
+    ],
+)
 def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, capsys, argv, needle):
     run = tmp_path / "run"
     assert main([*TRAIN, *argv, "--out", str(run)]) == 2
@@ -98,15 +101,18 @@ def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, caps
     assert not run.exists()
 
 
-@pytest.mark.parametrize("argv,needle", [
-    (["demo", "--epochs", "0"], "--epochs=0"),
-    (["demo", "--epochs", "x"], "--epochs='x'"),
-    (["explain", "somewhere", "-n", "0"], "--n=0"),
-    (["sweep", "experiments/fig3.yaml", "--out", "x", "--jobs", "0"], "--jobs=0"),
-    (["evaluate", "somewhere", "--device", "tpu"], "--device='tpu'"),
-    (["sweep", "experiments/fig3.yaml", "--out", "x", "--budget", "gpu"], "no budget 'gpu'"),
-    (["sweep", "experiments/nope.yaml", "--out", "x"], "SPEC='experiments/nope.yaml'"),
-])
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["demo", "--epochs", "0"], "--epochs=0"),
+        (["demo", "--epochs", "x"], "--epochs='x'"),
+        (["explain", "somewhere", "-n", "0"], "--n=0"),
+        (["sweep", "experiments/fig3.yaml", "--out", "x", "--jobs", "0"], "--jobs=0"),
+        (["evaluate", "somewhere", "--device", "tpu"], "--device='tpu'"),
+        (["sweep", "experiments/fig3.yaml", "--out", "x", "--budget", "gpu"], "no budget 'gpu'"),
+        (["sweep", "experiments/nope.yaml", "--out", "x"], "SPEC='experiments/nope.yaml'"),
+    ],
+)
 def test_bad_option_of_other_subcommands_exits_2(tmp_path, capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -120,7 +126,9 @@ def test_missing_run_directory_is_a_clear_error(tmp_path, capsys):
     assert "results.csv" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["explain"], ["demo"], ["sweep"], ["figures"], ["report"]])
+@pytest.mark.parametrize(
+    "command", [[], ["train"], ["evaluate"], ["explain"], ["demo"], ["sweep"], ["figures"], ["report"]]
+)
 def test_help_on_every_subcommand(command, capsys):
     with pytest.raises(SystemExit) as e:
         main([*command, "--help"])
@@ -139,8 +147,9 @@ def test_python_dash_m_entry_point():
 def test_train_flags_reach_the_config():
     from noisemod.cli import _config, build_parser
 
-    args = build_parser().parse_args(["train", "--out", "x", "--compile", "--channels-last", "--modulate-after-norm",
-                                      "--fused-noise"])
+    args = build_parser().parse_args(
+        ["train", "--out", "x", "--compile", "--channels-last", "--modulate-after-norm", "--fused-noise"]
+    )
     config = _config(args)
     assert config.compile and config.channels_last and config.modulate_after_norm and config.fused_noise
     plain = _config(build_parser().parse_args(["train", "--out", "x"]))

@@ -540,4 +540,3 @@ def test_real_cifar10_jpeg(monkeypatch):
     assert (len(data.train), len(data.val), len(data.test)) == (45000, 5000, 10000)
     assert data.train.images.shape[1:] == (3, 32, 32) and data.classes[0] == "airplane"
     assert Counter(data.test.labels.tolist()) == {i: 1000 for i in range(10)}
-

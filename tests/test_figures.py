@@ -3,7 +3,6 @@
 import csv
 import json
 import math
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -11,8 +10,7 @@ import torch
 from PIL import Image
 
 import noisemod
-from noisemod import TrainConfig
-from noisemod import figures
+from noisemod import TrainConfig, figures
 from noisemod.io import read_json
 
 # run id -> settings of a tiny fake sweep covering every figure
@@ -26,8 +24,9 @@ FAKE_RUNS = {
 }
 
 
-def write_sweep(sweep_dir: Path, run_ids, *, spec="fake", budget="tiny", runs_from: Path = None,
-                failed=()) -> Path:
+def write_sweep(
+    sweep_dir: Path, run_ids, *, spec="fake", budget="tiny", runs_from: Path | None = None, failed=()
+) -> Path:
     """A sweep folder in the sweep runner's layout: results.csv (a status column, result.json's
     scalars, ``result_`` before those named like a setting), sweep.json and runs/<id>/, trained here
     or linked from ``runs_from``; ``failed`` adds rows of failed runs."""
@@ -41,19 +40,30 @@ def write_sweep(sweep_dir: Path, run_ids, *, spec="fake", budget="tiny", runs_fr
             config = TrainConfig(dataset="synthetic", model="lenet", epochs=1, train_size=120, **FAKE_RUNS[run_id])
             noisemod.fit(config, run, progress=False, log=lambda *a: None)
         config = read_json(run / "config.json")
-        result = {("result_" + k if k in config else k): v for k, v in read_json(run / "result.json").items()
-                  if not isinstance(v, dict)}
+        result = {
+            ("result_" + k if k in config else k): v
+            for k, v in read_json(run / "result.json").items()
+            if not isinstance(v, dict)
+        }
         rows.append({"run_id": run_id, "spec": spec, "budget": budget, "status": "completed", **config, **result})
     for run_id in failed:
-        rows.append({"run_id": run_id, "spec": spec, "budget": budget, "status": "failed",
-                     **TrainConfig(dataset="synthetic", method="igr").to_dict()})
+        rows.append(
+            {
+                "run_id": run_id,
+                "spec": spec,
+                "budget": budget,
+                "status": "failed",
+                **TrainConfig(dataset="synthetic", method="igr").to_dict(),
+            }
+        )
     with open(sweep_dir / "results.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     command = f"noisemod sweep experiments/{spec}.yaml --out {sweep_dir} --budget {budget} --jobs 1"
-    (sweep_dir / "sweep.json").write_text(json.dumps({"spec": spec, "budget": budget, "runs": list(run_ids),
-                                                      "command": command, "cwd": "/somewhere"}))
+    (sweep_dir / "sweep.json").write_text(
+        json.dumps({"spec": spec, "budget": budget, "runs": list(run_ids), "command": command, "cwd": "/somewhere"})
+    )
     return sweep_dir
 
 
@@ -102,10 +112,12 @@ def test_load_results_types_and_errors(fake_sweep, tmp_path):
 
 
 def test_aggregate_mean_and_std_over_seeds():
-    rows = [dict(dataset="mnist", model="mlp", method="nm", seed=0, test_accuracy=0.90, vii=0.20),
-            dict(dataset="mnist", model="mlp", method="nm", seed=1, test_accuracy=0.80, vii=0.30),
-            dict(dataset="mnist", model="mlp", method="standard", seed=0, test_accuracy=0.95, vii=0.10),
-            dict(dataset="mnist", model="mlp", method="standard", seed=1, test_accuracy=math.nan, vii=0.12)]
+    rows = [
+        dict(dataset="mnist", model="mlp", method="nm", seed=0, test_accuracy=0.90, vii=0.20),
+        dict(dataset="mnist", model="mlp", method="nm", seed=1, test_accuracy=0.80, vii=0.30),
+        dict(dataset="mnist", model="mlp", method="standard", seed=0, test_accuracy=0.95, vii=0.10),
+        dict(dataset="mnist", model="mlp", method="standard", seed=1, test_accuracy=math.nan, vii=0.12),
+    ]
     nm, standard = figures.aggregate(rows)
     assert (nm["method"], nm["n"], nm["seeds"]) == ("nm", 2, [0, 1])
     assert nm["test_accuracy_mean"] == pytest.approx(0.85)
@@ -118,9 +130,12 @@ def test_aggregate_mean_and_std_over_seeds():
 
 def test_series_picks_runs_that_differ_in_one_setting():
     base = {k: None for k in figures.CONFIG_FIELDS}
-    rows = [{**base, "method": "nm", "beta": b, "noise": n, "seed": s, "run_id": i}
-            for i, (b, n, s) in enumerate([(0.5, "gaussian", 0), (0.5, "gaussian", 1), (0.8, "gaussian", 0),
-                                           (0.5, "laplace", 0)])]
+    rows = [
+        {**base, "method": "nm", "beta": b, "noise": n, "seed": s, "run_id": i}
+        for i, (b, n, s) in enumerate(
+            [(0.5, "gaussian", 0), (0.5, "gaussian", 1), (0.8, "gaussian", 0), (0.5, "laplace", 0)]
+        )
+    ]
     assert [r["run_id"] for r in figures.series(rows, "beta")] == [0, 1, 2]
     assert [r["run_id"] for r in figures.series(rows, "noise")] == [0, 1, 3]
     assert figures.series(rows[:2], "beta") == []
@@ -155,9 +170,11 @@ def test_fig2_png_and_svg(tmp_path):
 
 def test_result_figures_png_and_svg(fake_sweep, tmp_path):
     rows = figures.load_results(fake_sweep)
-    for name, call in {"fig3": lambda p: figures.fig3(rows, p),
-                       "fig4": lambda p: figures.fig4(rows, fake_sweep, p),
-                       "fig5": lambda p: figures.fig5(rows, p)}.items():
+    for name, call in {
+        "fig3": lambda p: figures.fig3(rows, p),
+        "fig4": lambda p: figures.fig4(rows, fake_sweep, p),
+        "fig5": lambda p: figures.fig5(rows, p),
+    }.items():
         png, svg = call([tmp_path / f"{name}.png", tmp_path / f"{name}.svg"])
         check_png(png, 500)
         check_svg(svg)
@@ -171,7 +188,7 @@ def test_fig1_gradient_grid(fake_sweep, tmp_path):
     runs = {m: fake_sweep / "runs" / f"{m}-s0" for m in ("standard", "nm", "pgd")}
     [png] = figures.fig1(runs, tmp_path / "f1.png", n=5)
     check_png(png)
-    x, y, grads = figures.gradient_maps(list(runs.values()), n=5)
+    x, _, grads = figures.gradient_maps(list(runs.values()), n=5)
     assert x.shape == (5, 1, 16, 16) and len(grads) == 3 and grads[0].shape == x.shape
     assert not torch.equal(grads[0], grads[1])
 
@@ -207,9 +224,21 @@ def test_make_figures(fake_sweep, tmp_path):
 
 def test_main_conditions_keep_one_condition_per_method():
     base = {k: None for k in figures.CONFIG_FIELDS}
-    rows = [{**base, "dataset": "d", "model": "m", "method": method, "beta": beta, "noise": "gaussian", "seed": seed,
-             "run_id": i} for i, (method, beta, seed) in enumerate(
-                 [("nm", 0.8, 0), ("nm", 0.5, 0), ("nm", 0.5, 1), ("standard", 0.5, 0), ("nm", 0.3, 0)])]
+    rows = [
+        {
+            **base,
+            "dataset": "d",
+            "model": "m",
+            "method": method,
+            "beta": beta,
+            "noise": "gaussian",
+            "seed": seed,
+            "run_id": i,
+        }
+        for i, (method, beta, seed) in enumerate(
+            [("nm", 0.8, 0), ("nm", 0.5, 0), ("nm", 0.5, 1), ("standard", 0.5, 0), ("nm", 0.3, 0)]
+        )
+    ]
     assert [r["run_id"] for r in figures.main_conditions(rows)] == [1, 2, 3]
     [nm, standard] = figures.aggregate(figures.main_conditions(rows))
     assert (nm["method"], nm["n"], standard["n"]) == ("nm", 2, 1)

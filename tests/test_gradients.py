@@ -15,8 +15,9 @@ def tiny_model(dtype=torch.float64):
 
 def bn_model():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(),
-                         nn.Linear(4 * 3 * 3, 3))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout(0.5), nn.Flatten(), nn.Linear(4 * 3 * 3, 3)
+    )
 
 
 def test_equals_central_finite_differences():
@@ -31,8 +32,8 @@ def test_equals_central_finite_differences():
             e = torch.zeros(x[i].numel(), dtype=torch.float64)
             e[idx] = h
             e = e.view_as(x[i])
-            lp = F.cross_entropy(model((x[i] + e)[None]), y[i:i + 1])
-            lm = F.cross_entropy(model((x[i] - e)[None]), y[i:i + 1])
+            lp = F.cross_entropy(model((x[i] + e)[None]), y[i : i + 1])
+            lm = F.cross_entropy(model((x[i] - e)[None]), y[i : i + 1])
             fd.view(-1)[idx] = (lp - lm) / (2 * h)
         torch.testing.assert_close(grads[i], fd, atol=1e-7, rtol=1e-5)
 
@@ -85,7 +86,7 @@ def test_model_state_untouched():
 
 def test_state_restored_on_error():
     model = bn_model().train()
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):
         input_gradients(model, torch.rand(2, 2, 5, 5), torch.tensor([0, 1]))  # wrong channels
     assert model.training and all(p.requires_grad for p in model.parameters())
 

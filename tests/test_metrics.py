@@ -14,14 +14,22 @@ from noisemod.metrics import dataset_mean, vii_scores
 
 def test_vii_scores_hand_computed():
     mean = torch.zeros(4)
-    x = torch.tensor([[1.0, 2.0, -1.0, 3.0],    # d = + + - +
-                      [1.0, 1.0, 1.0, 1.0],     # d = + + + +
-                      [0.0, 0.0, 0.0, 0.0],     # d = 0: no direction
-                      [1.0, -1.0, 1.0, -1.0]])  # d = + - + -
-    g = torch.tensor([[5.0, 0.1, -2.0, 9.0],    # aligned: 1
-                      [1.0, 1.0, -1.0, 0.0],    # <d,g> = 1, ||d|| = 2, ||g|| = sqrt(3)
-                      [1.0, 1.0, 1.0, 1.0],     # zero-norm d: 0
-                      [1.0, 1.0, 1.0, 1.0]])    # orthogonal: 0
+    x = torch.tensor(
+        [
+            [1.0, 2.0, -1.0, 3.0],  # d = + + - +
+            [1.0, 1.0, 1.0, 1.0],  # d = + + + +
+            [0.0, 0.0, 0.0, 0.0],  # d = 0: no direction
+            [1.0, -1.0, 1.0, -1.0],
+        ]
+    )  # d = + - + -
+    g = torch.tensor(
+        [
+            [5.0, 0.1, -2.0, 9.0],  # aligned: 1
+            [1.0, 1.0, -1.0, 0.0],  # <d,g> = 1, ||d|| = 2, ||g|| = sqrt(3)
+            [1.0, 1.0, 1.0, 1.0],  # zero-norm d: 0
+            [1.0, 1.0, 1.0, 1.0],
+        ]
+    )  # orthogonal: 0
     scores = vii_scores(x, g, mean)
     torch.testing.assert_close(scores, torch.tensor([1.0, 1 / (2 * math.sqrt(3)), 0.0, 0.0], dtype=torch.float64))
     # anti-aligned counts as aligned (absolute value), zero gradient scores 0
@@ -67,8 +75,15 @@ def test_sample_equal_to_mean_scores_zero_and_counts():
 
 def conv_net(in_ch=3):
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(in_ch, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(),
-                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    return nn.Sequential(
+        nn.Conv2d(in_ch, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 5),
+    )
 
 
 class Normalize(nn.Module):
@@ -104,7 +119,7 @@ def test_invariant_to_moving_normalization_inside_the_model():
 def test_tensor_and_batch_iterable_agree_and_mean_argument():
     x, y = images_with_constant_pixels(30)
     net = conv_net()
-    batches = [(x[i:i + 7], y[i:i + 7]) for i in range(0, 30, 7)]
+    batches = [(x[i : i + 7], y[i : i + 7]) for i in range(0, 30, 7)]
     ref = vii(net, x, y)
     assert vii(net, batches) == pytest.approx(ref, abs=1e-12)
     assert vii(net, x, y, batch_size=4) == pytest.approx(ref, abs=1e-12)

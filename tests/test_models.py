@@ -15,12 +15,24 @@ SHAPES = [(1, 28, 28), (1, 8, 8), (3, 32, 32)]
 
 # Parameter counts with 10 classes; must match the table in docs/models.md.
 EXPECTED_PARAMS = {
-    ("mlp", (1, 28, 28)): 269_322, ("mlp", (3, 32, 32)): 855_050, ("mlp", (1, 8, 8)): 85_002,
-    ("fcnn", (1, 28, 28)): 140_138, ("fcnn", (3, 32, 32)): 140_714, ("fcnn", (1, 8, 8)): 140_138,
-    ("lenet", (1, 28, 28)): 61_706, ("lenet", (3, 32, 32)): 83_126, ("lenet", (1, 8, 8)): 21_386,
-    ("vgg11", (1, 28, 28)): 9_229_962, ("vgg11", (3, 32, 32)): 9_231_114, ("vgg11", (1, 8, 8)): 9_229_962,
-    ("vgg16", (1, 28, 28)): 14_727_114, ("vgg16", (3, 32, 32)): 14_728_266, ("vgg16", (1, 8, 8)): 14_727_114,
-    ("resnet18", (1, 28, 28)): 11_172_810, ("resnet18", (3, 32, 32)): 11_173_962, ("resnet18", (1, 8, 8)): 11_172_810,
+    ("mlp", (1, 28, 28)): 269_322,
+    ("mlp", (3, 32, 32)): 855_050,
+    ("mlp", (1, 8, 8)): 85_002,
+    ("fcnn", (1, 28, 28)): 140_138,
+    ("fcnn", (3, 32, 32)): 140_714,
+    ("fcnn", (1, 8, 8)): 140_138,
+    ("lenet", (1, 28, 28)): 61_706,
+    ("lenet", (3, 32, 32)): 83_126,
+    ("lenet", (1, 8, 8)): 21_386,
+    ("vgg11", (1, 28, 28)): 9_229_962,
+    ("vgg11", (3, 32, 32)): 9_231_114,
+    ("vgg11", (1, 8, 8)): 9_229_962,
+    ("vgg16", (1, 28, 28)): 14_727_114,
+    ("vgg16", (3, 32, 32)): 14_728_266,
+    ("vgg16", (1, 8, 8)): 14_727_114,
+    ("resnet18", (1, 28, 28)): 11_172_810,
+    ("resnet18", (3, 32, 32)): 11_173_962,
+    ("resnet18", (1, 8, 8)): 11_172_810,
 }
 
 
@@ -80,8 +92,14 @@ def test_spec_round_trip(name):
     torch.manual_seed(0)
     model = build(name, (1, 28, 28), mean=[0.1307], std=[0.3081])
     spec = json.loads(json.dumps(model.spec))
-    assert spec == {"name": name, "in_channels": 1, "num_classes": 10, "input_size": [28, 28],
-                    "mean": [0.1307], "std": [0.3081]}
+    assert spec == {
+        "name": name,
+        "in_channels": 1,
+        "num_classes": 10,
+        "input_size": [28, 28],
+        "mean": [0.1307],
+        "std": [0.3081],
+    }
     rebuilt = create_model(**spec)
     rebuilt.load_state_dict(model.state_dict())
     x = torch.rand(2, 1, 28, 28)
@@ -96,8 +114,11 @@ def test_spec_is_a_copy():
 
 
 def test_input_size_int_or_pair_and_non_square():
-    assert build("lenet", (1, 28, 28)).spec["input_size"] == create_model(
-        "lenet", in_channels=1, num_classes=10, input_size=28).spec["input_size"] == [28, 28]
+    assert (
+        build("lenet", (1, 28, 28)).spec["input_size"]
+        == create_model("lenet", in_channels=1, num_classes=10, input_size=28).spec["input_size"]
+        == [28, 28]
+    )
     model = create_model("lenet", in_channels=2, num_classes=4, input_size=(12, 20))
     assert model(torch.rand(2, 2, 12, 20)).shape == (2, 4)
 
@@ -109,13 +130,31 @@ def test_unknown_name_lists_valid_names():
         create_model("tv:no_such_model", in_channels=3, num_classes=10, input_size=32)
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"in_channels": 0}, {"in_channels": -1}, {"in_channels": 1.5}, {"in_channels": True}, {"in_channels": "3"},
-    {"num_classes": 0}, {"num_classes": 2.0},
-    {"input_size": 0}, {"input_size": (28,)}, {"input_size": (28, 0)}, {"input_size": "28"}, {"input_size": (28, 28, 1)},
-    {"mean": [0.5, 0.5]}, {"std": [0.5, 0.5]}, {"std": [0.0]}, {"std": [-1.0]}, {"mean": [float("nan")]},
-    {"mean": 0.5}, {"mean": ["a"]},
-], ids=str)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"in_channels": 0},
+        {"in_channels": -1},
+        {"in_channels": 1.5},
+        {"in_channels": True},
+        {"in_channels": "3"},
+        {"num_classes": 0},
+        {"num_classes": 2.0},
+        {"input_size": 0},
+        {"input_size": (28,)},
+        {"input_size": (28, 0)},
+        {"input_size": "28"},
+        {"input_size": (28, 28, 1)},
+        {"mean": [0.5, 0.5]},
+        {"std": [0.5, 0.5]},
+        {"std": [0.0]},
+        {"std": [-1.0]},
+        {"mean": [float("nan")]},
+        {"mean": 0.5},
+        {"mean": ["a"]},
+    ],
+    ids=str,
+)
 def test_bad_arguments_raise_value_error(kwargs):
     args = {"in_channels": 1, "num_classes": 10, "input_size": 28, **kwargs}
     with pytest.raises(ValueError):

@@ -152,8 +152,9 @@ def test_eval_mode_is_identity_and_train_mode_modulates():
 
 
 def test_works_as_first_layer_and_for_precomputing_a_dataset():
-    model = torch.nn.Sequential(NoiseModulation(0.5, generator=torch.Generator().manual_seed(0)),
-                                torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    model = torch.nn.Sequential(
+        NoiseModulation(0.5, generator=torch.Generator().manual_seed(0)), torch.nn.Flatten(), torch.nn.Linear(16, 3)
+    )
     x = torch.rand(5, 1, 4, 4)
     model.train()
     assert model(x).shape == (5, 3)
@@ -254,16 +255,16 @@ def test_counter_gaussian_is_standard_normal_and_independent():
     se = 1 / math.sqrt(n)
     assert abs(z.mean().item()) < 6 * se
     assert abs(z.var().item() - 1) < 6 * math.sqrt(2) * se
-    assert abs((z ** 4).mean().item() - 3) < 6 * math.sqrt(96) * se  # kurtosis of N(0, 1); var(z^4) = 96
+    assert abs((z**4).mean().item() - 3) < 6 * math.sqrt(96) * se  # kurtosis of N(0, 1); var(z^4) = 96
     # Kolmogorov-Smirnov distance to the normal CDF: 1.95 / sqrt(n) is the 0.1% critical value
     cdf = torch.special.ndtr(z.sort().values)
     i = torch.arange(1, n + 1, dtype=torch.float64)
     ks = torch.maximum(i / n - cdf, cdf - (i - 1) / n).max().item()
     assert ks < 1.95 * se
     # neighbours (cos/sin halves are split, so test both a shift of 1 and of n/2) are uncorrelated
-    for a, b in ((z[:-1], z[1:]), (z[: n // 2], z[n // 2:])):
+    for a, b in ((z[:-1], z[1:]), (z[: n // 2], z[n // 2 :])):
         assert abs(torch.corrcoef(torch.stack([a, b]))[0, 1].item()) < 6 * se
-    assert z.abs().max().item() <= math.sqrt(-2 * math.log(0.5 * 2 ** -24)) + 1e-4  # the 24-bit tail, 5.9
+    assert z.abs().max().item() <= math.sqrt(-2 * math.log(0.5 * 2**-24)) + 1e-4  # the 24-bit tail, 5.9
 
 
 def test_counter_gaussian_depends_only_on_key_and_index():
@@ -283,7 +284,7 @@ def test_fused_modulate_is_modulate_with_the_counter_carrier(beta):
     # Definition 1 with Definition 2's carrier c = beta + (1 - beta) delta, delta = counter_gaussian
     # under the key fused_modulate draws from the generator: eager and compiled.
     x = torch.rand(6, 3, 5, 5, dtype=torch.float64).float()
-    key = torch.randint(-(2 ** 31), 2 ** 31, (2,), dtype=torch.int32, generator=torch.Generator().manual_seed(4))
+    key = torch.randint(-(2**31), 2**31, (2,), dtype=torch.int32, generator=torch.Generator().manual_seed(4))
     expected = modulate(x, beta + (1 - beta) * counter_gaussian(x.numel(), key).view(x.shape))
     for compiled in (False, True):
         got = fused_modulate(x, beta, generator=torch.Generator().manual_seed(4), compiled=compiled)

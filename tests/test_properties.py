@@ -56,15 +56,19 @@ def test_input_gradients_equal_a_per_sample_loop(shape, classes, seed, batch_siz
     net(x)  # materialize the lazy layer
     grads = input_gradients(net, x, y, batch_size=batch_size)
     for i in range(shape[0]):
-        xi = x[i:i + 1].clone().requires_grad_(True)
-        (gi,) = torch.autograd.grad(nn.functional.cross_entropy(net(xi), y[i:i + 1]), xi)
-        torch.testing.assert_close(grads[i:i + 1], gi)
+        xi = x[i : i + 1].clone().requires_grad_(True)
+        (gi,) = torch.autograd.grad(nn.functional.cross_entropy(net(xi), y[i : i + 1]), xi)
+        torch.testing.assert_close(grads[i : i + 1], gi)
 
 
 @fast
-@given(shape=shapes, classes=st.integers(2, 5), seed=seeds,
-       scale=st.lists(st.floats(0.05, 20.0), min_size=3, max_size=3),
-       shift=st.lists(st.floats(-2.0, 2.0), min_size=3, max_size=3))
+@given(
+    shape=shapes,
+    classes=st.integers(2, 5),
+    seed=seeds,
+    scale=st.lists(st.floats(0.05, 20.0), min_size=3, max_size=3),
+    shift=st.lists(st.floats(-2.0, 2.0), min_size=3, max_size=3),
+)
 def test_vii_is_in_unit_interval_and_invariant_to_normalization_placement(shape, classes, seed, scale, shift):
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(shape, generator=g, dtype=torch.float64)

@@ -22,9 +22,11 @@ def test_lenet_mnist_standard_vs_nm(shared_data, tmp_path):
     standard = fit(base, tmp_path / "standard", progress=False, log=quiet)
     nm1 = fit(base.replace(method="nm", beta=0.5), tmp_path / "nm1", progress=False, log=quiet)
     nm2 = fit(base.replace(method="nm", beta=0.5, epochs=2), tmp_path / "nm2", progress=False, log=quiet)
-    print(f"\nLeNet MNIST 1 epoch: standard acc {standard['test_accuracy']:.4f} VII {standard['vii']:.4f}; "
-          f"nm acc {nm1['test_accuracy']:.4f} VII {nm1['vii']:.4f}; "
-          f"nm 2 epochs acc {nm2['test_accuracy']:.4f} VII {nm2['vii']:.4f}")
+    print(
+        f"\nLeNet MNIST 1 epoch: standard acc {standard['test_accuracy']:.4f} VII {standard['vii']:.4f}; "
+        f"nm acc {nm1['test_accuracy']:.4f} VII {nm1['vii']:.4f}; "
+        f"nm 2 epochs acc {nm2['test_accuracy']:.4f} VII {nm2['vii']:.4f}"
+    )
     assert standard["test_accuracy"] > 0.97
     assert nm1["test_accuracy"] > 0.96
     assert nm2["test_accuracy"] > 0.97

@@ -76,7 +76,9 @@ def test_divergence_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoi
     with pytest.raises(FloatingPointError, match=r"epoch 2, step 5; .*last good epoch \(1\)"):
         fit(QUICK, tmp_path / "run", progress=False, log=quiet)
     assert load_checkpoint(tmp_path / "run" / "last.pt")["progress"]["epoch"] == 1
-    assert torch.isfinite(torch.cat([v.flatten().float() for v in load_model(tmp_path / "run").state_dict().values()])).all()
+    assert torch.isfinite(
+        torch.cat([v.flatten().float() for v in load_model(tmp_path / "run").state_dict().values()])
+    ).all()
     assert not (tmp_path / "run" / "result.json").exists()
 
 
@@ -104,8 +106,23 @@ def test_crafted_checkpoint_is_refused_without_running_its_code(tmp_path, monkey
 
 
 def cli_train(out, epochs):
-    return [sys.executable, "-m", "noisemod", "train", "--dataset", "digits", "--model", "lenet", "--method", "nm",
-            "--epochs", str(epochs), "--out", str(out), "--quiet"]
+    return [
+        sys.executable,
+        "-m",
+        "noisemod",
+        "train",
+        "--dataset",
+        "digits",
+        "--model",
+        "lenet",
+        "--method",
+        "nm",
+        "--epochs",
+        str(epochs),
+        "--out",
+        str(out),
+        "--quiet",
+    ]
 
 
 def start_and_wait_for_checkpoint(cmd, run):
@@ -170,14 +187,18 @@ def test_sweep_killed_mid_run_completes_only_the_missing_runs(tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 300
     # wait until one run is complete and the next one has a checkpoint: then crash the whole sweep
-    while not (sum(1 for _ in out.glob("runs/*/result.json")) >= 1 and
-               any(not (d / "result.json").exists() for d in out.glob("runs/*") if (d / "last.pt").exists())):
+    while not (
+        sum(1 for _ in out.glob("runs/*/result.json")) >= 1
+        and any(not (d / "result.json").exists() for d in out.glob("runs/*") if (d / "last.pt").exists())
+    ):
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
-    done_before = {d.name: (d / "result.json").stat().st_mtime_ns for d in out.glob("runs/*") if (d / "result.json").exists()}
+    done_before = {
+        d.name: (d / "result.json").stat().st_mtime_ns for d in out.glob("runs/*") if (d / "result.json").exists()
+    }
     rows_before = sweep_rows(out) if (out / "results.csv").exists() else []
     assert len(rows_before) == len(done_before) and len(done_before) < 4  # the table matches what finished
 
@@ -189,6 +210,12 @@ def test_sweep_killed_mid_run_completes_only_the_missing_runs(tmp_path):
         assert (out / "runs" / name / "result.json").stat().st_mtime_ns == mtime
     # the interrupted run resumed to exactly the result of an uninterrupted run
     for row in rows:
-        ref = fit(TrainConfig(dataset="digits", model="lenet", batch_size=32, epochs=40, method=row["method"],
-                              seed=int(row["seed"])), tmp_path / "ref" / row["run_id"], progress=False, log=quiet)
+        ref = fit(
+            TrainConfig(
+                dataset="digits", model="lenet", batch_size=32, epochs=40, method=row["method"], seed=int(row["seed"])
+            ),
+            tmp_path / "ref" / row["run_id"],
+            progress=False,
+            log=quiet,
+        )
         assert float(row["test_accuracy"]) == ref["test_accuracy"] and float(row["vii"]) == pytest.approx(ref["vii"])

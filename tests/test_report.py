@@ -3,18 +3,23 @@
 import re
 
 import pytest
+from test_figures import trained_sweep, write_sweep
 
 from noisemod import figures
 from noisemod.report import write_report
-from test_figures import trained_sweep, write_sweep
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
     # standard, nm (two seeds) and pgd: fig1, fig2 and fig3
-    return write_sweep(tmp_path_factory.mktemp("report"), ["standard-s0", "nm-s0", "nm-s1", "pgd-s0"],
-                       spec="fig3-tiny", budget="smoke", runs_from=trained_sweep(tmp_path_factory),
-                       failed=["igr-s0"])
+    return write_sweep(
+        tmp_path_factory.mktemp("report"),
+        ["standard-s0", "nm-s0", "nm-s1", "pgd-s0"],
+        spec="fig3-tiny",
+        budget="smoke",
+        runs_from=trained_sweep(tmp_path_factory),
+        failed=["igr-s0"],
+    )
 
 
 def test_write_report(sweep):
@@ -24,8 +29,10 @@ def test_write_report(sweep):
     rows = figures.load_results(sweep)
     [nm] = [g for g in figures.aggregate(rows) if g["method"] == "nm"]
     nm_cell = f"{nm['test_accuracy_mean']:.4f} ± {nm['test_accuracy_std']:.4f}"
-    command = f"cd /somewhere\nnoisemod sweep experiments/fig3-tiny.yaml --out {sweep} --budget smoke --jobs 1\n" \
-              f"noisemod report {sweep}"
+    command = (
+        f"cd /somewhere\nnoisemod sweep experiments/fig3-tiny.yaml --out {sweep} --budget smoke --jobs 1\n"
+        f"noisemod report {sweep}"
+    )
     for text in (page, md):
         assert "fig3-tiny" in text and "smoke" in text
         assert nm_cell in text  # the mean ± std table
@@ -38,7 +45,13 @@ def test_write_report(sweep):
     assert "| dataset | model | method | steps | runs | test_accuracy | vii | train_seconds |" in md
     assert "| --- |" in md and "](figures/fig1.png)" in md and "](figures/fig3.png)" in md
     assert sorted(p.name for p in (sweep / "figures").iterdir()) == [
-        "fig1.png", "fig1.svg", "fig2.png", "fig2.svg", "fig3.png", "fig3.svg"]
+        "fig1.png",
+        "fig1.svg",
+        "fig2.png",
+        "fig2.svg",
+        "fig3.png",
+        "fig3.svg",
+    ]
 
 
 def test_report_needs_results(tmp_path):

@@ -11,8 +11,7 @@ import pytest
 
 from noisemod.cli import _config, build_parser
 from noisemod.config import TrainConfig
-from noisemod.experiments import exit_code, expand, load_spec, run_sweep, write_results
-from noisemod.experiments import runner
+from noisemod.experiments import exit_code, expand, load_spec, run_sweep, runner, write_results
 from noisemod.experiments.runner import train_command
 
 SPECS = Path(__file__).resolve().parents[1] / "experiments"
@@ -51,45 +50,61 @@ def test_expansion_union_dedupe_and_budgets(tmp_path):
     spec = load_spec(write(tmp_path, SPEC))
     runs = expand(spec, "paper")
     assert [r.run_id for r in runs] == [
-        "synthetic-mlp-standard-s0", "synthetic-mlp-nm-b0.5-gaussian-s0", "synthetic-mlp-nm-b1-gaussian-s0",
-        "synthetic-mlp-pgd-s0", "synthetic-lenet-standard-s0", "digits-lenet-standard-s0"]
+        "synthetic-mlp-standard-s0",
+        "synthetic-mlp-nm-b0.5-gaussian-s0",
+        "synthetic-mlp-nm-b1-gaussian-s0",
+        "synthetic-mlp-pgd-s0",
+        "synthetic-lenet-standard-s0",
+        "digits-lenet-standard-s0",
+    ]
     standard = runs[0].config  # beta does not multiply the standard and pgd runs, and is reset to its default
     assert standard == TrainConfig(dataset="synthetic", model="mlp", epochs=2)
     assert runs[2].config.beta == 1.0 and {r.config.epochs for r in runs} == {2}
 
     cpu = expand(spec, "cpu")  # nm filtered out; digits replaced by synthetic, which then duplicates a run
-    assert [r.run_id for r in cpu] == ["synthetic-mlp-standard-s0", "synthetic-mlp-pgd-alpha0.1-steps2-s0",
-                                       "synthetic-lenet-standard-s0"]
+    assert [r.run_id for r in cpu] == [
+        "synthetic-mlp-standard-s0",
+        "synthetic-mlp-pgd-alpha0.1-steps2-s0",
+        "synthetic-lenet-standard-s0",
+    ]
     assert all(r.config.train_size == 100 and r.config.epochs == 1 for r in cpu)
     assert cpu[0].config.steps is None and cpu[1].config.steps == 2  # steps is pgd's only
     assert cpu[0].config.alpha is None and cpu[1].config.alpha == 0.1
 
 
 def test_ids_get_a_hash_suffix_only_when_needed(tmp_path):
-    spec = load_spec(write(tmp_path, "name: x\ngrids: [{dataset: [synthetic], lr: [0.001, 0.01]}]\n"
-                                     "budgets: {paper: {}}\n"))
+    spec = load_spec(
+        write(tmp_path, "name: x\ngrids: [{dataset: [synthetic], lr: [0.001, 0.01]}]\nbudgets: {paper: {}}\n")
+    )
     ids = [r.run_id for r in expand(spec, "paper")]
     assert len(set(ids)) == 2 and all(i.startswith("synthetic-lenet-standard-s0-") for i in ids)
     assert ids == [r.run_id for r in expand(load_spec(spec.path), "paper")]  # stable
 
 
-@pytest.mark.parametrize("text, where", [
-    ("name: x\ngrids: [{model: [mlp]}]\nbudget: {}\n", "top level: unknown key(s) budget"),
-    ("name: x\ngrids: [{modle: [mlp]}]\n", "grids[0]: unknown TrainConfig field 'modle'"),
-    ("name: x\ngrids: [{beta: [0.5, 2]}]\n", "grids[0].beta[1]: invalid beta=2"),
-    ("name: x\ngrids: [{beta: 0.5}]\n", "grids[0].beta: expected a non-empty list"),
-    ("name: x\ngrids: [{dataset: [mnits]}]\n", "unknown dataset 'mnits'"),
-    ("name: x\nfixed: {lr: 1e-3}\ngrids: [{}]\n", "fixed.lr: invalid lr='1e-3'"),
-    ("name: x\nfixed: {seed: 0}\ngrids: [{seed: [1]}]\n", "grids[0].seed: also set in 'fixed'"),
-    ("name: x\ngrids: [{}]\nbudgets: {cpu: {epoch: 3}}\n", "budgets.cpu: unknown key(s) epoch"),
-    ("name: x\ngrids: [{}]\nbudgets: {cpu: {cases: [{when: {dataset: mnist}, set: {train_sise: 5}}]}}\n",
-     "budgets.cpu.cases[0].set: unknown TrainConfig field 'train_sise'"),
-    ("name: x\ngrids: [{}]\nbudgets: {cpu: {cases: [{if: {dataset: mnist}}]}}\n",
-     "budgets.cpu.cases[0]: unknown key(s) if; valid keys: when, set"),
-    ("name: x\ngrids: [{}]\nbudgets: {cpu: {only: {model: [vgg]}}}\n", "budgets.cpu.only.model[0]: unknown model"),
-    ("grids: [{}]\n", "missing key 'name'"),
-    ("name: x\ngrids: [{model: [mlp}]\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("name: x\ngrids: [{model: [mlp]}]\nbudget: {}\n", "top level: unknown key(s) budget"),
+        ("name: x\ngrids: [{modle: [mlp]}]\n", "grids[0]: unknown TrainConfig field 'modle'"),
+        ("name: x\ngrids: [{beta: [0.5, 2]}]\n", "grids[0].beta[1]: invalid beta=2"),
+        ("name: x\ngrids: [{beta: 0.5}]\n", "grids[0].beta: expected a non-empty list"),
+        ("name: x\ngrids: [{dataset: [mnits]}]\n", "unknown dataset 'mnits'"),
+        ("name: x\nfixed: {lr: 1e-3}\ngrids: [{}]\n", "fixed.lr: invalid lr='1e-3'"),
+        ("name: x\nfixed: {seed: 0}\ngrids: [{seed: [1]}]\n", "grids[0].seed: also set in 'fixed'"),
+        ("name: x\ngrids: [{}]\nbudgets: {cpu: {epoch: 3}}\n", "budgets.cpu: unknown key(s) epoch"),
+        (
+            "name: x\ngrids: [{}]\nbudgets: {cpu: {cases: [{when: {dataset: mnist}, set: {train_sise: 5}}]}}\n",
+            "budgets.cpu.cases[0].set: unknown TrainConfig field 'train_sise'",
+        ),
+        (
+            "name: x\ngrids: [{}]\nbudgets: {cpu: {cases: [{if: {dataset: mnist}}]}}\n",
+            "budgets.cpu.cases[0]: unknown key(s) if; valid keys: when, set",
+        ),
+        ("name: x\ngrids: [{}]\nbudgets: {cpu: {only: {model: [vgg]}}}\n", "budgets.cpu.only.model[0]: unknown model"),
+        ("grids: [{}]\n", "missing key 'name'"),
+        ("name: x\ngrids: [{model: [mlp}]\n", "not valid YAML"),
+    ],
+)
 def test_validation_errors_name_the_file_and_the_key(tmp_path, text, where):
     path = write(tmp_path, text, "bad-spec.yaml")
     with pytest.raises(ValueError) as e:
@@ -103,8 +118,17 @@ def test_unknown_budget_is_refused(tmp_path):
 
 
 def test_train_command_round_trips_through_the_cli(tmp_path):
-    config = TrainConfig(dataset="mnist", model="fcnn", method="nm", beta=0.1, noise="laplace",
-                         modulate_after_norm=True, lr=1 / 3, train_size=10, data_root="/d")
+    config = TrainConfig(
+        dataset="mnist",
+        model="fcnn",
+        method="nm",
+        beta=0.1,
+        noise="laplace",
+        modulate_after_norm=True,
+        lr=1 / 3,
+        train_size=10,
+        data_root="/d",
+    )
     cmd = train_command(config, tmp_path / "r", resume=True)
     args = build_parser().parse_args(cmd[3:])
     assert _config(args) == config and args.resume and args.quiet
@@ -124,8 +148,11 @@ def test_results_csv_is_written_atomically(tmp_path, monkeypatch):
 
 
 def test_sweep_runs_in_parallel_skips_and_resumes(tmp_path, monkeypatch):
-    spec = write(tmp_path, "name: two\ngrids: [{dataset: [synthetic], model: [mlp], method: [standard, nm]}]\n"
-                           "budgets: {cpu: {epochs: 1, train_size: 200}, other: {epochs: 1}}\n")
+    spec = write(
+        tmp_path,
+        "name: two\ngrids: [{dataset: [synthetic], model: [mlp], method: [standard, nm]}]\n"
+        "budgets: {cpu: {epochs: 1, train_size: 200}, other: {epochs: 1}}\n",
+    )
     out, lines = tmp_path / "out", []
     runs = run_sweep(spec, out, jobs=2, budget="cpu", log=lines.append)
     ids = ["synthetic-mlp-standard-s0", "synthetic-mlp-nm-b0.5-gaussian-s0"]
@@ -179,8 +206,12 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
         if config.model == "mlp":
             return [sys.executable, "-c", "import sys; sys.stderr.write('no luck\\n'); sys.exit(3)"]
         result = json.dumps({"test_accuracy": 0.5, "vii": 0.25})
-        return [sys.executable, "-c", f"import pathlib; d = pathlib.Path({str(run_dir)!r}); d.mkdir(parents=True); "
-                                      f"(d / 'result.json').write_text({result!r})"]
+        return [
+            sys.executable,
+            "-c",
+            f"import pathlib; d = pathlib.Path({str(run_dir)!r}); d.mkdir(parents=True); "
+            f"(d / 'result.json').write_text({result!r})",
+        ]
 
     monkeypatch.setattr(runner, "train_command", failing_mlp)
     out, lines = tmp_path / "out", []
@@ -190,7 +221,8 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert log.startswith("exit status 3") and "no luck" in log
     assert [(r["run_id"], r["status"], r["data_root"], r["vii"]) for r in rows(out)] == [
         ("synthetic-mlp-standard-s0", "failed", str(tmp_path), ""),
-        ("synthetic-lenet-standard-s0", "completed", str(tmp_path), "0.25")]
+        ("synthetic-lenet-standard-s0", "completed", str(tmp_path), "0.25"),
+    ]
     assert "FAILED: synthetic-mlp-standard-s0" in lines[-1]
 
 
@@ -213,8 +245,10 @@ def test_shipped_specs_expand_for_both_budgets(path):
 
 
 def test_shipped_specs_cover_the_paper():
-    ids = {name: [r.run_id for r in expand(load_spec(SPECS / f"{name}.yaml"), "paper")]
-           for name in ("fig1", "fig3", "fig4", "fig5", "cost", "norm")}
+    ids = {
+        name: [r.run_id for r in expand(load_spec(SPECS / f"{name}.yaml"), "paper")]
+        for name in ("fig1", "fig3", "fig4", "fig5", "cost", "norm")
+    }
     assert len(ids["fig3"]) == 3 * 3 + 4 * 3
     assert len(ids["fig4"]) == 11 and len(ids["fig5"]) == 6
     assert "cifar10-resnet18-nm-b0.5-gaussian-s0" in ids["fig3"] and "mnist-lenet-pgd-s0" in ids["fig3"]

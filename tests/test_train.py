@@ -26,17 +26,37 @@ def quiet(*_):
     pass
 
 
-@pytest.mark.parametrize("method,extra", [("standard", {}), ("nm", {}), ("nm", {"modulate_after_norm": True}),
-                                          ("nm", {"fused_noise": True}),
-                                          ("pgd", {"steps": 2}), ("fgsm", {}), ("igr", {})])
+@pytest.mark.parametrize(
+    "method,extra",
+    [
+        ("standard", {}),
+        ("nm", {}),
+        ("nm", {"modulate_after_norm": True}),
+        ("nm", {"fused_noise": True}),
+        ("pgd", {"steps": 2}),
+        ("fgsm", {}),
+        ("igr", {}),
+    ],
+)
 def test_every_method_trains_and_writes_a_complete_run(tmp_path, method, extra):
     run = tmp_path / "run"
     result = fit(TrainConfig(method=method, **QUICK, **extra), run, progress=False, log=quiet)
     assert sorted(p.name for p in run.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.csv", "result.json"]
     saved = json.loads((run / "result.json").read_text())
     assert saved == json.loads(json.dumps(result))
-    for key in ("test_accuracy", "vii", "best_epoch", "epochs", "train_seconds", "method", "model", "dataset",
-                "seed", "git_sha", "versions"):
+    for key in (
+        "test_accuracy",
+        "vii",
+        "best_epoch",
+        "epochs",
+        "train_seconds",
+        "method",
+        "model",
+        "dataset",
+        "seed",
+        "git_sha",
+        "versions",
+    ):
         assert key in saved
     assert 0 <= saved["test_accuracy"] <= 1 and 0 <= saved["vii"] <= 1
     assert saved["method"] == method and saved["epochs"] == 2 and 1 <= saved["best_epoch"] <= 2
@@ -56,7 +76,7 @@ def test_same_command_twice_gives_identical_metrics(tmp_path):
     b = fit(config, tmp_path / "b", progress=False, log=quiet)
     assert read_metrics(tmp_path / "a") == read_metrics(tmp_path / "b")
     assert (a["test_accuracy"], a["vii"]) == (b["test_accuracy"], b["vii"])
-    c = fit(config.replace(seed=1), tmp_path / "c", progress=False, log=quiet)
+    fit(config.replace(seed=1), tmp_path / "c", progress=False, log=quiet)
     assert read_metrics(tmp_path / "c") != read_metrics(tmp_path / "a")
 
 
@@ -86,8 +106,11 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, fused):
     assert len(read_metrics(tmp_path / "cut")) == 2
     resumed = fit(config, tmp_path / "cut", resume=True, progress=False, log=quiet)
     assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "full")
-    assert (resumed["test_accuracy"], resumed["vii"], resumed["best_epoch"]) == \
-        (full["test_accuracy"], full["vii"], full["best_epoch"])
+    assert (resumed["test_accuracy"], resumed["vii"], resumed["best_epoch"]) == (
+        full["test_accuracy"],
+        full["vii"],
+        full["best_epoch"],
+    )
 
 
 def test_run_directory_is_never_clobbered(tmp_path):
@@ -157,9 +180,22 @@ def test_attack_settings_come_from_dataset_defaults_and_overrides():
     assert (fgsm.eps, fgsm.alpha, fgsm.steps) == (8 / 255, 10 / 255, 1)
 
 
-@pytest.mark.parametrize("field,value", [("beta", 1.5), ("beta", -0.1), ("noise", "pink"), ("method", "magic"),
-                                         ("epochs", 0), ("batch_size", -1), ("eps", -0.1), ("lr", 0.0),
-                                         ("steps", 0), ("train_size", 0), ("optimizer", "lbfgs")])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("beta", 1.5),
+        ("beta", -0.1),
+        ("noise", "pink"),
+        ("method", "magic"),
+        ("epochs", 0),
+        ("batch_size", -1),
+        ("eps", -0.1),
+        ("lr", 0.0),
+        ("steps", 0),
+        ("train_size", 0),
+        ("optimizer", "lbfgs"),
+    ],
+)
 def test_config_rejects_bad_values_naming_them(field, value):
     with pytest.raises(ConfigError, match=f"invalid {field}={value!r}"):
         TrainConfig(**{field: value})
@@ -175,9 +211,31 @@ def test_config_from_dict_rejects_unknown_keys():
 def test_torchrun_two_cpu_processes(tmp_path):
     run = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "noisemod", "train", "--dataset", "synthetic", "--model", "lenet", "--method", "nm",
-           "--epochs", "2", "--batch-size", "32", "--device", "cpu", "--out", str(run), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "noisemod",
+        "train",
+        "--dataset",
+        "synthetic",
+        "--model",
+        "lenet",
+        "--method",
+        "nm",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+        "--quiet",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads((run / "result.json").read_text())
@@ -224,8 +282,12 @@ def test_autocast_paths_run(tmp_path, amp):
 
 def test_channels_last_trains_the_same_model(tmp_path):
     # a memory format, not a different computation: same metrics (up to float rounding)
-    runs = {flag: fit(TrainConfig(method="nm", channels_last=flag, **QUICK), tmp_path / str(flag), progress=False,
-                      log=quiet) for flag in (False, True)}
+    runs = {
+        flag: fit(
+            TrainConfig(method="nm", channels_last=flag, **QUICK), tmp_path / str(flag), progress=False, log=quiet
+        )
+        for flag in (False, True)
+    }
     a, b = read_metrics(tmp_path / "False"), read_metrics(tmp_path / "True")
     for row_a, row_b in zip(a, b):
         assert abs(float(row_a["train_loss"]) - float(row_b["train_loss"])) < 1e-4

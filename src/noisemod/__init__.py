@@ -10,7 +10,16 @@ __version__ = "0.1.0"
 
 from .attacks import PGD, L2Step, LinfStep, attack_defaults, fgsm, robust_accuracy
 from .config import ConfigError, TrainConfig
-from .data import DATASETS, BatchLoader, DataBundle, DataError, DataNotFoundError, Split, TensorImageDataset, load_dataset
+from .data import (
+    DATASETS,
+    BatchLoader,
+    DataBundle,
+    DataError,
+    DataNotFoundError,
+    Split,
+    TensorImageDataset,
+    load_dataset,
+)
 from .gradients import input_gradients
 from .metrics import accuracy, vii
 from .models import Classifier, Normalize, create_model, list_models, wrap_model
@@ -34,6 +43,7 @@ __all__ = [
     "Split",
     "TensorImageDataset",
     "TrainConfig",
+    "__version__",
     "accuracy",
     "attack_defaults",
     "create_model",
@@ -49,5 +59,4 @@ __all__ = [
     "sample_carrier",
     "vii",
     "wrap_model",
-    "__version__",
 ]

@@ -17,23 +17,31 @@ from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .gradients import Batches, as_batches, batch_input_gradients, batch_to_device, frozen_eval, model_device
 
-__all__ = ["LinfStep", "L2Step", "PGD", "fgsm", "robust_accuracy", "attack_defaults", "ATTACK_DEFAULTS",
-           "FGSM_DEFAULTS", "NORMS"]
+__all__ = [
+    "ATTACK_DEFAULTS",
+    "FGSM_DEFAULTS",
+    "NORMS",
+    "PGD",
+    "L2Step",
+    "LinfStep",
+    "attack_defaults",
+    "fgsm",
+    "robust_accuracy",
+]
 
 #: PGD defaults (Madry et al.: MNIST 40 steps of 0.01 in an 0.3 ball; CIFAR-10 7 steps of 2/255 in 8/255).
-ATTACK_DEFAULTS: Dict[str, dict] = {
+ATTACK_DEFAULTS: dict[str, dict] = {
     "mnist": dict(eps=0.3, alpha=0.01, steps=40),
     "cifar10": dict(eps=8 / 255, alpha=2 / 255, steps=7),
 }
 #: FGSM-with-random-start defaults (Wong et al. 2020: alpha = 1.25 eps).
-FGSM_DEFAULTS: Dict[str, dict] = {
+FGSM_DEFAULTS: dict[str, dict] = {
     "mnist": dict(eps=0.3, alpha=0.375),
     "cifar10": dict(eps=8 / 255, alpha=10 / 255),
 }
@@ -68,7 +76,7 @@ def _check_eps(eps) -> float:
     return float(eps)
 
 
-def _noise(sample, shape, like: Tensor, generator: Optional[torch.Generator]) -> Tensor:
+def _noise(sample, shape, like: Tensor, generator: torch.Generator | None) -> Tensor:
     """``sample(shape)`` (``torch.rand`` or ``torch.randn``) in ``like``'s dtype, drawn on the
     generator's device (so a CPU generator also seeds CUDA attacks) and moved to ``like``'s."""
     device = generator.device if generator is not None else like.device
@@ -85,7 +93,7 @@ class LinfStep:
     def __init__(self, eps: float):
         self.eps = _check_eps(eps)
 
-    def random_init(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A perturbation uniform in ``[-eps, eps]`` per element, shaped like ``x``."""
         return (2 * _noise(torch.rand, x.shape, x, generator) - 1) * self.eps
 
@@ -108,7 +116,7 @@ class L2Step:
     def __init__(self, eps: float):
         self.eps = _check_eps(eps)
 
-    def random_init(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
+    def random_init(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """A perturbation uniform in the ball, per sample: a Gaussian direction (uniform on the
         sphere) scaled to the radius ``eps * U^(1/d)``, ``d`` the number of elements of a sample
         (so in high dimension it lies close to the sphere, as volume does)."""
@@ -159,9 +167,18 @@ class PGD:
         generator: ``torch.Generator`` for the random start (reproducible attacks); any device.
     """
 
-    def __init__(self, model: nn.Module, *, eps: float, alpha: float, steps: int, norm: str = "linf",
-                 random_start: bool = True, bounds: Tuple[float, float] = (0.0, 1.0),
-                 generator: Optional[torch.Generator] = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        eps: float,
+        alpha: float,
+        steps: int,
+        norm: str = "linf",
+        random_start: bool = True,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        generator: torch.Generator | None = None,
+    ):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {tuple(NORMS)}, got {norm!r}")
         if isinstance(alpha, bool) or not isinstance(alpha, Real) or not math.isfinite(alpha) or alpha <= 0:
@@ -204,12 +221,22 @@ class PGD:
         return x_adv.detach()
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(norm={self.norm!r}, eps={self.eps:g}, alpha={self.alpha:g}, "
-                f"steps={self.steps}, random_start={self.random_start}, bounds={self.bounds})")
+        return (
+            f"{type(self).__name__}(norm={self.norm!r}, eps={self.eps:g}, alpha={self.alpha:g}, "
+            f"steps={self.steps}, random_start={self.random_start}, bounds={self.bounds})"
+        )
 
 
-def fgsm(model: nn.Module, *, eps: float, alpha: float, norm: str = "linf", random_start: bool = True,
-         bounds: Tuple[float, float] = (0.0, 1.0), generator: Optional[torch.Generator] = None) -> PGD:
+def fgsm(
+    model: nn.Module,
+    *,
+    eps: float,
+    alpha: float,
+    norm: str = "linf",
+    random_start: bool = True,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> PGD:
     """FGSM: PGD with a single step. With ``random_start`` and ``alpha = 1.25 eps`` this is the
     "fast adversarial training" attack of Wong et al. (2020); with no random start and
     ``alpha = eps`` it is Goodfellow et al.'s original FGSM.
@@ -219,12 +246,14 @@ def fgsm(model: nn.Module, *, eps: float, alpha: float, norm: str = "linf", rand
     Returns:
         A :class:`PGD` with ``steps=1``.
     """
-    return PGD(model, eps=eps, alpha=alpha, steps=1, norm=norm, random_start=random_start, bounds=bounds,
-               generator=generator)
+    return PGD(
+        model, eps=eps, alpha=alpha, steps=1, norm=norm, random_start=random_start, bounds=bounds, generator=generator
+    )
 
 
-def robust_accuracy(model: nn.Module, inputs: Batches, targets: Optional[Tensor] = None, *, attack: PGD,
-                    batch_size: int = 256) -> float:
+def robust_accuracy(
+    model: nn.Module, inputs: Batches, targets: Tensor | None = None, *, attack: PGD, batch_size: int = 256
+) -> float:
     """Top-1 accuracy on adversarial examples, in [0, 1].
 
     Args:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from .config import METHODS, ConfigError, TrainConfig
 from .modulation import NOISES
@@ -56,17 +56,38 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     for name, (typ, help_) in TRAIN_OPTIONS.items():
         default = getattr(defaults, name)
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=_typed(name, typ), default=None,
-                       help=f"{help_} (default: {default})" if default is not None else help_)
-    p.add_argument("--modulate-after-norm", action="store_true", default=None,
-                   help="nm: modulate the normalized input instead of the [0, 1] input")
-    p.add_argument("--fused-noise", action="store_true", default=None,
-                   help="nm with gaussian noise: draw the noise with a counter-based generator and modulate in one "
-                        "compiled kernel (several times faster on CPU; another random stream)")
-    p.add_argument("--compile", action="store_true", default=None,
-                   help="torch.compile the training forward/backward (a one-time compilation cost; not with igr)")
-    p.add_argument("--channels-last", action="store_true", default=None,
-                   help="channels-last memory format for the model and its inputs (faster convolutions on GPU)")
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            type=_typed(name, typ),
+            default=None,
+            help=f"{help_} (default: {default})" if default is not None else help_,
+        )
+    p.add_argument(
+        "--modulate-after-norm",
+        action="store_true",
+        default=None,
+        help="nm: modulate the normalized input instead of the [0, 1] input",
+    )
+    p.add_argument(
+        "--fused-noise",
+        action="store_true",
+        default=None,
+        help="nm with gaussian noise: draw the noise with a counter-based generator and modulate in one "
+        "compiled kernel (several times faster on CPU; another random stream)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the training forward/backward (a one-time compilation cost; not with igr)",
+    )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        default=None,
+        help="channels-last memory format for the model and its inputs (faster convolutions on GPU)",
+    )
 
 
 def _typed(name: str, typ, minimum=None):
@@ -78,6 +99,7 @@ def _typed(name: str, typ, minimum=None):
         if minimum is not None and value < minimum:
             raise UsageError(f"invalid --{name.replace('_', '-')}={value!r}: expected a {typ.__name__} >= {minimum}")
         return value
+
     parse.__name__ = typ.__name__
     return parse
 
@@ -90,7 +112,7 @@ def _config(args) -> TrainConfig:
         raise UsageError(f"invalid --{e.option.replace('_', '-')}={e.value!r}: expected {e.expected}") from None
 
 
-def _check_device(name: Optional[str]) -> None:
+def _check_device(name: str | None) -> None:
     from .train import resolve_device
 
     try:
@@ -117,8 +139,9 @@ def cmd_train(args) -> int:
 
     config = _config(args)
     _validate_names(config)
-    result = fit(config, args.out, resume=args.resume, progress=not args.quiet,
-                 log=(lambda *_: None) if args.quiet else print)
+    result = fit(
+        config, args.out, resume=args.resume, progress=not args.quiet, log=(lambda *_: None) if args.quiet else print
+    )
     if result:
         print(json.dumps({k: result[k] for k in ("test_accuracy", "vii", "best_epoch", "train_seconds")}))
     return 0
@@ -151,8 +174,16 @@ def cmd_explain(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import demo
 
-    table, png = demo(args.dataset, model=args.model, data_root=args.data_root, out=args.out, epochs=args.epochs,
-                      fresh=args.fresh, progress=not args.quiet, log=(lambda *_: None) if args.quiet else print)
+    table, png = demo(
+        args.dataset,
+        model=args.model,
+        data_root=args.data_root,
+        out=args.out,
+        epochs=args.epochs,
+        fresh=args.fresh,
+        progress=not args.quiet,
+        log=(lambda *_: None) if args.quiet else print,
+    )
     print(table)
     print(f"gradient maps: {png}")
     return 0
@@ -168,8 +199,9 @@ def cmd_sweep(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
 
-    records = run_sweep(args.spec, args.out, jobs=args.jobs, budget=args.budget, data_root=args.data_root,
-                        dry_run=args.dry_run)
+    records = run_sweep(
+        args.spec, args.out, jobs=args.jobs, budget=args.budget, data_root=args.data_root, dry_run=args.dry_run
+    )
     return exit_code(records)
 
 
@@ -195,17 +227,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"noisemod {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train one model into a run directory",
-                       description="Train one model (standard, noise modulation, PGD, FGSM or IGR) into a run directory.")
+    p = sub.add_parser(
+        "train",
+        help="train one model into a run directory",
+        description="Train one model (standard, noise modulation, PGD, FGSM or IGR) into a run directory.",
+    )
     _add_train_options(p)
     p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from RUN_DIR/last.pt")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="test accuracy, VII and optionally robust accuracy of a run",
-                       description="Evaluate the best checkpoint of a run: test accuracy, VII (Definition 3) and, "
-                                   "with --robust, accuracy under PGD; also written to RUN_DIR/evaluation.json.")
+    p = sub.add_parser(
+        "evaluate",
+        help="test accuracy, VII and optionally robust accuracy of a run",
+        description="Evaluate the best checkpoint of a run: test accuracy, VII (Definition 3) and, "
+        "with --robust, accuracy under PGD; also written to RUN_DIR/evaluation.json.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--robust", action="store_true", help="also PGD robust accuracy (per-dataset default attack)")
     p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
@@ -213,8 +251,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("explain", help="gradient maps of a run as a PNG",
-                       description="Write the best model's input-gradient maps (scaled to [0, 1]) beside their inputs.")
+    p = sub.add_parser(
+        "explain",
+        help="gradient maps of a run as a PNG",
+        description="Write the best model's input-gradient maps (scaled to [0, 1]) beside their inputs.",
+    )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: a grid of test images)")
     p.add_argument("--out", help="PNG path (default: RUN_DIR/gradients.png)")
@@ -222,9 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
     p.set_defaults(func=cmd_explain)
 
-    p = sub.add_parser("demo", help="standard vs noise modulation side by side (the README's main job)",
-                       description="Train standard and noise-modulated models, print accuracy, VII and training "
-                                   "time, and write one PNG comparing their gradient maps.")
+    p = sub.add_parser(
+        "demo",
+        help="standard vs noise modulation side by side (the README's main job)",
+        description="Train standard and noise-modulated models, print accuracy, VII and training "
+        "time, and write one PNG comparing their gradient maps.",
+    )
     p.add_argument("--dataset", default="digits", help="digits (embedded, default) or e.g. mnist with --data-root")
     p.add_argument("--model", default="lenet", help="model name (default: lenet)")
     p.add_argument("--data-root", help="folder holding the datasets")
@@ -234,10 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("sweep", help="run every run of an experiment spec (YAML), N at a time",
-                       description="Run the grid of an experiment spec (e.g. experiments/fig3.yaml) into DIR: "
-                                   "completed runs are skipped, interrupted ones resumed, and DIR/results.csv "
-                                   "holds one row per finished run.")
+    p = sub.add_parser(
+        "sweep",
+        help="run every run of an experiment spec (YAML), N at a time",
+        description="Run the grid of an experiment spec (e.g. experiments/fig3.yaml) into DIR: "
+        "completed runs are skipped, interrupted ones resumed, and DIR/results.csv "
+        "holds one row per finished run.",
+    )
     p.add_argument("spec", metavar="SPEC", help="experiment spec, e.g. experiments/fig3.yaml")
     p.add_argument("--out", required=True, help="sweep folder (runs/, results.csv, sweep.json)")
     p.add_argument("--jobs", type=_typed("jobs", int, 1), default=1, help="runs at a time (default: 1)")
@@ -246,16 +293,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the runs and their commands, run nothing")
     p.set_defaults(func=cmd_sweep)
 
-    p = sub.add_parser("figures", help="the paper's figures for a finished sweep (PNG and SVG)",
-                       description="Make the figures that apply to a sweep folder (fig1-fig5) as PNG and SVG.")
+    p = sub.add_parser(
+        "figures",
+        help="the paper's figures for a finished sweep (PNG and SVG)",
+        description="Make the figures that apply to a sweep folder (fig1-fig5) as PNG and SVG.",
+    )
     p.add_argument("sweep_dir", metavar="DIR", help="a folder written by noisemod sweep")
     p.add_argument("--out", help="output folder (default: DIR/figures)")
     p.add_argument("--data-root", help="folder holding the datasets (default: the runs')")
     p.set_defaults(func=cmd_figures)
 
-    p = sub.add_parser("report", help="self-contained HTML (and Markdown) report of a sweep",
-                       description="Write DIR/report.html (self-contained) and DIR/report.md: results table, "
-                                   "figures, settings, budget, and the commands to reproduce them.")
+    p = sub.add_parser(
+        "report",
+        help="self-contained HTML (and Markdown) report of a sweep",
+        description="Write DIR/report.html (self-contained) and DIR/report.md: results table, "
+        "figures, settings, budget, and the commands to reproduce them.",
+    )
     p.add_argument("sweep_dir", metavar="DIR", help="a folder written by noisemod sweep")
     p.add_argument("--data-root", help="folder holding the datasets (default: the runs')")
     p.set_defaults(func=cmd_report)
@@ -268,7 +321,7 @@ def _version() -> str:
     return __version__
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

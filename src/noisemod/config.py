@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Optional
+from typing import Any
 
 from .modulation import NOISES
 
-__all__ = ["TrainConfig", "ConfigError", "METHODS"]
+__all__ = ["METHODS", "ConfigError", "TrainConfig"]
 
 METHODS = ("standard", "nm", "pgd", "fgsm", "igr")
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -45,11 +45,13 @@ class TrainConfig:
     beta: float = 0.5
     noise: str = "gaussian"
     modulate_after_norm: bool = False
-    fused_noise: bool = False  # gaussian noise from a counter-based generator, sampled and applied in one compiled kernel
+    fused_noise: bool = (
+        False  # gaussian noise from a counter-based generator, sampled and applied in one compiled kernel
+    )
     # adversarial training (pgd, fgsm) and input-gradient regularization (igr)
-    eps: Optional[float] = None
-    alpha: Optional[float] = None
-    steps: Optional[int] = None
+    eps: float | None = None
+    alpha: float | None = None
+    steps: int | None = None
     norm: str = "linf"
     igr_lambda: float = 1.0
     # optimization
@@ -62,12 +64,12 @@ class TrainConfig:
     schedule: str = "constant"
     seed: int = 0
     # data
-    data_root: Optional[str] = None
-    train_size: Optional[int] = None
-    val_size: Optional[int] = None
+    data_root: str | None = None
+    train_size: int | None = None
+    val_size: int | None = None
     eval_batch_size: int = 512
     # hardware
-    device: Optional[str] = None
+    device: str | None = None
     amp: str = "none"
     compile: bool = False  # torch.compile the trained module (not with igr: no double backward)
     channels_last: bool = False  # channels-last memory format for the model and its 4-D inputs
@@ -76,7 +78,7 @@ class TrainConfig:
         self.validate()
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
         """Build from a mapping, rejecting unknown keys (a typo must not be silently ignored)."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -87,11 +89,12 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def replace(self, **changes) -> "TrainConfig":
+    def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid option and its value."""
+
         def bad(name, expected):
             raise ConfigError(name, getattr(self, name), expected)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 from .config import TrainConfig
 from .figures import gradient_maps
@@ -31,9 +31,19 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def demo(dataset: str = "digits", *, model: str = "lenet", data_root: Optional[str] = None, out="demo-out",
-         epochs: Optional[int] = None, beta: float = 0.5, seed: int = 0, fresh: bool = False,
-         progress: bool = True, log: Callable[[str], None] = print) -> tuple[str, Path]:
+def demo(
+    dataset: str = "digits",
+    *,
+    model: str = "lenet",
+    data_root: str | None = None,
+    out="demo-out",
+    epochs: int | None = None,
+    beta: float = 0.5,
+    seed: int = 0,
+    fresh: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> tuple[str, Path]:
     """Train ``standard`` and ``nm`` on ``dataset``, return the comparison table and write one PNG
     of both models' input-gradients on the same test images. Runs already complete in ``out`` are
     reused unless ``fresh``."""
@@ -41,8 +51,9 @@ def demo(dataset: str = "digits", *, model: str = "lenet", data_root: Optional[s
     epochs = epochs or DEFAULT_EPOCHS.get(dataset, 1)
     rows, runs = [], {}
     for method in DEMO_METHODS:
-        config = TrainConfig(dataset=dataset, model=model, method=method, beta=beta, epochs=epochs, seed=seed,
-                             data_root=data_root)
+        config = TrainConfig(
+            dataset=dataset, model=model, method=method, beta=beta, epochs=epochs, seed=seed, data_root=data_root
+        )
         run = out / f"{dataset}-{model}-{method}"
         if fresh and run.exists():
             shutil.rmtree(run)
@@ -53,13 +64,24 @@ def demo(dataset: str = "digits", *, model: str = "lenet", data_root: Optional[s
             if run.exists():
                 shutil.rmtree(run)  # an unfinished or different demo run: the demo owns this folder
             result = fit(config, run, progress=progress, log=log)
-        rows.append({"method": method, "test_accuracy": result["test_accuracy"], "vii": result["vii"],
-                     "train_seconds": f"{result['train_seconds']:.1f}", "best_epoch": result["best_epoch"]})
+        rows.append(
+            {
+                "method": method,
+                "test_accuracy": result["test_accuracy"],
+                "vii": result["vii"],
+                "train_seconds": f"{result['train_seconds']:.1f}",
+                "best_epoch": result["best_epoch"],
+            }
+        )
         runs[method] = run
 
     x, y, grads = gradient_maps(list(runs.values()), n=12, data_root=data_root)
     maps = {f"{m}\ngradient": g for m, g in zip(runs, grads)}
-    png = save_image_rows({"input": x, **maps}, out / f"{dataset}-{model}-gradients.png", scale=tuple(maps),
-                          titles=[f"label {int(c)}" for c in y],
-                          suptitle=f"{model} on {dataset}, {epochs} epoch{'s' if epochs != 1 else ''}: input-gradients scaled to [0, 1]")
+    png = save_image_rows(
+        {"input": x, **maps},
+        out / f"{dataset}-{model}-gradients.png",
+        scale=tuple(maps),
+        titles=[f"label {int(c)}" for c in y],
+        suptitle=f"{model} on {dataset}, {epochs} epoch{'s' if epochs != 1 else ''}: input-gradients scaled to [0, 1]",
+    )
     return format_table(rows, ("method", "test_accuracy", "vii", "train_seconds", "best_epoch")), png

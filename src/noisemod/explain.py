@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -11,7 +11,7 @@ from torch import Tensor
 from .gradients import input_gradients
 from .plots import save_image_rows
 
-__all__ = ["load_images", "explain_run", "test_images"]
+__all__ = ["explain_run", "load_images", "test_images"]
 
 
 def load_images(paths: Sequence, channels: int, size: tuple[int, int]) -> Tensor:
@@ -30,8 +30,10 @@ def load_images(paths: Sequence, channels: int, size: tuple[int, int]) -> Tensor
         t = torch.from_numpy(arr.copy())
         t = t[None] if t.dim() == 2 else t.permute(2, 0, 1)
         if tuple(t.shape[1:]) != tuple(size):
-            raise ValueError(f"image {p} is {t.shape[2]}x{t.shape[1]} (WxH) but the model takes "
-                             f"{channels}x{size[0]}x{size[1]} (CxHxW)")
+            raise ValueError(
+                f"image {p} is {t.shape[2]}x{t.shape[1]} (WxH) but the model takes "
+                f"{channels}x{size[0]}x{size[1]} (CxHxW)"
+            )
         images.append(t)
     return torch.stack(images).float().div_(255)
 
@@ -42,8 +44,9 @@ def test_images(data, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     return data.test.images[idx].float().div_(255), data.test.labels[idx]
 
 
-def explain_run(run_dir, images: Optional[Sequence] = None, *, out=None, n: int = 12,
-                data_root: Optional[str] = None) -> Path:
+def explain_run(
+    run_dir, images: Sequence | None = None, *, out=None, n: int = 12, data_root: str | None = None
+) -> Path:
     """Write a PNG of the best model's loss input-gradients beside their inputs.
 
     Without ``images``, ``n`` seeded test images with their true labels; with image files, the
@@ -68,6 +71,10 @@ def explain_run(run_dir, images: Optional[Sequence] = None, *, out=None, n: int 
         titles = [f"y={int(a)} p={int(b)}" for a, b in zip(y, pred)]
     grads = input_gradients(model, x, y)
     out = Path(out) if out else Path(run_dir) / "gradients.png"
-    return save_image_rows({"input": x, f"{config.method}\ngradient": grads}, out, titles=titles,
-                           scale=(f"{config.method}\ngradient",),
-                           suptitle=f"{config.model} on {config.dataset}: input-gradients scaled to [0, 1]")
+    return save_image_rows(
+        {"input": x, f"{config.method}\ngradient": grads},
+        out,
+        titles=titles,
+        scale=(f"{config.method}\ngradient",),
+        suptitle=f"{config.model} on {config.dataset}: input-gradients scaled to [0, 1]",
+    )

@@ -23,23 +23,38 @@ import math
 import os
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
-from typing import Iterable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from .config import TrainConfig
 from .io import atomic_write, read_json
-from .plots import to_numpy_image, save_image_rows, scale01
+from .plots import save_image_rows, scale01, to_numpy_image
 
-__all__ = ["load_results", "read_sweep", "aggregate", "series", "main_conditions", "modulation_pipeline",
-           "spectrum", "gradient_maps", "fig1", "fig2", "fig2_from_dataset", "fig3", "fig4", "fig5", "plan_figures",
-           "make_figures"]
+__all__ = [
+    "aggregate",
+    "fig1",
+    "fig2",
+    "fig2_from_dataset",
+    "fig3",
+    "fig4",
+    "fig5",
+    "gradient_maps",
+    "load_results",
+    "main_conditions",
+    "make_figures",
+    "modulation_pipeline",
+    "plan_figures",
+    "read_sweep",
+    "series",
+    "spectrum",
+]
 
-PathLike = Union[str, os.PathLike]
-Paths = Union[PathLike, Sequence[PathLike]]
+PathLike = str | os.PathLike
+Paths = PathLike | Sequence[PathLike]
 
 CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
 # Settings that do not define an experimental condition: runs differing only in these are repeats.
@@ -49,6 +64,7 @@ HIST_SAMPLES = 100_000
 
 
 # ----------------------------------------------------------------------------- results
+
 
 def _parse(text: str):
     """A CSV cell back to a Python value: '' -> None, booleans, ints, floats, else the string."""
@@ -94,8 +110,11 @@ def _valid(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def aggregate(rows: Sequence[Mapping], keys: Sequence[str] = ("dataset", "model", "method"),
-              metrics: Sequence[str] = tuple(METRICS)) -> list[dict]:
+def aggregate(
+    rows: Sequence[Mapping],
+    keys: Sequence[str] = ("dataset", "model", "method"),
+    metrics: Sequence[str] = tuple(METRICS),
+) -> list[dict]:
     """Group ``rows`` by ``keys`` (groups in order of first appearance) and give, per metric,
     ``<metric>_mean`` and ``<metric>_std`` over the group's runs (the sample standard deviation,
     0 for a single run; missing or NaN values are left out), plus ``n`` runs and their ``seeds``."""
@@ -152,6 +171,7 @@ def _representative(rows: Sequence[Mapping]) -> Mapping:
 
 # ----------------------------------------------------------------------------- data behind the plots
 
+
 def spectrum(x: Tensor) -> Tensor:
     """The 2-D DFT magnitude of each image of ``(B, C, H, W)`` for display: ``log1p|fftshift(fft2)|``,
     averaged over channels and scaled to [0, 1] per image; ``(B, 1, H, W)``, the constant
@@ -170,8 +190,9 @@ def modulation_pipeline(x: Tensor, c: Tensor) -> dict[str, tuple[Tensor, Tensor]
     return {name: (t, spectrum(t)) for name, t in stages.items()}
 
 
-def gradient_maps(run_dirs: Sequence[PathLike], n: int = 8, data_root: Optional[str] = None,
-                  seed: int = 0) -> tuple[Tensor, Tensor, list[Tensor]]:
+def gradient_maps(
+    run_dirs: Sequence[PathLike], n: int = 8, data_root: str | None = None, seed: int = 0
+) -> tuple[Tensor, Tensor, list[Tensor]]:
     """``n`` seeded test images of the runs' dataset, their labels, and each run's best model's
     loss input-gradients of them (``noisemod.input_gradients``). The runs must share a dataset."""
     from .data import load_dataset
@@ -190,6 +211,7 @@ def gradient_maps(run_dirs: Sequence[PathLike], n: int = 8, data_root: Optional[
 
 # ----------------------------------------------------------------------------- drawing
 
+
 def _figure(width: float, height: float):
     from matplotlib.figure import Figure
 
@@ -206,7 +228,8 @@ def _save(fig, path: Paths) -> list[Path]:
             raise ValueError(f"cannot write {p}: figures are .png or .svg")
         buf = io.BytesIO()
         fig.savefig(buf, format=fmt, dpi=100, metadata={"Date": None} if fmt == "svg" else None)
-        written.append(atomic_write(p, lambda f: f.write(buf.getvalue())))
+        data = buf.getvalue()
+        written.append(atomic_write(p, lambda f, data=data: f.write(data)))
     return written
 
 
@@ -223,8 +246,9 @@ def _show(ax, image: Tensor, title: str = "", *, dotted: bool = False) -> None:
             spine.set_linewidth(1.5)
 
 
-def _bars(ax, agg: Sequence[Mapping], metric: str, x_key: str, hue_key: Optional[str] = None,
-          hues: Optional[Sequence] = None) -> None:
+def _bars(
+    ax, agg: Sequence[Mapping], metric: str, x_key: str, hue_key: str | None = None, hues: Sequence | None = None
+) -> None:
     """Bars of ``<metric>_mean`` per ``x_key`` value, one colour per ``hue_key`` value (``hues``
     fixes their order and colours across panels) or per bar without a hue; error bars are the
     std where a group has several runs."""
@@ -248,8 +272,13 @@ def _bars(ax, agg: Sequence[Mapping], metric: str, x_key: str, hue_key: Optional
 def _curve(ax, agg: Sequence[Mapping], metric: str, x_key: str) -> None:
     """``<metric>_mean`` against ``x_key`` with std error bars."""
     agg = sorted(agg, key=lambda r: r[x_key])
-    ax.errorbar([r[x_key] for r in agg], [r[f"{metric}_mean"] for r in agg],
-                yerr=[r[f"{metric}_std"] for r in agg], marker="o", capsize=3)
+    ax.errorbar(
+        [r[x_key] for r in agg],
+        [r[f"{metric}_mean"] for r in agg],
+        yerr=[r[f"{metric}_std"] for r in agg],
+        marker="o",
+        capsize=3,
+    )
     ax.set_xlabel(x_key)
     ax.set_ylabel(METRICS[metric])
     ax.grid(alpha=0.3)
@@ -261,15 +290,20 @@ def _setting(rows: Sequence[Mapping], *keys: str) -> str:
 
 # ----------------------------------------------------------------------------- the figures
 
-def fig1(run_dirs: Mapping[str, PathLike], path: Paths, n: int = 8, data_root: Optional[str] = None) -> list[Path]:
+
+def fig1(run_dirs: Mapping[str, PathLike], path: Paths, n: int = 8, data_root: str | None = None) -> list[Path]:
     """Figure 1: ``n`` test inputs and, per labelled run (e.g. standard / nm / pgd), the input-gradients
     of the same images, each scaled to [0, 1] per image."""
     labels = list(run_dirs)
     x, y, grads = gradient_maps([run_dirs[k] for k in labels], n, data_root)
     rows = {"input": x, **dict(zip(labels, grads))}
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
-    return [save_image_rows(rows, p, titles=[f"y={int(v)}" for v in y], scale=labels,
-                            suptitle="input-gradients, each scaled to [0, 1]") for p in paths]
+    return [
+        save_image_rows(
+            rows, p, titles=[f"y={int(v)}" for v in y], scale=labels, suptitle="input-gradients, each scaled to [0, 1]"
+        )
+        for p in paths
+    ]
 
 
 def fig2(images: Tensor, path: Paths, beta: float = 0.5, noise: str = "gaussian", seed: int = 0) -> list[Path]:
@@ -289,12 +323,13 @@ def fig2(images: Tensor, path: Paths, beta: float = 0.5, noise: str = "gaussian"
             top = i == 0
             _show(axes[i, 2 * s], space[i], name if top else "", dotted=s == 0)
             _show(axes[i, 2 * s + 1], spec[i], "spectrum" if top else "", dotted=s == 0)
-    fig.suptitle(f"noise modulation, {noise} noise, beta {beta}: space and DFT magnitude (log, scaled to [0, 1])",
-                 fontsize=9)
+    fig.suptitle(
+        f"noise modulation, {noise} noise, beta {beta}: space and DFT magnitude (log, scaled to [0, 1])", fontsize=9
+    )
     return _save(fig, path)
 
 
-def fig2_from_dataset(dataset: str, path: Paths, n: int = 4, data_root: Optional[str] = None, **kwargs) -> list[Path]:
+def fig2_from_dataset(dataset: str, path: Paths, n: int = 4, data_root: str | None = None, **kwargs) -> list[Path]:
     """:func:`fig2` on ``n`` seeded test images of ``dataset``; ``kwargs`` go to :func:`fig2`."""
     from .data import load_dataset
     from .explain import test_images
@@ -321,8 +356,7 @@ def fig3(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     return _save(fig, path)
 
 
-def fig4(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths,
-         data_root: Optional[str] = None) -> list[Path]:
+def fig4(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths, data_root: str | None = None) -> list[Path]:
     """Figure 4: accuracy and VII against beta for the nm runs that vary only beta (:func:`series`),
     and below, one fixed test image and its gradient map for each beta (one run per beta)."""
     runs = series(results_rows, "beta")
@@ -370,14 +404,18 @@ def fig5(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
 
 # ----------------------------------------------------------------------------- a sweep's figures
 
+
 def _fig1_runs(rows: Sequence[Mapping]) -> dict[str, Mapping]:
     """Figure 1's runs: standard, nm and (when present) pgd of one dataset and model, the
     pair with the most of these methods; ``{}`` without a standard and an nm run of one model."""
     best: dict[str, Mapping] = {}
     for dataset, model in _unique((r.get("dataset"), r.get("model")) for r in rows):
         same = [r for r in rows if r.get("dataset") == dataset and r.get("model") == model]
-        found = {m: _representative(rs) for m in ("standard", "nm", "pgd")
-                 if (rs := [r for r in same if r.get("method") == m])}
+        found = {
+            m: _representative(rs)
+            for m in ("standard", "nm", "pgd")
+            if (rs := [r for r in same if r.get("method") == m])
+        }
         if {"standard", "nm"} <= set(found) and len(found) > len(best):
             best = found
     return best
@@ -400,8 +438,7 @@ def plan_figures(rows: Sequence[Mapping], spec: str = "") -> list[str]:
     return plan
 
 
-def make_figures(sweep_dir: PathLike, out_dir: Optional[PathLike] = None,
-                 data_root: Optional[str] = None) -> list[Path]:
+def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root: str | None = None) -> list[Path]:
     """Make the figures that apply to a sweep (:func:`plan_figures`) as PNG and SVG in
     ``out_dir`` (default ``sweep_dir/figures``); ``data_root`` overrides the runs' data root for
     the gradient maps. Returns the written files."""

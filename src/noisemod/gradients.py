@@ -6,21 +6,29 @@ train/eval mode, its parameters' ``requires_grad`` and ``.grad``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["input_gradients", "frozen_eval", "model_device", "batch_input_gradients", "as_batches", "batch_to_device", "iter_input_gradients"]
+__all__ = [
+    "as_batches",
+    "batch_input_gradients",
+    "batch_to_device",
+    "frozen_eval",
+    "input_gradients",
+    "iter_input_gradients",
+    "model_device",
+]
 
 GRADIENT_OF = ("loss", "logit")
 
-Batches = Union[Tensor, Iterable[Tuple[Tensor, Tensor]]]
+Batches = Tensor | Iterable[tuple[Tensor, Tensor]]
 
 
-def model_device(model: nn.Module, fallback: Optional[torch.device] = None) -> torch.device:
+def model_device(model: nn.Module, fallback: torch.device | None = None) -> torch.device:
     """The device of the model's first parameter or buffer (``fallback`` for stateless models)."""
     for t in model.parameters():
         return t.device
@@ -82,7 +90,7 @@ def batch_input_gradients(model: nn.Module, x: Tensor, y: Tensor, of: str = "los
     return grad
 
 
-def as_batches(inputs: Batches, targets: Optional[Tensor], batch_size: int) -> Iterable[Tuple[Tensor, Tensor]]:
+def as_batches(inputs: Batches, targets: Tensor | None, batch_size: int) -> Iterable[tuple[Tensor, Tensor]]:
     """Turn ``(inputs, targets)`` tensors, or an iterable of ``(x, y)`` batches, into batches."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -92,13 +100,13 @@ def as_batches(inputs: Batches, targets: Optional[Tensor], batch_size: int) -> I
         targets = torch.as_tensor(targets)
         if targets.dim() != 1 or len(targets) != len(inputs):
             raise ValueError(f"targets must have shape ({len(inputs)},), got {tuple(targets.shape)}")
-        return [(inputs[i:i + batch_size], targets[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
+        return [(inputs[i : i + batch_size], targets[i : i + batch_size]) for i in range(0, len(inputs), batch_size)]
     if targets is not None:
         raise ValueError("targets must be None when inputs is an iterable of (x, y) batches")
     return inputs
 
 
-def batch_to_device(x: Tensor, y: Tensor, device: torch.device) -> Tuple[Tensor, Tensor]:
+def batch_to_device(x: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
     if not x.is_floating_point():
         raise ValueError(f"inputs must be floating tensors (images in [0, 1]), got dtype {x.dtype}")
     if not bool(torch.isfinite(x).all()):  # evaluation only: one sync per batch is acceptable here
@@ -106,8 +114,9 @@ def batch_to_device(x: Tensor, y: Tensor, device: torch.device) -> Tuple[Tensor,
     return x.to(device, non_blocking=True), y.to(device, dtype=torch.long, non_blocking=True)
 
 
-def iter_input_gradients(model: nn.Module, batches: Iterable[Tuple[Tensor, Tensor]], of: str = "loss"
-                         ) -> Iterator[Tuple[Tensor, Tensor, Tensor]]:
+def iter_input_gradients(
+    model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]], of: str = "loss"
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
     """Yield ``(x, y, grad)`` per batch, on the model's device, with the model frozen in eval mode."""
     _check_of(of)
     with frozen_eval(model):
@@ -118,8 +127,9 @@ def iter_input_gradients(model: nn.Module, batches: Iterable[Tuple[Tensor, Tenso
             yield x, y, batch_input_gradients(model, x, y, of)
 
 
-def input_gradients(model: nn.Module, inputs: Tensor, targets: Tensor, *, batch_size: int = 256,
-                    of: str = "loss") -> Tensor:
+def input_gradients(
+    model: nn.Module, inputs: Tensor, targets: Tensor, *, batch_size: int = 256, of: str = "loss"
+) -> Tensor:
     """Gradient of each sample's own loss with respect to its input.
 
     Args:
@@ -136,6 +146,8 @@ def input_gradients(model: nn.Module, inputs: Tensor, targets: Tensor, *, batch_
     """
     if not isinstance(inputs, Tensor):
         raise ValueError("inputs must be a tensor; use noisemod.vii for iterables of batches")
-    grads = [g.to(inputs.device, inputs.dtype)
-             for _, _, g in iter_input_gradients(model, as_batches(inputs, targets, batch_size), of)]
+    grads = [
+        g.to(inputs.device, inputs.dtype)
+        for _, _, g in iter_input_gradients(model, as_batches(inputs, targets, batch_size), of)
+    ]
     return torch.cat(grads) if grads else torch.empty_like(inputs)

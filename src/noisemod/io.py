@@ -6,12 +6,13 @@ import json
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-__all__ = ["atomic_write", "write_json", "read_json", "save_checkpoint", "load_checkpoint", "CheckpointError"]
+__all__ = ["CheckpointError", "atomic_write", "load_checkpoint", "read_json", "save_checkpoint", "write_json"]
 
 
 class CheckpointError(ValueError):
@@ -72,8 +73,9 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(f"refusing to load {path}: it is not a plain-tensor checkpoint "
-                              f"(weights_only load failed: {_first_line(e)})") from None
+        raise CheckpointError(
+            f"refusing to load {path}: it is not a plain-tensor checkpoint (weights_only load failed: {_first_line(e)})"
+        ) from None
     except Exception as e:  # truncated, corrupt or foreign files fail in many ways inside torch.load
         raise CheckpointError(f"cannot read checkpoint {path}: {type(e).__name__}: {_first_line(e)}") from None
     if not isinstance(obj, dict) or "model" not in obj:

@@ -5,8 +5,6 @@ the logits (for the training accuracy); the loop in :mod:`noisemod.train` is sha
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,8 +12,15 @@ from torch import Tensor, nn
 from .gradients import full_precision
 from .modulation import NoiseModulation
 
-__all__ = ["Modulated", "Method", "Standard", "NoiseModulated", "Adversarial", "InputGradientRegularized",
-           "build_method"]
+__all__ = [
+    "Adversarial",
+    "InputGradientRegularized",
+    "Method",
+    "Modulated",
+    "NoiseModulated",
+    "Standard",
+    "build_method",
+]
 
 
 class Modulated(nn.Module):
@@ -26,8 +31,10 @@ class Modulated(nn.Module):
     def __init__(self, classifier: nn.Module, modulation: NoiseModulation, after_norm: bool = False):
         super().__init__()
         if after_norm and not (hasattr(classifier, "normalize") and hasattr(classifier, "net")):
-            raise ValueError("modulate_after_norm needs a model with .normalize and .net "
-                             "(built by noisemod.create_model or noisemod.models.wrap_model)")
+            raise ValueError(
+                "modulate_after_norm needs a model with .normalize and .net "
+                "(built by noisemod.create_model or noisemod.models.wrap_model)"
+            )
         self.classifier, self.modulation, self.after_norm = classifier, modulation, after_norm
 
     def forward(self, x: Tensor) -> Tensor:
@@ -48,7 +55,7 @@ class Method:
     def wrap(self, model: nn.Module) -> nn.Module:
         return model
 
-    def step(self, net: nn.Module, x: Tensor, y: Tensor) -> Tuple[Tensor, Tensor]:
+    def step(self, net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         logits = net(x)
         return F.cross_entropy(full_precision(logits), y), logits
 
@@ -61,8 +68,14 @@ class NoiseModulated(Method):
 
     name = "nm"
 
-    def __init__(self, beta: float, noise: str, generator: Optional[torch.Generator], after_norm: bool = False,
-                 fused: bool = False):
+    def __init__(
+        self,
+        beta: float,
+        noise: str,
+        generator: torch.Generator | None,
+        after_norm: bool = False,
+        fused: bool = False,
+    ):
         # Inputs are validated once when the data is loaded, so no per-step finiteness check (a sync).
         self.modulation = NoiseModulation(beta, noise, generator, check=False, fused=fused)
         self.after_norm = after_norm
@@ -102,13 +115,12 @@ class InputGradientRegularized(Method):
         return losses.mean() + self.igr_lambda * penalty, logits
 
 
-def build_method(config, model: nn.Module, generator: Optional[torch.Generator] = None) -> Method:
+def build_method(config, model: nn.Module, generator: torch.Generator | None = None) -> Method:
     """The objective of ``config.method`` for ``model`` (the raw classifier, which attacks use)."""
     if config.method == "standard":
         return Standard()
     if config.method == "nm":
-        return NoiseModulated(config.beta, config.noise, generator, config.modulate_after_norm,
-                              config.fused_noise)
+        return NoiseModulated(config.beta, config.noise, generator, config.modulate_after_norm, config.fused_noise)
     if config.method == "igr":
         return InputGradientRegularized(config.igr_lambda)
     from .attacks import PGD, attack_defaults

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Tuple, Union
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor, nn
 
-from .gradients import as_batches, frozen_eval, iter_input_gradients, model_device, batch_to_device
+from .gradients import as_batches, batch_to_device, frozen_eval, iter_input_gradients, model_device
 
-__all__ = ["vii", "vii_scores", "dataset_mean", "accuracy"]
+__all__ = ["accuracy", "dataset_mean", "vii", "vii_scores"]
 
 REDUCTIONS = ("mean", "none")
 
@@ -34,7 +34,7 @@ def vii_scores(x: Tensor, grad: Tensor, mean: Tensor) -> Tensor:
     return torch.where(norms > 0, dot / norms.clamp_min(1.0), torch.zeros_like(dot))
 
 
-def dataset_mean(batches: Iterable[Tuple[Tensor, Tensor]], device: Optional[torch.device] = None) -> Tensor:
+def dataset_mean(batches: Iterable[tuple[Tensor, Tensor]], device: torch.device | None = None) -> Tensor:
     """Per-element mean image over all batches, accumulated in float64."""
     total, count = None, 0
     for x, _ in batches:
@@ -47,8 +47,15 @@ def dataset_mean(batches: Iterable[Tuple[Tensor, Tensor]], device: Optional[torc
     return total / count
 
 
-def vii(model: nn.Module, inputs: Union[Tensor, Iterable[Tuple[Tensor, Tensor]]], targets: Optional[Tensor] = None,
-        *, mean: Optional[Tensor] = None, batch_size: int = 256, reduction: str = "mean") -> Union[float, Tensor]:
+def vii(
+    model: nn.Module,
+    inputs: Tensor | Iterable[tuple[Tensor, Tensor]],
+    targets: Tensor | None = None,
+    *,
+    mean: Tensor | None = None,
+    batch_size: int = 256,
+    reduction: str = "mean",
+) -> float | Tensor:
     """Visual Interpretability of Input-gradients (Definition 3, Eq. 11).
 
     ``VII = E_(x, y) |<d_x, g_x>| / (||d_x|| ||g_x||)`` with ``d_x = sign(x - x_bar)`` and
@@ -75,8 +82,10 @@ def vii(model: nn.Module, inputs: Union[Tensor, Iterable[Tuple[Tensor, Tensor]]]
     device = model_device(model, inputs.device if isinstance(inputs, Tensor) else None)
     if mean is None:
         if iter(batches) is batches:
-            raise ValueError("inputs is a one-shot iterator: pass mean= (the mean image) or a re-iterable "
-                             "such as a list or a DataLoader, since the mean needs a first pass")
+            raise ValueError(
+                "inputs is a one-shot iterator: pass mean= (the mean image) or a re-iterable "
+                "such as a list or a DataLoader, since the mean needs a first pass"
+            )
         mean = dataset_mean(batches, device)
     else:
         mean = torch.as_tensor(mean).to(device, torch.float64)
@@ -88,8 +97,13 @@ def vii(model: nn.Module, inputs: Union[Tensor, Iterable[Tuple[Tensor, Tensor]]]
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, inputs: Union[Tensor, Iterable[Tuple[Tensor, Tensor]]], targets: Optional[Tensor] = None,
-             *, batch_size: int = 256) -> float:
+def accuracy(
+    model: nn.Module,
+    inputs: Tensor | Iterable[tuple[Tensor, Tensor]],
+    targets: Tensor | None = None,
+    *,
+    batch_size: int = 256,
+) -> float:
     """Top-1 accuracy in [0, 1], with the model in eval mode (its mode is restored afterwards)."""
     correct, count = torch.zeros((), dtype=torch.long), 0
     with frozen_eval(model):

@@ -18,13 +18,20 @@ distribution, a different random stream.
 from __future__ import annotations
 
 import math
-from typing import Callable, Union
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["NOISES", "sample_noise", "sample_carrier", "modulate", "counter_gaussian", "fused_modulate",
-           "NoiseModulation"]
+__all__ = [
+    "NOISES",
+    "NoiseModulation",
+    "counter_gaussian",
+    "fused_modulate",
+    "modulate",
+    "sample_carrier",
+    "sample_noise",
+]
 
 NoiseFn = Callable[..., Tensor]  # (shape, generator, device, dtype) -> Tensor of that shape
 
@@ -64,7 +71,12 @@ NOISES: dict[str, NoiseFn] = {
 
 
 def _check_beta(beta) -> float:
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not math.isfinite(beta) or not 0.0 <= beta <= 1.0:
+    if (
+        isinstance(beta, bool)
+        or not isinstance(beta, (int, float))
+        or not math.isfinite(beta)
+        or not 0.0 <= beta <= 1.0
+    ):
         raise ValueError(f"beta must be a number in [0, 1], got {beta!r}")
     return float(beta)
 
@@ -74,8 +86,10 @@ def _check_noise(noise) -> NoiseFn:
         return noise
     if isinstance(noise, str) and noise in NOISES:
         return NOISES[noise]
-    raise ValueError(f"unknown noise {noise!r}; valid noises: {', '.join(NOISES)} or a callable "
-                     "(shape, generator, device, dtype) -> Tensor")
+    raise ValueError(
+        f"unknown noise {noise!r}; valid noises: {', '.join(NOISES)} or a callable "
+        "(shape, generator, device, dtype) -> Tensor"
+    )
 
 
 def _float_dtype(dtype) -> torch.dtype:
@@ -92,7 +106,7 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def sample_noise(shape, noise: Union[str, NoiseFn] = "gaussian", *, generator=None, device=None, dtype=None) -> Tensor:
+def sample_noise(shape, noise: str | NoiseFn = "gaussian", *, generator=None, device=None, dtype=None) -> Tensor:
     """Draw the noise ``delta`` of Definition 2 (before mixing with ``beta``).
 
     Args:
@@ -112,8 +126,9 @@ def sample_noise(shape, noise: Union[str, NoiseFn] = "gaussian", *, generator=No
     return delta.to(dtype)
 
 
-def sample_carrier(shape, beta: float = 0.5, noise: Union[str, NoiseFn] = "gaussian", *, generator=None,
-                   device=None, dtype=None) -> Tensor:
+def sample_carrier(
+    shape, beta: float = 0.5, noise: str | NoiseFn = "gaussian", *, generator=None, device=None, dtype=None
+) -> Tensor:
     """Draw a carrier ``c = beta + (1 - beta) * delta`` (Definition 2, Eq. 10).
 
     Args:
@@ -225,7 +240,7 @@ def _keyed_hash(counter: Tensor, key: Tensor) -> Tensor:
 
 def _unit_interval(bits: Tensor, offset: float) -> Tensor:
     # The top 24 bits, as float32 exactly: multiples of 2**-24 in [0, 1), shifted by ``offset``.
-    return (((bits >> 8) & 0xFFFFFF).to(torch.float32) + offset) * 2.0 ** -24
+    return (((bits >> 8) & 0xFFFFFF).to(torch.float32) + offset) * 2.0**-24
 
 
 def counter_gaussian(numel: int, key: Tensor) -> Tensor:
@@ -242,7 +257,7 @@ def counter_gaussian(numel: int, key: Tensor) -> Tensor:
     if not isinstance(key, Tensor) or key.shape != (2,) or key.dtype != torch.int32:
         raise ValueError(f"key must be an int32 tensor of shape (2,), got {key!r}")
     half = (int(numel) + 1) // 2
-    if not 0 < half < 2 ** 30:
+    if not 0 < half < 2**30:
         raise ValueError(f"counter_gaussian draws between 1 and 2**31 - 2 values, got {numel}")
     counter = torch.arange(0, 2 * half, 2, dtype=torch.int32, device=key.device)
     u1 = _unit_interval(_keyed_hash(counter, key), 0.5)
@@ -269,8 +284,9 @@ def _fused_modulate(x: Tensor, key: Tensor, beta: Tensor) -> Tensor:
 _compiled_fused_modulate = None
 
 
-def fused_modulate(x: Tensor, beta: float = 0.5, *, generator=None, check: bool = True,
-                   compiled: bool = True) -> Tensor:
+def fused_modulate(
+    x: Tensor, beta: float = 0.5, *, generator=None, check: bool = True, compiled: bool = True
+) -> Tensor:
     """Noise modulation with Gaussian noise in one compiled kernel (see the module docstring).
 
     Draws a fresh 64-bit key from ``generator`` (or the global RNG) on ``x``'s device, so calls
@@ -290,7 +306,7 @@ def fused_modulate(x: Tensor, beta: float = 0.5, *, generator=None, check: bool 
     _check_batch(x, check)
     if beta == 1.0:
         return x
-    key = torch.randint(-(2 ** 31), 2 ** 31, (2,), dtype=torch.int32, generator=generator, device=x.device)
+    key = torch.randint(-(2**31), 2**31, (2,), dtype=torch.int32, generator=generator, device=x.device)
     beta_t = torch.full((), beta, dtype=_work_dtype(x.dtype), device=x.device)
     if not compiled:
         return _fused_modulate(x, key, beta_t)
@@ -299,9 +315,11 @@ def fused_modulate(x: Tensor, beta: float = 0.5, *, generator=None, check: bool 
     try:
         return _compiled_fused_modulate(x, key, beta_t)
     except Exception as e:  # a missing compiler surfaces here, at the first call
-        raise RuntimeError("fused noise modulation needs torch.compile to work on this machine (a C++ "
-                           f"compiler on CPU, Triton on CUDA); it failed with: {e}. Use fused=False "
-                           "(or leave --fused-noise off)") from e
+        raise RuntimeError(
+            "fused noise modulation needs torch.compile to work on this machine (a C++ "
+            f"compiler on CPU, Triton on CUDA); it failed with: {e}. Use fused=False "
+            "(or leave --fused-noise off)"
+        ) from e
 
 
 class NoiseModulation(nn.Module):
@@ -324,8 +342,15 @@ class NoiseModulation(nn.Module):
             compiled kernel (:func:`fused_modulate`); several times faster on CPU.
     """
 
-    def __init__(self, beta: float = 0.5, noise: Union[str, NoiseFn] = "gaussian", generator=None, *,
-                 check: bool = True, fused: bool = False):
+    def __init__(
+        self,
+        beta: float = 0.5,
+        noise: str | NoiseFn = "gaussian",
+        generator=None,
+        *,
+        check: bool = True,
+        fused: bool = False,
+    ):
         super().__init__()
         self.check = bool(check)
         self.beta = _check_beta(beta)
@@ -343,8 +368,9 @@ class NoiseModulation(nn.Module):
             return x
         if self.fused:
             return fused_modulate(x, self.beta, generator=self.generator, check=self.check)
-        carrier = sample_carrier(x.shape, self.beta, self.noise, generator=self.generator, device=x.device,
-                                 dtype=_work_dtype(x.dtype))
+        carrier = sample_carrier(
+            x.shape, self.beta, self.noise, generator=self.generator, device=x.device, dtype=_work_dtype(x.dtype)
+        )
         return modulate(x, carrier, check=self.check)
 
     def extra_repr(self) -> str:

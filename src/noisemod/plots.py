@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
 
 from .io import atomic_write
 
-__all__ = ["scale01", "save_image_rows", "to_numpy_image"]
+__all__ = ["save_image_rows", "scale01", "to_numpy_image"]
 
 
 def scale01(t: Tensor) -> Tensor:
@@ -30,8 +30,14 @@ def to_numpy_image(img: Tensor):
     return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).clamp(0, 1).numpy()
 
 
-def save_image_rows(rows: Mapping[str, Tensor], path, *, titles: Optional[Sequence[str]] = None,
-                    suptitle: Optional[str] = None, scale: Sequence[str] = ()) -> Path:
+def save_image_rows(
+    rows: Mapping[str, Tensor],
+    path,
+    *,
+    titles: Sequence[str] | None = None,
+    suptitle: str | None = None,
+    scale: Sequence[str] = (),
+) -> Path:
     """Save a PNG (or SVG, by suffix) with one row per entry of ``rows`` (label -> ``(B, C, H, W)``)
     and one column per sample. Rows named in ``scale`` are min-max scaled per sample first
     (gradient maps); the others are shown as they are (inputs in [0, 1])."""

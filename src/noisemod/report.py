@@ -13,24 +13,24 @@ from __future__ import annotations
 import base64
 import html
 import shlex
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
 
 from .figures import CONFIG_FIELDS, NOT_CONDITIONS, aggregate, load_results, make_figures, read_sweep
 from .io import atomic_write, read_json
 
-__all__ = ["write_report", "report_sections"]
+__all__ = ["report_sections", "write_report"]
 
 METRIC_COLUMNS = ("test_accuracy", "vii", "train_seconds")
 RUN_COLUMNS = ("test_accuracy", "vii", "best_epoch", "val_accuracy", "train_seconds")
 CAPTIONS = {
     "fig1": "Figure 1: test inputs and the input-gradients of standard, noise-modulated and adversarially "
-            "trained models, each scaled to [0, 1].",
+    "trained models, each scaled to [0, 1].",
     "fig2": "Figure 2: noise modulation of test inputs: input, carrier, modulated and demodulated input, in "
-            "space and spectrum (DFT magnitude, scaled to [0, 1]).",
+    "space and spectrum (DFT magnitude, scaled to [0, 1]).",
     "fig3": "Figure 3: test accuracy and VII per model and method (mean ± std over seeds).",
     "fig4": "Figure 4: the trade-off between VII and accuracy as beta varies, with the gradient map of one "
-            "test image per beta.",
+    "test image per beta.",
     "fig5": "Figure 5: test accuracy and VII per noise, and the noises scaled to [0, 1].",
 }
 
@@ -65,13 +65,17 @@ def _environment(sweep_dir: Path, rows: Sequence[Mapping]) -> list[dict]:
     for r in rows:
         path = sweep_dir / "runs" / str(r["run_id"]) / "result.json"
         result = read_json(path) if path.is_file() else r
-        record = {"device": result.get("device"), "world_size": result.get("world_size"),
-                  **(result.get("versions") or {}), "git_sha": result.get("git_sha")}
+        record = {
+            "device": result.get("device"),
+            "world_size": result.get("world_size"),
+            **(result.get("versions") or {}),
+            "git_sha": result.get("git_sha"),
+        }
         seen.setdefault(tuple(record.items()), record)
     return list(seen.values())
 
 
-def _commands(sweep_dir: Path, sweep: Mapping, rows: Sequence[Mapping], data_root: Optional[str]) -> list[str]:
+def _commands(sweep_dir: Path, sweep: Mapping, rows: Sequence[Mapping], data_root: str | None) -> list[str]:
     """The sweep's own reproduce command (sweep.json, run from its working directory), else one
     built from the spec and budget; then the report's."""
     spec, budget = sweep.get("spec") or rows[0].get("spec"), sweep.get("budget") or rows[0].get("budget")
@@ -79,14 +83,19 @@ def _commands(sweep_dir: Path, sweep: Mapping, rows: Sequence[Mapping], data_roo
     if sweep.get("command"):
         commands.append(sweep["command"])
     elif spec:
-        commands.append(shlex.join(["noisemod", "sweep", str(spec), "--out", str(sweep_dir)]
-                                   + (["--budget", str(budget)] if budget else [])))
-    commands.append(shlex.join(["noisemod", "report", str(sweep_dir)]
-                               + (["--data-root", str(data_root)] if data_root else [])))
+        commands.append(
+            shlex.join(
+                ["noisemod", "sweep", str(spec), "--out", str(sweep_dir)]
+                + (["--budget", str(budget)] if budget else [])
+            )
+        )
+    commands.append(
+        shlex.join(["noisemod", "report", str(sweep_dir)] + (["--data-root", str(data_root)] if data_root else []))
+    )
     return commands
 
 
-def report_sections(sweep_dir, *, data_root: Optional[str] = None, figures: Sequence[Path] = ()) -> dict:
+def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequence[Path] = ()) -> dict:
     """Everything the report shows, as plain data: ``title``, ``summary`` lines, ``settings``,
     ``results``, ``runs`` and ``environment`` tables (``(header, rows)``), ``figures`` (name ->
     PNG path) and ``commands``. Settings, results and environment come from the completed runs;
@@ -104,31 +113,50 @@ def report_sections(sweep_dir, *, data_root: Optional[str] = None, figures: Sequ
     def values(key):
         return ", ".join("all" if v is None else _fmt(v) for v in dict.fromkeys(r.get(key) for r in rows))
 
-    summary = [f"spec: {spec}" + (f" ({sweep['description']})" if sweep.get("description") else ""),
-               f"budget: {budget or 'n/a'}",
-               f"runs: {len(rows)} completed" + (f", {len(failed)} failed ({', '.join(failed)})" if failed else ""),
-               f"epochs: {values('epochs')}", f"seeds: {values('seed')}",
-               f"train_size (images): {values(size_key)}"]
-    settings = (["setting", "value"], [[k, _fmt(v)] for k, v in fixed.items()] +
-                [[k, ", ".join(map(_fmt, v)) + " (varied)"] for k, v in varied.items()])
+    summary = [
+        f"spec: {spec}" + (f" ({sweep['description']})" if sweep.get("description") else ""),
+        f"budget: {budget or 'n/a'}",
+        f"runs: {len(rows)} completed" + (f", {len(failed)} failed ({', '.join(failed)})" if failed else ""),
+        f"epochs: {values('epochs')}",
+        f"seeds: {values('seed')}",
+        f"train_size (images): {values(size_key)}",
+    ]
+    settings = (
+        ["setting", "value"],
+        [[k, _fmt(v)] for k, v in fixed.items()]
+        + [[k, ", ".join(map(_fmt, v)) + " (varied)"] for k, v in varied.items()],
+    )
 
-    conditions = [k for k in ("dataset", "model", "method") if k not in varied] + \
-                 [k for k in varied if k not in NOT_CONDITIONS]
+    conditions = [k for k in ("dataset", "model", "method") if k not in varied] + [
+        k for k in varied if k not in NOT_CONDITIONS
+    ]
     groups = aggregate(rows, keys=conditions, metrics=METRIC_COLUMNS)
-    results = ([*conditions, "runs", *METRIC_COLUMNS],
-               [[*(_fmt(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in METRIC_COLUMNS)]
-                for g in groups])
-    run_keys = ["run_id", *(["status"] if "status" in every[0] else []),
-                *(k for k in varied if k != "data_root"), *(["seed"] if "seed" not in varied else [])]
-    runs = ([*run_keys, *RUN_COLUMNS],
-            [[*(_fmt(r.get(k)) for k in run_keys), *(_metric(r.get(k)) for k in RUN_COLUMNS)] for r in every])
+    results = (
+        [*conditions, "runs", *METRIC_COLUMNS],
+        [[*(_fmt(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in METRIC_COLUMNS)] for g in groups],
+    )
+    run_keys = [
+        "run_id",
+        *(["status"] if "status" in every[0] else []),
+        *(k for k in varied if k != "data_root"),
+        *(["seed"] if "seed" not in varied else []),
+    ]
+    runs = (
+        [*run_keys, *RUN_COLUMNS],
+        [[*(_fmt(r.get(k)) for k in run_keys), *(_metric(r.get(k)) for k in RUN_COLUMNS)] for r in every],
+    )
     env = _environment(sweep_dir, rows)
     env_keys = list(dict.fromkeys(k for e in env for k in e))
-    return {"title": f"noisemod sweep report: {spec}", "summary": summary, "settings": settings,
-            "results": results, "runs": runs,
-            "environment": (env_keys, [[_metric(e.get(k)) for k in env_keys] for e in env]),
-            "figures": {p.stem: p for p in figures if p.suffix == ".png"},
-            "commands": _commands(sweep_dir, sweep, rows, data_root)}
+    return {
+        "title": f"noisemod sweep report: {spec}",
+        "summary": summary,
+        "settings": settings,
+        "results": results,
+        "runs": runs,
+        "environment": (env_keys, [[_metric(e.get(k)) for k in env_keys] for e in env]),
+        "figures": {p.stem: p for p in figures if p.suffix == ".png"},
+        "commands": _commands(sweep_dir, sweep, rows, data_root),
+    }
 
 
 TABLES = (("settings", "Settings"), ("results", "Results (mean ± std over seeds)"), ("runs", "Every run"))
@@ -145,25 +173,32 @@ def _html(s: dict) -> str:
         cells = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
         return f"<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
 
-    parts = [f"<h1>{html.escape(s['title'])}</h1>",
-             "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in s["summary"]) + "</ul>"]
+    parts = [
+        f"<h1>{html.escape(s['title'])}</h1>",
+        "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in s["summary"]) + "</ul>",
+    ]
     parts += [f"<h2>{title}</h2>{table(*s[key])}" for key, title in TABLES]
     if s["figures"]:
         parts.append("<h2>Figures</h2>")
     for name, png in s["figures"].items():
         data = base64.b64encode(png.read_bytes()).decode("ascii")
-        parts.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
-                     f"<figcaption>{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>")
+        parts.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(name)}">'
+            f"<figcaption>{html.escape(CAPTIONS.get(name, name))}</figcaption></figure>"
+        )
     parts.append(f"<h2>Hardware and versions</h2>{table(*s['environment'])}")
     parts.append("<h2>Reproduce</h2><pre>" + html.escape("\n".join(s["commands"])) + "</pre>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(s["title"])}</title>'
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(s["title"])}</title>'
+        f"<style>{CSS}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n"
+    )
 
 
 def _markdown(s: dict, base: Path) -> str:
     def table(header, body):
         def line(cells):
             return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
         return "\n".join([line(header), "| " + " | ".join("---" for _ in header) + " |", *map(line, body)])
 
     parts = [f"# {s['title']}", "\n".join(f"- {line}" for line in s["summary"])]
@@ -171,14 +206,16 @@ def _markdown(s: dict, base: Path) -> str:
     if s["figures"]:
         parts.append("## Figures")
     for name, png in s["figures"].items():
-        parts.append(f"![{name}]({png.relative_to(base).as_posix() if png.is_relative_to(base) else png})\n\n"
-                     f"{CAPTIONS.get(name, name)}")
+        parts.append(
+            f"![{name}]({png.relative_to(base).as_posix() if png.is_relative_to(base) else png})\n\n"
+            f"{CAPTIONS.get(name, name)}"
+        )
     parts.append(f"## Hardware and versions\n\n{table(*s['environment'])}")
     parts.append("## Reproduce\n\n```bash\n" + "\n".join(s["commands"]) + "\n```")
     return "\n\n".join(parts) + "\n"
 
 
-def write_report(sweep_dir, *, data_root: Optional[str] = None) -> tuple[Path, Path]:
+def write_report(sweep_dir, *, data_root: str | None = None) -> tuple[Path, Path]:
     """Make the sweep's figures and write ``sweep_dir/report.html`` (self-contained) and
     ``sweep_dir/report.md``, atomically; returns both paths. A missing or empty results.csv is
     an error naming the file."""

@@ -22,9 +22,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ from .io import atomic_write, load_checkpoint, read_json, save_checkpoint, write
 from .methods import build_method
 from .metrics import accuracy, vii
 
-__all__ = ["fit", "evaluate", "load_model", "resolve_device", "RunDirError", "TrainingInterrupted"]
+__all__ = ["RunDirError", "TrainingInterrupted", "evaluate", "fit", "load_model", "resolve_device"]
 
 CHECKPOINT_FORMAT = "noisemod-checkpoint/1"
 METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "seconds", "samples_per_s", "lr")
@@ -57,7 +57,7 @@ class Dist:
         return self.rank == 0
 
 
-def resolve_device(name: Optional[str] = None, local_rank: int = 0) -> torch.device:
+def resolve_device(name: str | None = None, local_rank: int = 0) -> torch.device:
     """``None`` or ``"auto"``: CUDA when present, else CPU."""
     if name in (None, "auto"):
         name = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
@@ -86,11 +86,12 @@ def _init_distributed(config: TrainConfig) -> tuple[Dist, torch.device]:
     return Dist(int(os.environ["RANK"]), world, local_rank, owns), device
 
 
-def git_sha() -> Optional[str]:
+def git_sha() -> str | None:
     """The commit of the noisemod source tree, when it is a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -100,8 +101,13 @@ def versions() -> dict:
     import numpy
     import torchvision
 
-    return {"noisemod": __version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "numpy": numpy.__version__, "python": platform.python_version()}
+    return {
+        "noisemod": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _load_data(config: TrainConfig):
@@ -115,15 +121,29 @@ def _load_data(config: TrainConfig):
 def _loader(split, batch_size, device, *, shuffle=False, seed=0, dist=Dist()):
     from .data import BatchLoader
 
-    return BatchLoader(split.images, split.labels, batch_size, shuffle=shuffle, seed=seed, device=device,
-                       rank=dist.rank, world_size=dist.world_size)
+    return BatchLoader(
+        split.images,
+        split.labels,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        device=device,
+        rank=dist.rank,
+        world_size=dist.world_size,
+    )
 
 
 def _build_model(config: TrainConfig, data, device) -> nn.Module:
     from .models import create_model
 
-    return create_model(config.model, in_channels=data.in_channels, num_classes=data.num_classes,
-                        input_size=data.input_size, mean=data.mean, std=data.std).to(device)
+    return create_model(
+        config.model,
+        in_channels=data.in_channels,
+        num_classes=data.num_classes,
+        input_size=data.input_size,
+        mean=data.mean,
+        std=data.std,
+    ).to(device)
 
 
 def _optimizer(config: TrainConfig, params):
@@ -172,7 +192,7 @@ def _write_metrics(path: Path, history: list[dict]) -> None:
     atomic_write(path, write, "w")
 
 
-def _check_run_dir(out: Path, config: TrainConfig, resume: bool) -> Optional[dict]:
+def _check_run_dir(out: Path, config: TrainConfig, resume: bool) -> dict | None:
     """Return the checkpoint to resume from, or None for a fresh run; refuse to clobber a run."""
     last = out / "last.pt"
     if resume:
@@ -180,8 +200,11 @@ def _check_run_dir(out: Path, config: TrainConfig, resume: bool) -> Optional[dic
             raise RunDirError(f"--resume: no checkpoint to resume in {out} (expected {last})")
         ckpt = load_checkpoint(last)
         saved = TrainConfig.from_dict(ckpt["config"])
-        diff = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items()
-                if k != "epochs" and k not in RUNTIME_FIELDS and getattr(config, k) != v}
+        diff = {
+            k: (v, getattr(config, k))
+            for k, v in saved.to_dict().items()
+            if k != "epochs" and k not in RUNTIME_FIELDS and getattr(config, k) != v
+        }
         if diff:
             detail = ", ".join(f"{k}: {a!r} in the run vs {b!r} now" for k, (a, b) in diff.items())
             raise RunDirError(f"--resume: the settings differ from the run in {out}: {detail}")
@@ -230,11 +253,12 @@ class _RunState:
     best_epoch: int = 0
     history: list = field(default_factory=list)
     train_seconds: float = 0.0
-    partial: Optional[dict] = None  # an interrupted epoch: next step, running sums, seconds
+    partial: dict | None = None  # an interrupted epoch: next step, running sums, seconds
 
 
-def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True,
-        log: Callable[[str], None] = print) -> dict:
+def fit(
+    config: TrainConfig, out, *, resume: bool = False, progress: bool = True, log: Callable[[str], None] = print
+) -> dict:
     """Train ``config`` into the run directory ``out`` and return ``result.json``'s content.
 
     Keeps the checkpoint with the best validation accuracy (the paper's protocol) and reports
@@ -247,7 +271,11 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
     """
     out = Path(out)
     dist_info, device = _init_distributed(config)
-    ckpt = _check_run_dir(out, config, resume) if dist_info.main else (load_checkpoint(out / "last.pt") if resume else None)
+    ckpt = (
+        _check_run_dir(out, config, resume)
+        if dist_info.main
+        else (load_checkpoint(out / "last.pt") if resume else None)
+    )
     say = log if dist_info.main else (lambda *_: None)
 
     data, train_split = _load_data(config)
@@ -279,20 +307,39 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
         write_json(out / "config.json", config.to_dict())
 
     def save_last(val_acc: float) -> None:
-        save_checkpoint({**_model_record(config, model, state.epoch, val_acc),
-                         **{k: v.state_dict() for k, v in stateful.items() if k != "model"},
-                         "rng": _rng_state(generator), "progress": dataclasses.asdict(state)}, out / "last.pt")
+        save_checkpoint(
+            {
+                **_model_record(config, model, state.epoch, val_acc),
+                **{k: v.state_dict() for k, v in stateful.items() if k != "model"},
+                "rng": _rng_state(generator),
+                "progress": dataclasses.asdict(state),
+            },
+            out / "last.pt",
+        )
 
     train_loader = _loader(train_split, config.batch_size, device, shuffle=True, seed=config.seed, dist=dist_info)
     val_loader = _loader(data.val, config.eval_batch_size, device) if len(data.val) else None
-    say(f"{config.method} {config.model} on {config.dataset}: {len(train_split)} train, {len(data.val)} val, "
-        f"{len(data.test)} test images, {config.epochs} epochs, device {device}")
+    say(
+        f"{config.method} {config.model} on {config.dataset}: {len(train_split)} train, {len(data.val)} val, "
+        f"{len(data.test)} test images, {config.epochs} epochs, device {device}"
+    )
 
     with _StopOnSignal() as stop:
         for epoch in range(state.epoch, config.epochs):
-            totals, seconds = _train_epoch(config, method, net, optimizer, scaler, train_loader, epoch, state, stop,
-                                           device, save_last if dist_info.main else None,
-                                           progress and dist_info.main)
+            totals, seconds = _train_epoch(
+                config,
+                method,
+                net,
+                optimizer,
+                scaler,
+                train_loader,
+                epoch,
+                state,
+                stop,
+                device,
+                save_last if dist_info.main else None,
+                progress and dist_info.main,
+            )
             if dist_info.world_size > 1:  # sums over ranks; the first bad step is -1 unless some rank had one
                 torch.distributed.all_reduce(totals[:3])
                 torch.distributed.all_reduce(totals[3:], op=torch.distributed.ReduceOp.MAX)
@@ -300,16 +347,23 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
             if bad_step >= 0:
                 raise FloatingPointError(
                     f"training diverged: the loss became NaN or Inf in epoch {epoch + 1}, step {int(bad_step) + 1}; "
-                    f"{out / 'last.pt'} keeps the last good epoch ({state.epoch})")
+                    f"{out / 'last.pt'} keeps the last good epoch ({state.epoch})"
+                )
             lr = optimizer.param_groups[0]["lr"]
             scheduler.step()
             state.epoch, state.partial = epoch + 1, None
             state.train_seconds += seconds
             if dist_info.main:
                 val_acc = accuracy(model, val_loader) if val_loader is not None else float("nan")
-                row = {"epoch": epoch + 1, "train_loss": loss_total / seen_total,
-                       "train_accuracy": correct_total / seen_total, "val_accuracy": val_acc, "seconds": seconds,
-                       "samples_per_s": seen_total / seconds, "lr": lr}
+                row = {
+                    "epoch": epoch + 1,
+                    "train_loss": loss_total / seen_total,
+                    "train_accuracy": correct_total / seen_total,
+                    "val_accuracy": val_acc,
+                    "seconds": seconds,
+                    "samples_per_s": seen_total / seconds,
+                    "lr": lr,
+                }
                 state.history.append(row)
                 # best by validation accuracy; without a validation split, the last epoch
                 if val_loader is None or val_acc > state.best_val:
@@ -317,12 +371,17 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
                     save_checkpoint(_model_record(config, model, epoch + 1, val_acc), out / "best.pt")
                 save_last(val_acc)
                 _write_metrics(out / "metrics.csv", state.history)
-                say(f"epoch {epoch + 1}/{config.epochs}: loss {row['train_loss']:.4f}, "
+                say(
+                    f"epoch {epoch + 1}/{config.epochs}: loss {row['train_loss']:.4f}, "
                     f"train acc {row['train_accuracy']:.4f}, val acc {val_acc:.4f}, {seconds:.1f}s "
-                    f"({row['samples_per_s']:.0f} samples/s)")
+                    f"({row['samples_per_s']:.0f} samples/s)"
+                )
             if stop.requested:
-                raise TrainingInterrupted(f"interrupted by {signal.Signals(stop.requested).name} after epoch "
-                                          f"{epoch + 1}; continue with --resume", stop.requested)
+                raise TrainingInterrupted(
+                    f"interrupted by {signal.Signals(stop.requested).name} after epoch "
+                    f"{epoch + 1}; continue with --resume",
+                    stop.requested,
+                )
 
     if dist_info.world_size > 1:
         torch.distributed.barrier()
@@ -332,11 +391,24 @@ def fit(config: TrainConfig, out, *, resume: bool = False, progress: bool = True
         return {}
     best = load_model(out, device=device)
     metrics = evaluate(best, data, config, device=device, progress=progress)
-    result = {**metrics, "best_epoch": state.best_epoch, "val_accuracy": state.best_val, "epochs": config.epochs,
-              "train_seconds": state.train_seconds, "method": config.method, "model": config.model,
-              "dataset": config.dataset, "seed": config.seed, "beta": config.beta, "noise": config.noise,
-              "train_size": len(train_split), "device": str(device), "world_size": dist_info.world_size,
-              "git_sha": git_sha(), "versions": versions()}
+    result = {
+        **metrics,
+        "best_epoch": state.best_epoch,
+        "val_accuracy": state.best_val,
+        "epochs": config.epochs,
+        "train_seconds": state.train_seconds,
+        "method": config.method,
+        "model": config.model,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "beta": config.beta,
+        "noise": config.noise,
+        "train_size": len(train_split),
+        "device": str(device),
+        "world_size": dist_info.world_size,
+        "git_sha": git_sha(),
+        "versions": versions(),
+    }
     write_json(out / "result.json", result)
     say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {state.best_epoch})")
     return result
@@ -376,9 +448,12 @@ def _train_epoch(config, method, net, optimizer, scaler, loader, epoch, state, s
             if save_last is not None and records.totals(device)[3] < 0:  # never checkpoint a diverged model
                 state.partial = {"step": step + 1, **records.to_state(), "seconds": time.perf_counter() - t0}
                 save_last(float("nan"))
-            raise TrainingInterrupted(f"interrupted by {signal.Signals(stop.requested).name} at step {step + 1} of "
-                                      f"epoch {epoch + 1}; a resumable checkpoint is in last.pt: continue with "
-                                      "--resume", stop.requested)
+            raise TrainingInterrupted(
+                f"interrupted by {signal.Signals(stop.requested).name} at step {step + 1} of "
+                f"epoch {epoch + 1}; a resumable checkpoint is in last.pt: continue with "
+                "--resume",
+                stop.requested,
+            )
     return records.totals(device), time.perf_counter() - t0
 
 
@@ -393,11 +468,14 @@ class _StepRecords:
     sizes: list = field(default_factory=list)
 
     @classmethod
-    def restore(cls, partial: dict, device) -> "_StepRecords":
+    def restore(cls, partial: dict, device) -> _StepRecords:
         if "losses" not in partial:
             return cls()
-        return cls(list(partial["losses"].to(device).unbind()), list(partial["correct"].to(device).unbind()),
-                   list(partial["sizes"]))
+        return cls(
+            list(partial["losses"].to(device).unbind()),
+            list(partial["correct"].to(device).unbind()),
+            list(partial["sizes"]),
+        )
 
     def add(self, loss, logits, y) -> None:
         self.losses.append(loss.detach())
@@ -405,8 +483,11 @@ class _StepRecords:
         self.sizes.append(len(y))
 
     def to_state(self) -> dict:
-        return {"losses": torch.stack(self.losses).cpu(), "correct": torch.stack(self.correct).cpu(),
-                "sizes": list(self.sizes)}
+        return {
+            "losses": torch.stack(self.losses).cpu(),
+            "correct": torch.stack(self.correct).cpu(),
+            "sizes": list(self.sizes),
+        }
 
     def totals(self, device) -> torch.Tensor:
         """``[loss sum, correct, seen, first non-finite step or -1]`` as one float32 device tensor."""
@@ -417,13 +498,20 @@ class _StepRecords:
         steps = torch.arange(len(losses), dtype=torch.float32, device=losses.device)
         bad = torch.where(torch.isfinite(losses), float(len(losses)), steps).min()
         first_bad = torch.where(bad < len(losses), bad, -1.0)
-        return torch.stack([(losses * sizes).sum(), torch.stack(self.correct).sum().float(), sizes.sum(),
-                            first_bad]).to(device)
+        return torch.stack(
+            [(losses * sizes).sum(), torch.stack(self.correct).sum().float(), sizes.sum(), first_bad]
+        ).to(device)
 
 
 def _model_record(config: TrainConfig, model: nn.Module, epoch: int, val_acc: float) -> dict:
-    return {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "model_spec": model.spec,
-            "model": model.state_dict(), "epoch": epoch, "val_accuracy": val_acc}
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "config": config.to_dict(),
+        "model_spec": model.spec,
+        "model": model.state_dict(),
+        "epoch": epoch,
+        "val_accuracy": val_acc,
+    }
 
 
 class _ProgressBar:
@@ -450,8 +538,9 @@ def _progress(iterable, enabled: bool, desc: str):
     return _ProgressBar(iterable, desc) if enabled else iterable
 
 
-def evaluate(model: nn.Module, data, config: TrainConfig, *, device=None, robust: bool = False,
-             progress: bool = False) -> dict:
+def evaluate(
+    model: nn.Module, data, config: TrainConfig, *, device=None, robust: bool = False, progress: bool = False
+) -> dict:
     """Test accuracy and VII (x_bar = mean test image) of ``model``; with ``robust=True`` also the
     accuracy under the config's PGD attack (per-dataset defaults, see :mod:`noisemod.attacks`)."""
     from .gradients import model_device
@@ -460,17 +549,26 @@ def evaluate(model: nn.Module, data, config: TrainConfig, *, device=None, robust
     spec = getattr(model, "spec", {})
     expected = (spec.get("in_channels"), *(spec.get("input_size") or ()))
     if spec.get("name") not in (None, "custom") and expected != (data.in_channels, *data.input_size):
-        raise ValueError(f"the model takes {'x'.join(map(str, expected))} inputs but {config.dataset} images are "
-                         f"{'x'.join(map(str, (data.in_channels, *data.input_size)))}")
+        raise ValueError(
+            f"the model takes {'x'.join(map(str, expected))} inputs but {config.dataset} images are "
+            f"{'x'.join(map(str, (data.in_channels, *data.input_size)))}"
+        )
     test = _loader(data.test, config.eval_batch_size, device)
-    result = {"test_accuracy": accuracy(model, _progress(test, progress, "test accuracy")),
-              "vii": vii(model, _progress(test, progress, "VII"))}
+    result = {
+        "test_accuracy": accuracy(model, _progress(test, progress, "test accuracy")),
+        "vii": vii(model, _progress(test, progress, "VII")),
+    }
     if robust:
         from .attacks import PGD, attack_defaults, robust_accuracy
 
         settings = attack_defaults("pgd", config.dataset)
-        attack = PGD(model, norm=config.norm, random_start=True,
-                     generator=torch.Generator(device=device).manual_seed(0), **settings)
+        attack = PGD(
+            model,
+            norm=config.norm,
+            random_start=True,
+            generator=torch.Generator(device=device).manual_seed(0),
+            **settings,
+        )
         result["robust_accuracy"] = robust_accuracy(model, _progress(test, progress, "PGD"), attack=attack)
         result["robust_attack"] = {"method": "pgd", "norm": config.norm, **settings}
     return result

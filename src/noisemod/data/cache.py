@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -60,7 +60,7 @@ def cached(name: str, sources: list[Path], build: Callable[[], dict], enabled: b
     if path.is_file():
         try:
             return torch.load(path, weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any unreadable entry is rebuilt
+        except Exception as e:
             warnings.warn(f"rebuilding unreadable data cache {path}: {e}", stacklevel=2)
     value = build()
     try:

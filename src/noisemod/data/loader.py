@@ -113,8 +113,8 @@ class BatchLoader:
         if self.resident:
             idx = idx.to(self.device, non_blocking=True)
         pin = self.device.type == "cuda" and not self.resident
-        for start in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
-            batch = idx[start : start + self.batch_size]
+        for first in range(start * self.batch_size, len(self) * self.batch_size, self.batch_size):
+            batch = idx[first : first + self.batch_size]
             x, y = self.images.index_select(0, batch), self.labels.index_select(0, batch)
             if pin:
                 x, y = x.pin_memory(), y.pin_memory()

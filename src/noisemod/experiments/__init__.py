@@ -8,4 +8,4 @@ runner that trains them as separate processes into one output folder with one re
 from .runner import exit_code, run_sweep, write_results
 from .spec import RELEVANT, Run, Spec, expand, load_spec
 
-__all__ = ["run_sweep", "exit_code", "write_results", "load_spec", "expand", "Spec", "Run", "RELEVANT"]
+__all__ = ["RELEVANT", "Run", "Spec", "exit_code", "expand", "load_spec", "run_sweep", "write_results"]

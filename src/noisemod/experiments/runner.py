@@ -17,15 +17,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Optional
 
 from ..config import TrainConfig
 from ..io import atomic_write, read_json, write_json
 from .spec import CONFIG_FIELDS, DEFAULTS, Run, expand, load_spec
 
-__all__ = ["run_sweep", "plan_action", "train_command", "write_results", "exit_code"]
+__all__ = ["exit_code", "plan_action", "run_sweep", "train_command", "write_results"]
 
 FIRST_RESULTS = ("test_accuracy", "vii", "val_accuracy", "best_epoch", "train_seconds")
 IGNORED_ON_RERUN = ("data_root", "device")  # may differ between machines without changing a run
@@ -58,20 +58,28 @@ def _check_existing(run: Run, run_dir: Path) -> None:
     # from_dict gives a setting added after the run was trained (absent from its config.json) its default
     saved = TrainConfig.from_dict(read_json(path)).to_dict()
     planned = run.config.to_dict()
-    diff = [f"{k}={saved.get(k)!r} there, {v!r} in the spec" for k, v in planned.items()
-            if k not in IGNORED_ON_RERUN and saved.get(k) != v]
+    diff = [
+        f"{k}={saved.get(k)!r} there, {v!r} in the spec"
+        for k, v in planned.items()
+        if k not in IGNORED_ON_RERUN and saved.get(k) != v
+    ]
     if diff:
-        raise ValueError(f"{run_dir} was trained with other settings ({'; '.join(diff)}): "
-                         f"use another --out, or delete that run directory")
+        raise ValueError(
+            f"{run_dir} was trained with other settings ({'; '.join(diff)}): "
+            f"use another --out, or delete that run directory"
+        )
 
 
-def _row(run: Run, run_dir: Path, spec_name: str, budget: str) -> Optional[dict]:
+def _row(run: Run, run_dir: Path, spec_name: str, budget: str) -> dict | None:
     """The results.csv row of a finished run, None while it is pending."""
     base = {"run_id": run.run_id, "spec": spec_name, "budget": budget, **run.config.to_dict()}
     if (run_dir / "result.json").is_file():
         result = read_json(run_dir / "result.json")
-        scalars = {("result_" + k if k in CONFIG_FIELDS else k): v for k, v in result.items()
-                   if isinstance(v, (str, int, float, bool)) or v is None}
+        scalars = {
+            ("result_" + k if k in CONFIG_FIELDS else k): v
+            for k, v in result.items()
+            if isinstance(v, (str, int, float, bool)) or v is None
+        }
         return {**base, "status": "completed", **scalars}
     if (run_dir / "error.log").is_file():
         return {**base, "status": "failed"}
@@ -98,7 +106,7 @@ def exit_code(runs: list[dict]) -> int:
 
 
 def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
@@ -107,8 +115,16 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def run_sweep(spec_path, out_dir, *, jobs: int = 1, budget: str = "paper", data_root=None,
-              dry_run: bool = False, log: Callable[[str], None] = print) -> list[dict]:
+def run_sweep(
+    spec_path,
+    out_dir,
+    *,
+    jobs: int = 1,
+    budget: str = "paper",
+    data_root=None,
+    dry_run: bool = False,
+    log: Callable[[str], None] = print,
+) -> list[dict]:
     """Run every run of the spec at ``spec_path`` under ``budget`` into ``out_dir``.
 
     Each run is a ``noisemod train`` process, ``jobs`` at a time, each with ``max(1, cores // jobs)``
@@ -133,24 +149,43 @@ def run_sweep(spec_path, out_dir, *, jobs: int = 1, budget: str = "paper", data_
     _check_sweep_json(out / "sweep.json", spec.name, budget)
     for run in runs:
         _check_existing(run, dirs[run.run_id])
-    records = [{"run_id": r.run_id, "dir": str(dirs[r.run_id]), "config": r.config.to_dict(),
-                "action": plan_action(dirs[r.run_id]), "status": "planned"} for r in runs]
+    records = [
+        {
+            "run_id": r.run_id,
+            "dir": str(dirs[r.run_id]),
+            "config": r.config.to_dict(),
+            "action": plan_action(dirs[r.run_id]),
+            "status": "planned",
+        }
+        for r in runs
+    ]
     todo = [rec for rec in records if rec["action"] != "skip"]
     threads = max(1, _cores() // max(1, min(jobs, len(todo))))
-    log(f"sweep {spec.name} (budget {budget}): {len(runs)} runs, {len(runs) - len(todo)} complete already, "
-        f"{len(todo)} to run, {jobs} at a time with {threads} thread(s) each -> {out}")
+    log(
+        f"sweep {spec.name} (budget {budget}): {len(runs)} runs, {len(runs) - len(todo)} complete already, "
+        f"{len(todo)} to run, {jobs} at a time with {threads} thread(s) each -> {out}"
+    )
     if dry_run:
         for rec, run in zip(records, runs):
-            log(f"  {rec['action']:6s} {run.run_id}: "
-                f"{shlex.join(train_command(run.config, dirs[run.run_id], rec['action'] == 'resume'))}")
+            log(
+                f"  {rec['action']:6s} {run.run_id}: "
+                f"{shlex.join(train_command(run.config, dirs[run.run_id], rec['action'] == 'resume'))}"
+            )
         return records
 
     command = ["noisemod", "sweep", str(spec_path), "--out", str(out_dir), "--budget", budget, "--jobs", str(jobs)]
-    write_json(out / "sweep.json", {
-        "spec": spec.name, "spec_path": str(spec_path), "description": spec.description, "budget": budget,
-        "runs": [r.run_id for r in runs], "command": shlex.join(command + (["--data-root", str(data_root)]
-                                                                           if data_root is not None else [])),
-        "cwd": os.getcwd()})
+    write_json(
+        out / "sweep.json",
+        {
+            "spec": spec.name,
+            "spec_path": str(spec_path),
+            "description": spec.description,
+            "budget": budget,
+            "runs": [r.run_id for r in runs],
+            "command": shlex.join(command + (["--data-root", str(data_root)] if data_root is not None else [])),
+            "cwd": os.getcwd(),
+        },
+    )
     for rec in records:
         if rec["action"] == "skip":
             rec["status"] = "skipped"
@@ -176,8 +211,11 @@ def run_sweep(spec_path, out_dir, *, jobs: int = 1, budget: str = "paper", data_
             rec["status"] = "completed" if ok else "failed"
             if not ok:
                 tail = "\n".join((proc.stderr or proc.stdout or "").splitlines()[-40:])
-                atomic_write(run_dir / "error.log", lambda f: f.write(
-                    f"exit status {proc.returncode}\n{shlex.join(proc.args)}\n{tail}\n"), "w")
+                atomic_write(
+                    run_dir / "error.log",
+                    lambda f: f.write(f"exit status {proc.returncode}\n{shlex.join(proc.args)}\n{tail}\n"),
+                    "w",
+                )
             table()
             elapsed = time.perf_counter() - start
             eta = elapsed / len(finished) * (len(todo) - len(finished))
@@ -186,9 +224,11 @@ def run_sweep(spec_path, out_dir, *, jobs: int = 1, budget: str = "paper", data_
                 outcome = f"test_accuracy {result['test_accuracy']:.4f}, vii {result['vii']:.4f}"
             else:
                 outcome = f"FAILED (exit {proc.returncode}), see {run_dir / 'error.log'}"
-            log(f"[{k}/{len(todo)}] {'done' if ok else 'fail'} {run.run_id} in {_duration(time.perf_counter() - t0)}: "
+            log(
+                f"[{k}/{len(todo)}] {'done' if ok else 'fail'} {run.run_id} in {_duration(time.perf_counter() - t0)}: "
                 f"{outcome}; {len(finished)}/{len(todo)} finished, elapsed {_duration(elapsed)}, "
-                f"ETA {_duration(eta)}")
+                f"ETA {_duration(eta)}"
+            )
 
     (out / "runs").mkdir(parents=True, exist_ok=True)
     table()
@@ -200,9 +240,12 @@ def run_sweep(spec_path, out_dir, *, jobs: int = 1, budget: str = "paper", data_
     finally:  # on Ctrl-C start nothing new; the running runs stop too (same process group) and resume later
         pool.shutdown(wait=True, cancel_futures=True)
     failed = [rec["run_id"] for rec in records if rec["status"] == "failed"]
-    log(f"sweep {spec.name} (budget {budget}): {len(records) - len(failed)} of {len(records)} runs complete in "
-        f"{_duration(time.perf_counter() - start)}" + (f"; FAILED: {', '.join(failed)}" if failed else "")
-        + f"; results in {out / 'results.csv'}")
+    log(
+        f"sweep {spec.name} (budget {budget}): {len(records) - len(failed)} of {len(records)} runs complete in "
+        f"{_duration(time.perf_counter() - start)}"
+        + (f"; FAILED: {', '.join(failed)}" if failed else "")
+        + f"; results in {out / 'results.csv'}"
+    )
     return records
 
 
@@ -211,5 +254,7 @@ def _check_sweep_json(path: Path, name: str, budget: str) -> None:
     if path.is_file():
         saved = read_json(path)
         if (saved.get("spec"), saved.get("budget")) != (name, budget):
-            raise ValueError(f"{path.parent} holds sweep {saved.get('spec')!r} with budget {saved.get('budget')!r}, "
-                             f"not {name!r} with budget {budget!r}: use another --out")
+            raise ValueError(
+                f"{path.parent} holds sweep {saved.get('spec')!r} with budget {saved.get('budget')!r}, "
+                f"not {name!r} with budget {budget!r}: use another --out"
+            )

@@ -37,7 +37,7 @@ import yaml
 
 from ..config import RUNTIME_FIELDS, ConfigError, TrainConfig
 
-__all__ = ["Spec", "Run", "load_spec", "expand", "RELEVANT"]
+__all__ = ["RELEVANT", "Run", "Spec", "expand", "load_spec"]
 
 SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets")
 BUDGET_KEYS = ("datasets", "cases", "only")
@@ -48,8 +48,14 @@ DEFAULTS = TrainConfig()
 # Method-specific fields and the methods they apply to; elsewhere they are reset to the default.
 # FGSM always takes one step, so `steps` is PGD's only.
 RELEVANT = {
-    "beta": ("nm",), "noise": ("nm",), "modulate_after_norm": ("nm",), "fused_noise": ("nm",),
-    "eps": ("pgd", "fgsm"), "alpha": ("pgd", "fgsm"), "norm": ("pgd", "fgsm"), "steps": ("pgd",),
+    "beta": ("nm",),
+    "noise": ("nm",),
+    "modulate_after_norm": ("nm",),
+    "fused_noise": ("nm",),
+    "eps": ("pgd", "fgsm"),
+    "alpha": ("pgd", "fgsm"),
+    "norm": ("pgd", "fgsm"),
+    "steps": ("pgd",),
     "igr_lambda": ("igr",),
 }
 
@@ -156,8 +162,14 @@ def load_spec(path) -> Spec:
     budgets = check.mapping("budgets", raw.get("budgets") or {})
     for name, budget in budgets.items():
         _check_budget(check, f"budgets.{name}", budget if budget is not None else {})
-    return Spec(path, raw["name"], str(raw.get("description") or ""), tuple(grids), fixed,
-                {str(k): v or {} for k, v in budgets.items()})
+    return Spec(
+        path,
+        raw["name"],
+        str(raw.get("description") or ""),
+        tuple(grids),
+        fixed,
+        {str(k): v or {} for k, v in budgets.items()},
+    )
 
 
 def _check_budget(check: _Checker, where: str, budget) -> None:
@@ -190,8 +202,9 @@ def expand(spec: Spec, budget: str) -> list[Run]:
     ``only`` filters.
     """
     if budget not in spec.budgets:
-        raise ValueError(f"{spec.path}: budgets: no budget {budget!r}; this spec has: "
-                         f"{', '.join(spec.budgets) or 'none'}")
+        raise ValueError(
+            f"{spec.path}: budgets: no budget {budget!r}; this spec has: {', '.join(spec.budgets) or 'none'}"
+        )
     b = spec.budgets[budget]
     overrides = {k: v for k, v in b.items() if k not in BUDGET_KEYS}
     configs: dict[TrainConfig, None] = {}  # ordered set
@@ -223,8 +236,11 @@ def readable_id(config: TrainConfig) -> str:
     """``dataset-model-method[-method settings]-s<seed>``, e.g. ``mnist-lenet-nm-b0.5-gaussian-s0``."""
     parts = [config.dataset, config.model, config.method]
     if config.method == "nm":
-        parts += [f"b{_fmt(config.beta)}", config.noise] + (["after-norm"] if config.modulate_after_norm else []) \
+        parts += (
+            [f"b{_fmt(config.beta)}", config.noise]
+            + (["after-norm"] if config.modulate_after_norm else [])
             + (["fused"] if config.fused_noise else [])
+        )
     if config.method in ("pgd", "fgsm"):
         parts += [f"{k}{_fmt(getattr(config, k))}" for k in ("eps", "alpha", "steps") if getattr(config, k) is not None]
         parts += ["l2"] if config.norm == "l2" else []

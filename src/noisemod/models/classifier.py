@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Normalize", "Classifier", "wrap_model"]
+__all__ = ["Classifier", "Normalize", "wrap_model"]
 
 
-def _channel_values(name: str, value, channels: Optional[int]) -> Optional[list[float]]:
+def _channel_values(name: str, value, channels: int | None) -> list[float] | None:
     """``value`` (a sequence or 1-D tensor of finite numbers, or None) as a list of floats."""
     if value is None:
         return None
@@ -54,8 +55,12 @@ class Normalize(nn.Module):
     state dict. Inputs are image batches (B, C, H, W).
     """
 
-    def __init__(self, mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                 channels: Optional[int] = None):
+    def __init__(
+        self,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        channels: int | None = None,
+    ):
         super().__init__()
         mean_values = _channel_values("mean", mean, channels)
         std_values = _channel_values("std", std, channels)
@@ -106,8 +111,9 @@ class Classifier(nn.Module):
         return self.net(self.normalize(x))
 
 
-def wrap_model(module: nn.Module, mean: Optional[Sequence[float]] = None,
-               std: Optional[Sequence[float]] = None) -> Classifier:
+def wrap_model(
+    module: nn.Module, mean: Sequence[float] | None = None, std: Sequence[float] | None = None
+) -> Classifier:
     """Wrap any user ``nn.Module`` (taking normalized image batches) as a ``Classifier``.
 
     Args:
@@ -122,6 +128,12 @@ def wrap_model(module: nn.Module, mean: Optional[Sequence[float]] = None,
     if not isinstance(module, nn.Module):
         raise TypeError(f"wrap_model expects an nn.Module, got {type(module).__name__}")
     normalize = Normalize(mean, std)
-    spec = {"name": "custom", "in_channels": normalize.channels, "num_classes": None, "input_size": None,
-            "mean": _channel_values("mean", mean, None), "std": _channel_values("std", std, None)}
+    spec = {
+        "name": "custom",
+        "in_channels": normalize.channels,
+        "num_classes": None,
+        "input_size": None,
+        "mean": _channel_values("mean", mean, None),
+        "std": _channel_values("std", std, None),
+    }
     return Classifier(module, normalize, spec)

@@ -28,13 +28,19 @@ class LeNet(nn.Module):
         pad2 = tuple(0 if n >= 5 else 2 for n in after_pool1)
         after_pool2 = [_pooled(n + 2 * p - 4) for n, p in zip(after_pool1, pad2)]
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-            nn.Conv2d(6, 16, 5, padding=pad2), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(in_channels, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(6, 16, 5, padding=pad2),
+            nn.ReLU(),
+            nn.MaxPool2d(2, ceil_mode=True),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(16 * after_pool2[0] * after_pool2[1], 120), nn.ReLU(),
-            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(16 * after_pool2[0] * after_pool2[1], 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
             nn.Linear(84, num_classes),
         )
 

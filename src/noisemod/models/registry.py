@@ -7,14 +7,14 @@ registered under its own name with ``@register_model``; ``input_size`` is (H, W)
 from __future__ import annotations
 
 import numbers
-from typing import Callable, Optional, Sequence, Union
+from collections.abc import Callable, Sequence
 
 from torch import nn
 
 from .classifier import Classifier, Normalize, _channel_values
 from .tv import TV_PREFIX, torchvision_model
 
-__all__ = ["MODELS", "register_model", "list_models", "create_model"]
+__all__ = ["MODELS", "create_model", "list_models", "register_model"]
 
 Builder = Callable[..., nn.Module]
 
@@ -50,8 +50,15 @@ def _input_size(value) -> tuple[int, int]:
     return _positive_int("input_size[0]", value[0]), _positive_int("input_size[1]", value[1])
 
 
-def create_model(name: str, *, in_channels: int, num_classes: int, input_size: Union[int, Sequence[int]],
-                 mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None) -> Classifier:
+def create_model(
+    name: str,
+    *,
+    in_channels: int,
+    num_classes: int,
+    input_size: int | Sequence[int],
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> Classifier:
     """Build model ``name`` for inputs in [0, 1], with the dataset's normalization inside.
 
     Args:
@@ -70,20 +77,31 @@ def create_model(name: str, *, in_channels: int, num_classes: int, input_size: U
         ValueError: unknown name (the message lists the valid ones) or invalid argument.
     """
     if name == "custom":
-        raise ValueError("a 'custom' model cannot be rebuilt from its spec: rebuild the module "
-                         "yourself and call wrap_model(module, mean, std)")
+        raise ValueError(
+            "a 'custom' model cannot be rebuilt from its spec: rebuild the module "
+            "yourself and call wrap_model(module, mean, std)"
+        )
     if not isinstance(name, str) or not (name in MODELS or name.startswith(TV_PREFIX)):
-        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(list_models())}, "
-                         f"or '{TV_PREFIX}<name>' for a torchvision classification model")
+        raise ValueError(
+            f"unknown model {name!r}; valid names: {', '.join(list_models())}, "
+            f"or '{TV_PREFIX}<name>' for a torchvision classification model"
+        )
     in_channels = _positive_int("in_channels", in_channels)
     num_classes = _positive_int("num_classes", num_classes)
     size = _input_size(input_size)
     normalize = Normalize(mean, std, channels=in_channels)  # validates mean/std first: cheap
     if name.startswith(TV_PREFIX):
-        net = torchvision_model(name[len(TV_PREFIX):], in_channels=in_channels, num_classes=num_classes,
-                                input_size=size)
+        net = torchvision_model(
+            name[len(TV_PREFIX) :], in_channels=in_channels, num_classes=num_classes, input_size=size
+        )
     else:
         net = MODELS[name](in_channels=in_channels, num_classes=num_classes, input_size=size)
-    spec = {"name": name, "in_channels": in_channels, "num_classes": num_classes, "input_size": list(size),
-            "mean": _channel_values("mean", mean, in_channels), "std": _channel_values("std", std, in_channels)}
+    spec = {
+        "name": name,
+        "in_channels": in_channels,
+        "num_classes": num_classes,
+        "input_size": list(size),
+        "mean": _channel_values("mean", mean, in_channels),
+        "std": _channel_values("std", std, in_channels),
+    }
     return Classifier(net, normalize, spec)

@@ -53,6 +53,8 @@ def torchvision_model(name: str, *, in_channels: int, num_classes: int, input_si
         with torch.no_grad():
             net(torch.zeros(1, in_channels, *input_size))
     except (RuntimeError, AssertionError, ValueError) as e:
-        raise ValueError(f"torchvision model {name!r} does not accept {in_channels}x{input_size[0]}x{input_size[1]} "
-                         f"inputs ({e}); use a larger input_size or another model") from e
+        raise ValueError(
+            f"torchvision model {name!r} does not accept {in_channels}x{input_size[0]}x{input_size[1]} "
+            f"inputs ({e}); use a larger input_size or another model"
+        ) from e
     return net.train()
