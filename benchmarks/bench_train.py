@@ -34,7 +34,7 @@ from noisemod import TrainConfig, fit, load_dataset
 from noisemod.data import BatchLoader
 from noisemod.gradients import batch_input_gradients, frozen_eval
 from noisemod.models import create_model
-from noisemod.train import _build_model, _optimizer
+from noisemod.train import build_model, build_optimizer
 
 NM_TARGETS = {("mnist", "lenet"): 1.03, ("cifar10", "fcnn"): 1.03, ("mnist", "mlp"): 1.05}
 PGD7_TARGET = 6.5
@@ -147,8 +147,8 @@ def bench_outside_model(data_root, rounds, train_size) -> bool:
 
     def bare() -> float:
         torch.manual_seed(0)
-        model = _build_model(config, data, torch.device("cpu"))
-        opt = _optimizer(config, model.parameters())
+        model = build_model(config, data, torch.device("cpu"))
+        opt = build_optimizer(config, model.parameters())
         t0 = time.perf_counter()
         for x, y in batches:
             opt.zero_grad(set_to_none=True)

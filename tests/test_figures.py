@@ -1,6 +1,5 @@
 """Figures from a sweep folder: the data behind each plot, valid PNG/SVG files, and which figures a sweep gets."""
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -11,7 +10,8 @@ from PIL import Image
 
 import noisemod
 from noisemod import TrainConfig, figures
-from noisemod.io import read_json
+from noisemod.config import field_names
+from noisemod.rundir import RunDir, SweepDir
 
 # run id -> settings of a tiny fake sweep covering every figure
 FAKE_RUNS = {
@@ -27,9 +27,9 @@ FAKE_RUNS = {
 def write_sweep(
     sweep_dir: Path, run_ids, *, spec="fake", budget="tiny", runs_from: Path | None = None, failed=()
 ) -> Path:
-    """A sweep folder in the sweep runner's layout: results.csv (a status column, result.json's
-    scalars, ``result_`` before those named like a setting), sweep.json and runs/<id>/, trained here
-    or linked from ``runs_from``; ``failed`` adds rows of failed runs."""
+    """A sweep folder in the sweep runner's layout: results.csv (a status column, the settings and
+    result.json's scalars), sweep.json and runs/<id>/, trained here or linked from ``runs_from``;
+    ``failed`` adds rows of failed runs."""
     rows = []
     for run_id in run_ids:
         run = sweep_dir / "runs" / run_id
@@ -39,12 +39,8 @@ def write_sweep(
         else:
             config = TrainConfig(dataset="synthetic", model="lenet", epochs=1, train_size=120, **FAKE_RUNS[run_id])
             noisemod.fit(config, run, progress=False, log=lambda *a: None)
-        config = read_json(run / "config.json")
-        result = {
-            ("result_" + k if k in config else k): v
-            for k, v in read_json(run / "result.json").items()
-            if not isinstance(v, dict)
-        }
+        config = RunDir(run).read_config().to_dict()
+        result = {k: v for k, v in RunDir(run).read_result().items() if not isinstance(v, dict)}
         rows.append({"run_id": run_id, "spec": spec, "budget": budget, "status": "completed", **config, **result})
     for run_id in failed:
         rows.append(
@@ -56,10 +52,7 @@ def write_sweep(
                 **TrainConfig(dataset="synthetic", method="igr").to_dict(),
             }
         )
-    with open(sweep_dir / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    SweepDir(sweep_dir).write_results(rows)
     command = f"noisemod sweep experiments/{spec}.yaml --out {sweep_dir} --budget {budget} --jobs 1"
     (sweep_dir / "sweep.json").write_text(
         json.dumps({"spec": spec, "budget": budget, "runs": list(run_ids), "command": command, "cwd": "/somewhere"})
@@ -129,7 +122,7 @@ def test_aggregate_mean_and_std_over_seeds():
 
 
 def test_series_picks_runs_that_differ_in_one_setting():
-    base = {k: None for k in figures.CONFIG_FIELDS}
+    base = {k: None for k in field_names()}
     rows = [
         {**base, "method": "nm", "beta": b, "noise": n, "seed": s, "run_id": i}
         for i, (b, n, s) in enumerate(
@@ -194,7 +187,7 @@ def test_fig1_gradient_grid(fake_sweep, tmp_path):
 
 
 def test_plan_figures():
-    base = {k: None for k in figures.CONFIG_FIELDS}
+    base = {k: None for k in field_names()}
 
     def rows(*settings):
         return [{**base, "dataset": "mnist", "model": "lenet", "seed": 0, **s} for s in settings]
@@ -223,7 +216,7 @@ def test_make_figures(fake_sweep, tmp_path):
 
 
 def test_main_conditions_keep_one_condition_per_method():
-    base = {k: None for k in figures.CONFIG_FIELDS}
+    base = {k: None for k in field_names()}
     rows = [
         {
             **base,

@@ -3,16 +3,20 @@ atomic results table, and the shipped specs of experiments/."""
 
 import csv
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from noisemod.cli import _config, build_parser
 from noisemod.config import TrainConfig
 from noisemod.experiments import exit_code, expand, load_spec, run_sweep, runner, write_results
 from noisemod.experiments.runner import train_command
+from noisemod.methods import get_method, list_methods
+from noisemod.rundir import RunDir
 
 SPECS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -88,7 +92,7 @@ def test_ids_get_a_hash_suffix_only_when_needed(tmp_path):
         ("name: x\ngrids: [{modle: [mlp]}]\n", "grids[0]: unknown TrainConfig field 'modle'"),
         ("name: x\ngrids: [{beta: [0.5, 2]}]\n", "grids[0].beta[1]: invalid beta=2"),
         ("name: x\ngrids: [{beta: 0.5}]\n", "grids[0].beta: expected a non-empty list"),
-        ("name: x\ngrids: [{dataset: [mnits]}]\n", "unknown dataset 'mnits'"),
+        ("name: x\ngrids: [{dataset: [mnits]}]\n", "grids[0].dataset[0]: invalid dataset='mnits': expected one of"),
         ("name: x\nfixed: {lr: 1e-3}\ngrids: [{}]\n", "fixed.lr: invalid lr='1e-3'"),
         ("name: x\nfixed: {seed: 0}\ngrids: [{seed: [1]}]\n", "grids[0].seed: also set in 'fixed'"),
         ("name: x\ngrids: [{}]\nbudgets: {cpu: {epoch: 3}}\n", "budgets.cpu: unknown key(s) epoch"),
@@ -100,7 +104,10 @@ def test_ids_get_a_hash_suffix_only_when_needed(tmp_path):
             "name: x\ngrids: [{}]\nbudgets: {cpu: {cases: [{if: {dataset: mnist}}]}}\n",
             "budgets.cpu.cases[0]: unknown key(s) if; valid keys: when, set",
         ),
-        ("name: x\ngrids: [{}]\nbudgets: {cpu: {only: {model: [vgg]}}}\n", "budgets.cpu.only.model[0]: unknown model"),
+        (
+            "name: x\ngrids: [{}]\nbudgets: {cpu: {only: {model: [vgg]}}}\n",
+            "budgets.cpu.only.model[0]: invalid model='vgg'",
+        ),
         ("grids: [{}]\n", "missing key 'name'"),
         ("name: x\ngrids: [{model: [mlp}]\n", "not valid YAML"),
     ],
@@ -117,7 +124,8 @@ def test_unknown_budget_is_refused(tmp_path):
         expand(load_spec(write(tmp_path, SPEC)), "gpu")
 
 
-def test_train_command_round_trips_through_the_cli(tmp_path):
+def test_train_command_hands_the_run_its_config_file(tmp_path):
+    # the runner writes runs/<id>/config.json and the process reads it: no settings as flags
     config = TrainConfig(
         dataset="mnist",
         model="fcnn",
@@ -129,7 +137,10 @@ def test_train_command_round_trips_through_the_cli(tmp_path):
         train_size=10,
         data_root="/d",
     )
-    cmd = train_command(config, tmp_path / "r", resume=True)
+    run = RunDir(tmp_path / "r")
+    run.write_config(config)
+    cmd = train_command(config, run.path, resume=True)
+    assert "--beta" not in cmd and cmd[cmd.index("--config") + 1] == str(run.file(run.CONFIG))
     args = build_parser().parse_args(cmd[3:])
     assert _config(args) == config and args.resume and args.quiet
 
@@ -209,7 +220,7 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
         return [
             sys.executable,
             "-c",
-            f"import pathlib; d = pathlib.Path({str(run_dir)!r}); d.mkdir(parents=True); "
+            f"import pathlib; d = pathlib.Path({str(run_dir)!r}); d.mkdir(parents=True, exist_ok=True); "
             f"(d / 'result.json').write_text({result!r})",
         ]
 
@@ -254,3 +265,60 @@ def test_shipped_specs_cover_the_paper():
     assert "cifar10-resnet18-nm-b0.5-gaussian-s0" in ids["fig3"] and "mnist-lenet-pgd-s0" in ids["fig3"]
     assert {i.split("-")[2] for i in ids["cost"]} == {"standard", "nm", "fgsm", "pgd", "igr"}
     assert any("after-norm" in i for i in ids["norm"])
+
+
+def test_runs_that_differ_only_in_a_runtime_setting_are_one_run(tmp_path):
+    # the bug: `compile: [true, false]` gave two runs with one id and one directory
+    spec = write(tmp_path, "name: x\ngrids: [{dataset: [synthetic], compile: [true, false]}]\nbudgets: {paper: {}}\n")
+    with pytest.raises(ValueError, match=r"grids\[0\]\.compile: a runtime setting .* cannot tell runs apart"):
+        load_spec(spec)
+    # in fixed or a budget it is one value for every run
+    ok = write(tmp_path, "name: x\nfixed: {compile: true}\ngrids: [{dataset: [synthetic]}]\nbudgets: {paper: {}}\n")
+    assert [r.config.compile for r in expand(load_spec(ok), "paper")] == [True]
+    # beta does not tell standard runs apart, so a case on beta would give one run two values
+    clash = write(
+        tmp_path,
+        "name: x\ngrids: [{dataset: [synthetic], method: [standard], beta: [0.5, 0.8]}]\n"
+        "budgets: {cpu: {cases: [{when: {beta: 0.8}, set: {compile: true}}]}}\n",
+    )
+    with pytest.raises(ValueError, match=r"the same run as an earlier one but with other runtime settings \(compile"):
+        expand(load_spec(clash), "cpu")
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_every_method_gets_unique_sweep_ids(tmp_path, method):
+    # two values of every setting the method uses, two seeds, and a setting left out of ids (lr)
+    variants = {
+        "beta": [0.5, 0.8],
+        "noise": ["gaussian", "laplace"],
+        "modulate_after_norm": [False, True],
+        "eps": [0.1, 0.2],
+        "alpha": [0.01, 0.02],
+        "steps": [2, 3],
+        "norm": ["linf", "l2"],
+        "igr_lambda": [0.5, 1.0],
+    }
+    used = {k: v for k, v in variants.items() if k in get_method(method).settings}
+    grids = [{"method": [method], "seed": [0, 1], "lr": [0.001, 0.01], **used}]
+    if "fused_noise" in get_method(method).settings:  # gaussian noise only
+        grids.append({"method": [method], "seed": [0, 1], "fused_noise": [True]})
+    text = yaml.safe_dump({"name": "ids", "fixed": {"dataset": "synthetic"}, "grids": grids, "budgets": {"paper": {}}})
+    runs = expand(load_spec(write(tmp_path, text)), "paper")
+    expected = 2 * 2 * math.prod(len(v) for v in used.values()) + (2 if len(grids) > 1 else 0)
+    assert len(runs) == expected and len({r.run_id for r in runs}) == len(runs)
+    assert all(f"-{get_method(method).tag or method}-" in r.run_id for r in runs)
+
+
+def test_a_sweep_rerun_may_change_runtime_settings_only(tmp_path, monkeypatch):
+    spec = write(tmp_path, "name: rt\ngrids: [{dataset: [synthetic], model: [mlp]}]\nbudgets: {cpu: {epochs: 1}}\n")
+    out = tmp_path / "out"
+    run_sweep(spec, out, budget="cpu", log=lambda *_: None)
+    config_path = out / "runs" / "synthetic-mlp-standard-s0" / "config.json"
+    saved = json.loads(config_path.read_text())
+    monkeypatch.setattr(runner.subprocess, "run", lambda *a, **k: pytest.fail("a complete run was started"))
+    for change in ({"compile": True}, {"channels_last": True}, {"device": "cpu"}, {"data_root": "/elsewhere"}):
+        config_path.write_text(json.dumps({**saved, **change}))
+        assert [r["status"] for r in run_sweep(spec, out, budget="cpu", log=lambda *_: None)] == ["skipped"]
+    config_path.write_text(json.dumps({**saved, "eval_batch_size": 64}))
+    with pytest.raises(ValueError, match="eval_batch_size=64 there, 512 in the spec"):
+        run_sweep(spec, out, budget="cpu", log=lambda *_: None)

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from noisemod.config import ConfigError, TrainConfig
-from noisemod.methods import InputGradientRegularized, Modulated, build_method
+from noisemod.methods import InputGradientRegularized, Modulated, build_method, list_methods
 from noisemod.modulation import NoiseModulation
+from noisemod.rundir import RESULT_FIELDS, RunDir
 from noisemod.train import RunDirError, fit, load_model
 
 QUICK = dict(dataset="synthetic", model="lenet", epochs=2, batch_size=32)
@@ -26,41 +27,26 @@ def quiet(*_):
     pass
 
 
-@pytest.mark.parametrize(
-    "method,extra",
-    [
-        ("standard", {}),
-        ("nm", {}),
-        ("nm", {"modulate_after_norm": True}),
-        ("nm", {"fused_noise": True}),
-        ("pgd", {"steps": 2}),
-        ("fgsm", {}),
-        ("igr", {}),
-    ],
-)
+# every registered method at its defaults, and the variants of a method's settings worth a run of their own
+CASES = [(m, {}) for m in list_methods()] + [
+    ("nm", {"modulate_after_norm": True}),
+    ("nm", {"fused_noise": True}),
+    ("pgd", {"steps": 2, "norm": "l2", "eps": 0.5, "alpha": 0.2}),
+]
+
+
+@pytest.mark.parametrize("method,extra", CASES, ids=[f"{m}-{'-'.join(e) or 'defaults'}" for m, e in CASES])
 def test_every_method_trains_and_writes_a_complete_run(tmp_path, method, extra):
     run = tmp_path / "run"
     result = fit(TrainConfig(method=method, **QUICK, **extra), run, progress=False, log=quiet)
     assert sorted(p.name for p in run.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.csv", "result.json"]
     saved = json.loads((run / "result.json").read_text())
     assert saved == json.loads(json.dumps(result))
-    for key in (
-        "test_accuracy",
-        "vii",
-        "best_epoch",
-        "epochs",
-        "train_seconds",
-        "method",
-        "model",
-        "dataset",
-        "seed",
-        "git_sha",
-        "versions",
-    ):
-        assert key in saved
-    assert 0 <= saved["test_accuracy"] <= 1 and 0 <= saved["vii"] <= 1
-    assert saved["method"] == method and saved["epochs"] == 2 and 1 <= saved["best_epoch"] <= 2
+    assert set(saved) == set(RESULT_FIELDS)  # results only: the settings are in config.json
+    assert RunDir(run).read_config() == TrainConfig(method=method, **QUICK, **extra)
+    assert 0 <= saved["test_accuracy"] <= 1 and 0 <= saved["vii"] <= 1 and 1 <= saved["best_epoch"] <= 2
     assert saved["test_accuracy"] > 0.2  # ten classes: better than chance after two epochs
+    assert saved["train_images"] == 540 and saved["train_device"] == "cpu"
     assert len(read_metrics(run)) == 2
     for name in ("best.pt", "last.pt"):
         ckpt = torch.load(run / name, weights_only=True)
@@ -68,6 +54,25 @@ def test_every_method_trains_and_writes_a_complete_run(tmp_path, method, extra):
     model = load_model(run)
     assert not model.training
     assert model(torch.rand(3, 1, 16, 16)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("method", list_methods())
+def test_every_method_resumes_exactly(tmp_path, method):
+    # interrupted after its first epoch's checkpoint, resumed: the uninterrupted run's metrics and results
+    config = TrainConfig(method=method, **{**QUICK, "model": "mlp", "train_size": 256})
+    full = fit(config, tmp_path / "full", progress=False, log=quiet)
+
+    def stop_after_epoch_1(msg):
+        if msg.startswith("epoch 1/2"):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        fit(config, tmp_path / "cut", progress=False, log=stop_after_epoch_1)
+    resumed = fit(config, tmp_path / "cut", resume=True, progress=False, log=quiet)
+    assert read_metrics(tmp_path / "cut") == read_metrics(tmp_path / "full")
+    assert {k: resumed[k] for k in ("test_accuracy", "vii", "best_epoch")} == {
+        k: full[k] for k in ("test_accuracy", "vii", "best_epoch")
+    }
 
 
 def test_same_command_twice_gives_identical_metrics(tmp_path):
@@ -127,8 +132,8 @@ def test_run_directory_is_never_clobbered(tmp_path):
 def test_resume_can_extend_the_number_of_epochs(tmp_path):
     config = TrainConfig(**{**QUICK, "epochs": 1})
     fit(config, tmp_path / "run", progress=False, log=quiet)
-    result = fit(config.replace(epochs=2), tmp_path / "run", resume=True, progress=False, log=quiet)
-    assert result["epochs"] == 2 and len(read_metrics(tmp_path / "run")) == 2
+    fit(config.replace(epochs=2), tmp_path / "run", resume=True, progress=False, log=quiet)
+    assert RunDir(tmp_path / "run").read_config().epochs == 2 and len(read_metrics(tmp_path / "run")) == 2
 
 
 def test_modulated_wrapper_before_and_after_normalization():
@@ -251,14 +256,28 @@ def test_evaluating_on_images_of_another_shape_names_both_shapes(tmp_path):
     fit(TrainConfig(**{**QUICK, "epochs": 1}), tmp_path / "run", progress=False, log=quiet)
     other = load_dataset("synthetic", shape=(3, 12, 12))
     with pytest.raises(ValueError, match="takes 1x16x16 inputs but synthetic images are 3x12x12"):
-        evaluate(load_model(tmp_path / "run"), other, TrainConfig(**QUICK))
+        evaluate(load_model(tmp_path / "run"), other)
+
+
+def test_evaluate_takes_its_few_options_and_the_old_config_form_still_works(tmp_path):
+    from noisemod.data import load_dataset
+    from noisemod.train import evaluate
+
+    result = fit(TrainConfig(**{**QUICK, "epochs": 1}), tmp_path / "run", progress=False, log=quiet)
+    model, data = load_model(tmp_path / "run"), load_dataset("synthetic")
+    new = evaluate(model, data, batch_size=100, robust=True, norm="l2")
+    assert (new["test_accuracy"], new["vii"]) == pytest.approx((result["test_accuracy"], result["vii"]))
+    assert new["robust_attack"]["norm"] == "l2" and 0 <= new["robust_accuracy"] <= new["test_accuracy"]
+    with pytest.warns(DeprecationWarning, match="batch_size= and norm="):
+        old = evaluate(model, data, TrainConfig(eval_batch_size=100, norm="l2"), robust=True)
+    assert old == new
 
 
 def test_optimizer_is_fused_where_supported_and_falls_back(monkeypatch):
-    from noisemod.train import _optimizer
+    from noisemod.train import build_optimizer
 
     params = [torch.nn.Parameter(torch.ones(3))]
-    assert _optimizer(TrainConfig(optimizer="adam"), params).defaults["fused"]
+    assert build_optimizer(TrainConfig(optimizer="adam"), params).defaults["fused"]
     real = torch.optim.Adam
 
     class NoFused(real):
@@ -268,7 +287,7 @@ def test_optimizer_is_fused_where_supported_and_falls_back(monkeypatch):
             super().__init__(params, **kwargs)
 
     monkeypatch.setattr(torch.optim, "Adam", NoFused)
-    opt = _optimizer(TrainConfig(optimizer="adam", lr=0.01), params)
+    opt = build_optimizer(TrainConfig(optimizer="adam", lr=0.01), params)
     assert isinstance(opt, NoFused) and not opt.defaults["fused"] and opt.defaults["lr"] == 0.01
 
 

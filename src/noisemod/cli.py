@@ -12,82 +12,59 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .config import METHODS, ConfigError, TrainConfig
-from .modulation import NOISES
+from .config import ConfigError, TrainConfig, read_config_file, settings
+from .rundir import RunDir, SweepDir
 from .train import TrainingInterrupted
 
-# TrainConfig fields exposed by `noisemod train`: (type, help). Defaults come from TrainConfig.
-TRAIN_OPTIONS = {
-    "dataset": (str, "dataset name: digits (embedded), mnist, fashion-mnist, cifar10, imagefolder, synthetic"),
-    "model": (str, "model name: mlp, fcnn, lenet, vgg11, vgg16, resnet18, or tv:<torchvision name>"),
-    "method": (str, f"training method: {', '.join(METHODS)}"),
-    "beta": (float, "nm: ratio of the constant component of the carrier, in [0, 1]"),
-    "noise": (str, f"nm: carrier noise: {', '.join(NOISES)}"),
-    "eps": (float, "pgd/fgsm: attack radius (default per dataset)"),
-    "alpha": (float, "pgd/fgsm: step size (default per dataset)"),
-    "steps": (int, "pgd: attack steps (default per dataset)"),
-    "norm": (str, "pgd/fgsm: threat model, linf or l2"),
-    "igr_lambda": (float, "igr: weight of the squared input-gradient norm"),
-    "epochs": (int, "training epochs"),
-    "batch_size": (int, "training batch size (per process under torchrun)"),
-    "lr": (float, "learning rate"),
-    "optimizer": (str, "adam, adamw or sgd"),
-    "momentum": (float, "sgd momentum"),
-    "weight_decay": (float, "weight decay"),
-    "schedule": (str, "learning-rate schedule: constant, cosine or step"),
-    "seed": (int, "random seed"),
-    "train_size": (int, "train on a seeded subset of N training images"),
-    "val_size": (int, "validation images carved from the training set (default: 5000, or 10%% of small sets)"),
-    "eval_batch_size": (int, "batch size for evaluation"),
-    "data_root": (str, "folder holding the datasets (default: $NOISEMOD_DATA, else ~/.cache/noisemod/data)"),
-    "device": (str, "cpu, cuda, cuda:N or auto (default: CUDA when present)"),
-    "amp": (str, "mixed precision on GPU: none, bf16 or fp16"),
+GROUPS = {  # --help sections, in order
+    "experiment": "what is trained",
+    "method": "method settings (each used by the methods it names)",
+    "optimization": "optimization",
+    "data": "data",
+    "hardware": "hardware and speed (runtime settings: a run may be resumed with others)",
 }
-
-
-FLAGS = ("modulate_after_norm", "fused_noise", "compile", "channels_last")  # train's on/off options
 
 
 class UsageError(Exception):
     """A bad option value: reported as one line, exit code 2."""
 
 
+def _setting_help(s) -> str:
+    """One setting's --help line: which methods use it, what it is, its choices and default."""
+    from .methods import methods_using
+
+    text = (f"{', '.join(methods_using(s.name)) or 'no method'}: " if s.method else "") + s.help
+    if s.check.choices is not None:
+        text += f"; one of: {', '.join(s.check.choices())}"
+    if s.default is not None:
+        text += f" (default: {s.default})"
+    return text.replace("%", "%%")
+
+
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    defaults = TrainConfig()
-    for name, (typ, help_) in TRAIN_OPTIONS.items():
-        default = getattr(defaults, name)
-        p.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            type=_typed(name, typ),
-            default=None,
-            help=f"{help_} (default: {default})" if default is not None else help_,
-        )
+    """Every TrainConfig setting as an option (``--name-with-dashes``), from its description; the
+    defaults stay None so that only the options given override a --config file."""
     p.add_argument(
-        "--modulate-after-norm",
-        action="store_true",
-        default=None,
-        help="nm: modulate the normalized input instead of the [0, 1] input",
+        "--config",
+        metavar="FILE",
+        help=f"start from the settings in FILE (a run's {RunDir.CONFIG}, or a JSON/YAML mapping of settings); "
+        "the options given here override it",
     )
-    p.add_argument(
-        "--fused-noise",
-        action="store_true",
-        default=None,
-        help="nm with gaussian noise: draw the noise with a counter-based generator and modulate in one "
-        "compiled kernel (several times faster on CPU; another random stream)",
-    )
-    p.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the training forward/backward (a one-time compilation cost; not with igr)",
-    )
-    p.add_argument(
-        "--channels-last",
-        action="store_true",
-        default=None,
-        help="channels-last memory format for the model and its inputs (faster convolutions on GPU)",
-    )
+    groups = {key: p.add_argument_group(title) for key, title in GROUPS.items()}
+    for s in settings():
+        group = groups[s.group]
+        if s.type is bool:
+            group.add_argument(s.option, dest=s.name, action=argparse.BooleanOptionalAction, help=_setting_help(s))
+        else:
+            group.add_argument(s.option, dest=s.name, type=_typed(s.name, s.type), help=_setting_help(s))
+
+
+def _methods_epilog() -> str:
+    from .methods import METHODS
+
+    width = max(map(len, METHODS))
+    lines = [f"  {m.name:<{width}}  {m.summary.replace('`', '')}" for m in METHODS.values()]
+    return "methods:\n" + "\n".join(lines)
 
 
 def _typed(name: str, typ, minimum=None):
@@ -105,11 +82,22 @@ def _typed(name: str, typ, minimum=None):
 
 
 def _config(args) -> TrainConfig:
-    values = {k: getattr(args, k) for k in (*TRAIN_OPTIONS, *FLAGS) if getattr(args, k) is not None}
+    """The config of ``noisemod train``: the --config file's settings, then the options given."""
+    given = {s.name: getattr(args, s.name) for s in settings() if getattr(args, s.name) is not None}
+    values = {}
+    if args.config is not None:
+        try:
+            values = read_config_file(args.config)
+        except FileNotFoundError:
+            raise UsageError(f"invalid --config={args.config!r}: no such file") from None
+        except ValueError as e:
+            raise UsageError(str(e)) from None
     try:
-        return TrainConfig(**values)
+        return TrainConfig.from_dict({**values, **given})
     except ConfigError as e:
-        raise UsageError(f"invalid --{e.option.replace('_', '-')}={e.value!r}: expected {e.expected}") from None
+        if e.option in given or args.config is None:
+            raise UsageError(f"invalid --{e.option.replace('_', '-')}={e.value!r}: expected {e.expected}") from None
+        raise UsageError(f"{args.config}: invalid {e.option}={e.value!r}: expected {e.expected}") from None
 
 
 def _check_device(name: str | None) -> None:
@@ -121,26 +109,17 @@ def _check_device(name: str | None) -> None:
         raise UsageError(str(e).replace("invalid device=", "invalid --device=")) from None
 
 
-def _validate_names(config: TrainConfig) -> None:
-    """Unknown dataset, model or device names are usage errors, caught before any run directory exists."""
-    from .data import DATASETS
-    from .models import list_models
-
-    _check_device(config.device)
-
-    if config.dataset not in DATASETS:
-        raise UsageError(f"invalid --dataset={config.dataset!r}: expected one of {', '.join(sorted(DATASETS))}")
-    if not (config.model in list_models() or config.model.startswith("tv:")):
-        raise UsageError(f"invalid --model={config.model!r}: expected one of {', '.join(list_models())} or tv:<name>")
-
-
 def cmd_train(args) -> int:
     from .train import fit
 
     config = _config(args)
-    _validate_names(config)
+    _check_device(config.device)
     result = fit(
-        config, args.out, resume=args.resume, progress=not args.quiet, log=(lambda *_: None) if args.quiet else print
+        config,
+        args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+        log=(lambda *_: None) if args.quiet else print,
     )
     if result:
         print(json.dumps({k: result[k] for k in ("test_accuracy", "vii", "best_epoch", "train_seconds")}))
@@ -149,16 +128,25 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
-    from .io import write_json
-    from .train import evaluate, load_model, resolve_device, run_config
+    from .rundir import RunDir
+    from .train import evaluate, resolve_device
 
     _check_device(args.device)
-    config = run_config(args.run_dir)
+    run = RunDir(args.run_dir)
+    config = run.read_config()
     device = resolve_device(args.device)
-    model = load_model(args.run_dir, device=device)
+    model = run.load_model(device=device)
     data = load_dataset(config.dataset, root=args.data_root or config.data_root, val_size=config.val_size)
-    result = evaluate(model, data, config, device=device, robust=args.robust, progress=not args.quiet)
-    write_json(f"{args.run_dir}/evaluation.json", result)
+    result = evaluate(
+        model,
+        data,
+        batch_size=config.eval_batch_size,
+        norm=config.norm,
+        device=device,
+        robust=args.robust,
+        progress=not args.quiet,
+    )
+    run.write_evaluation(result)
     print(json.dumps(result))
     return 0
 
@@ -230,11 +218,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "train",
         help="train one model into a run directory",
-        description="Train one model (standard, noise modulation, PGD, FGSM or IGR) into a run directory.",
+        description="Train one model with one of the registered methods (below) into a run directory.",
+        epilog=_methods_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_train_options(p)
     p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from RUN_DIR/last.pt")
+    p.add_argument("--resume", action="store_true", help=f"continue an interrupted run from RUN_DIR/{RunDir.LAST}")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=cmd_train)
 
@@ -242,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="test accuracy, VII and optionally robust accuracy of a run",
         description="Evaluate the best checkpoint of a run: test accuracy, VII (Definition 3) and, "
-        "with --robust, accuracy under PGD; also written to RUN_DIR/evaluation.json.",
+        f"with --robust, accuracy under PGD; also written to RUN_DIR/{RunDir.EVALUATION}.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--robust", action="store_true", help="also PGD robust accuracy (per-dataset default attack)")
@@ -258,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: a grid of test images)")
-    p.add_argument("--out", help="PNG path (default: RUN_DIR/gradients.png)")
+    p.add_argument("--out", help=f"PNG path (default: RUN_DIR/{RunDir.GRADIENTS})")
     p.add_argument("-n", type=_typed("n", int, 1), default=12, help="number of test images (default: 12)")
     p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
     p.set_defaults(func=cmd_explain)
@@ -282,11 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="run every run of an experiment spec (YAML), N at a time",
         description="Run the grid of an experiment spec (e.g. experiments/fig3.yaml) into DIR: "
-        "completed runs are skipped, interrupted ones resumed, and DIR/results.csv "
+        f"completed runs are skipped, interrupted ones resumed, and DIR/{SweepDir.RESULTS} "
         "holds one row per finished run.",
     )
     p.add_argument("spec", metavar="SPEC", help="experiment spec, e.g. experiments/fig3.yaml")
-    p.add_argument("--out", required=True, help="sweep folder (runs/, results.csv, sweep.json)")
+    p.add_argument(
+        "--out", required=True, help=f"sweep folder ({SweepDir.RUNS}/, {SweepDir.RESULTS}, {SweepDir.SWEEP})"
+    )
     p.add_argument("--jobs", type=_typed("jobs", int, 1), default=1, help="runs at a time (default: 1)")
     p.add_argument("--budget", default="paper", help="budget named in the spec, e.g. paper or cpu (default: paper)")
     p.add_argument("--data-root", help="folder holding the datasets, passed to every run")
@@ -299,15 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Make the figures that apply to a sweep folder (fig1-fig5) as PNG and SVG.",
     )
     p.add_argument("sweep_dir", metavar="DIR", help="a folder written by noisemod sweep")
-    p.add_argument("--out", help="output folder (default: DIR/figures)")
+    p.add_argument("--out", help=f"output folder (default: DIR/{SweepDir.FIGURES})")
     p.add_argument("--data-root", help="folder holding the datasets (default: the runs')")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser(
         "report",
         help="self-contained HTML (and Markdown) report of a sweep",
-        description="Write DIR/report.html (self-contained) and DIR/report.md: results table, "
-        "figures, settings, budget, and the commands to reproduce them.",
+        description=f"Write DIR/{SweepDir.REPORT_HTML} (self-contained) and DIR/{SweepDir.REPORT_MD}: results "
+        "table, figures, settings, budget, and the commands to reproduce them.",
     )
     p.add_argument("sweep_dir", metavar="DIR", help="a folder written by noisemod sweep")
     p.add_argument("--data-root", help="folder holding the datasets (default: the runs')")

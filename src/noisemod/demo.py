@@ -8,8 +8,8 @@ from pathlib import Path
 
 from .config import TrainConfig
 from .figures import gradient_maps
-from .io import read_json
 from .plots import save_image_rows
+from .rundir import RunDir
 from .train import fit
 
 __all__ = ["demo", "format_table"]
@@ -57,9 +57,9 @@ def demo(
         run = out / f"{dataset}-{model}-{method}"
         if fresh and run.exists():
             shutil.rmtree(run)
-        if (run / "result.json").is_file() and read_json(run / "config.json") == config.to_dict():
+        if RunDir(run).is_complete() and RunDir(run).read_config() == config:
             log(f"reusing the finished run {run} (--fresh retrains)")
-            result = read_json(run / "result.json")
+            result = RunDir(run).read_result()
         else:
             if run.exists():
                 shutil.rmtree(run)  # an unfinished or different demo run: the demo owns this folder

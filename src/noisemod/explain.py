@@ -53,10 +53,11 @@ def explain_run(
     gradient of the loss of the model's own prediction (no label is known).
     """
     from .data import load_dataset
-    from .train import load_model, run_config
+    from .rundir import RunDir
 
-    config = run_config(run_dir)
-    model = load_model(run_dir)
+    run = RunDir(run_dir)
+    config = run.read_config()
+    model = run.load_model()
     spec = model.spec
     if images:
         x = load_images(images, spec["in_channels"], tuple(spec["input_size"]))
@@ -70,7 +71,7 @@ def explain_run(
             pred = model(x).argmax(1)
         titles = [f"y={int(a)} p={int(b)}" for a, b in zip(y, pred)]
     grads = input_gradients(model, x, y)
-    out = Path(out) if out else Path(run_dir) / "gradients.png"
+    out = Path(out) if out else run.file(run.GRADIENTS)
     return save_image_rows(
         {"input": x, f"{config.method}\ngradient": grads},
         out,

@@ -1,7 +1,9 @@
 """The paper's figures from a sweep folder (Figures 1-5), as PNG or SVG (by suffix).
 
-A sweep folder ``DIR`` holds ``DIR/results.csv`` (one row per run: ``run_id``, every TrainConfig
-field and every scalar of ``result.json``), ``DIR/sweep.json`` and ``DIR/runs/<run_id>/``.
+A sweep folder (:class:`noisemod.rundir.SweepDir`) holds ``results.csv`` (one row per run: its id,
+every setting and every scalar result, typed when read), ``sweep.json`` and a run directory per run.
+Which runs a figure shows comes from the setting descriptions (conditions, repeats) and the
+method registry (which methods use a setting, each method's family).
 
 - :func:`fig1`: inputs and the input-gradients of several runs (standard / nm / pgd) on the same images.
 - :func:`fig2`: the modulation pipeline (input, carrier, modulated, demodulated) in space and spectrum.
@@ -17,22 +19,21 @@ format), writes them atomically and returns the written paths. Figures are drawn
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 import os
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from .config import TrainConfig
-from .io import atomic_write, read_json
+from .config import condition_names, get_setting
+from .io import atomic_write
 from .plots import save_image_rows, scale01, to_numpy_image
+from .rundir import RunDir, SweepDir
 
 __all__ = [
     "aggregate",
@@ -56,9 +57,6 @@ __all__ = [
 PathLike = str | os.PathLike
 Paths = PathLike | Sequence[PathLike]
 
-CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
-# Settings that do not define an experimental condition: runs differing only in these are repeats.
-NOT_CONDITIONS = ("seed", "data_root", "device", "eval_batch_size")
 METRICS = {"test_accuracy": "test accuracy", "vii": "VII"}
 HIST_SAMPLES = 100_000
 
@@ -66,39 +64,16 @@ HIST_SAMPLES = 100_000
 # ----------------------------------------------------------------------------- results
 
 
-def _parse(text: str):
-    """A CSV cell back to a Python value: '' -> None, booleans, ints, floats, else the string."""
-    if text is None or text == "":
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
 def load_results(sweep_dir: PathLike, *, completed_only: bool = True) -> list[dict]:
-    """The rows of ``sweep_dir/results.csv`` with typed values: by default only completed runs
-    (``status`` ``completed``, or no ``status`` column). A missing file, or one without a
-    completed run, is an error naming it."""
-    path = Path(sweep_dir) / "results.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"no results to report: {path} does not exist (run `noisemod sweep` first)")
-    with open(path, newline="") as f:
-        rows = [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    done = [r for r in rows if r.get("status", "completed") == "completed"]
-    if not done:
-        raise ValueError(f"no results to report: {path} has no completed runs")
-    return done if completed_only else rows
+    """The rows of ``sweep_dir/results.csv``, each value typed by its description (a setting's
+    type, a result's type): by default only completed runs. A missing or broken file, or one
+    without a completed run, is an error naming it (:meth:`noisemod.rundir.SweepDir.read_results`)."""
+    return SweepDir(sweep_dir).read_results(completed_only=completed_only)
 
 
 def read_sweep(sweep_dir: PathLike) -> dict:
     """``sweep_dir/sweep.json`` (spec name, budget, run ids, reproduce command), ``{}`` if absent."""
-    path = Path(sweep_dir) / "sweep.json"
-    return read_json(path) if path.is_file() else {}
+    return SweepDir(sweep_dir).read_sweep()
 
 
 def _unique(values: Iterable) -> list:
@@ -132,21 +107,25 @@ def aggregate(
     return out
 
 
-def series(rows: Sequence[Mapping], vary: str, method: str = "nm") -> list[dict]:
-    """The largest set of ``method`` runs that share every setting but ``vary`` (and the seed),
-    when it holds at least two values of ``vary``; else ``[]``."""
-    fixed = [k for k in CONFIG_FIELDS if k not in (vary, *NOT_CONDITIONS)]
+def series(rows: Sequence[Mapping], vary: str, method: str | None = None) -> list[dict]:
+    """The largest set of runs that share every condition but ``vary`` (seeds are repeats), when it
+    holds at least two values of ``vary``; else ``[]``. Only runs of ``method``, or by default,
+    for a method setting such as ``beta``, of the methods that use it."""
+    from .methods import methods_using
+
+    methods = [method] if method is not None else methods_using(vary) if get_setting(vary).method else None
+    fixed = [k for k in condition_names() if k != vary]
     groups: dict[tuple, list] = defaultdict(list)
     for r in rows:
-        if r.get("method") == method:
+        if methods is None or r.get("method") in methods:
             groups[tuple(r.get(k) for k in fixed)].append(r)
     best = max(groups.values(), key=lambda g: (len(_unique(r.get(vary) for r in g)), len(g)), default=[])
     return list(best) if len(_unique(r.get(vary) for r in best)) >= 2 else []
 
 
 def _condition(row: Mapping) -> tuple:
-    """The settings that define a run's experimental condition (all but seed, paths, device)."""
-    return tuple(row.get(k) for k in CONFIG_FIELDS if k not in NOT_CONDITIONS)
+    """The settings that define a run's experimental condition (all but the seed and the runtime settings)."""
+    return tuple(row.get(k) for k in condition_names())
 
 
 def main_conditions(rows: Sequence[Mapping], keys: Sequence[str] = ("dataset", "model", "method")) -> list[dict]:
@@ -161,12 +140,19 @@ def main_conditions(rows: Sequence[Mapping], keys: Sequence[str] = ("dataset", "
 
 
 def _run_dir(sweep_dir: PathLike, row: Mapping) -> Path:
-    return Path(sweep_dir) / "runs" / str(row["run_id"])
+    return SweepDir(sweep_dir).run(row["run_id"]).path
 
 
 def _representative(rows: Sequence[Mapping]) -> Mapping:
-    """One run to show for a group: the paper's nm settings (beta 0.5, Gaussian) first, then the lowest seed."""
-    return min(rows, key=lambda r: (r.get("beta") != 0.5, r.get("noise") != "gaussian", r.get("seed") or 0))
+    """One run to show for a group: the one whose method settings are at their defaults (the paper's
+    settings: beta 0.5, Gaussian noise), setting by setting in the method's order, then the lowest seed."""
+    from .methods import METHODS
+
+    def key(r):
+        used = METHODS[r["method"]].settings if r.get("method") in METHODS else ()
+        return (*(r.get(s) != get_setting(s).default for s in used), r.get("seed") or 0)
+
+    return min(rows, key=key)
 
 
 # ----------------------------------------------------------------------------- data behind the plots
@@ -198,15 +184,14 @@ def gradient_maps(
     from .data import load_dataset
     from .explain import test_images
     from .gradients import input_gradients
-    from .train import load_model, run_config
 
-    configs = [run_config(d) for d in run_dirs]
+    configs = [RunDir(d).read_config() for d in run_dirs]
     datasets = _unique(c.dataset for c in configs)
     if len(datasets) != 1:
         raise ValueError(f"gradient maps of runs on different datasets: {', '.join(datasets)}")
     data = load_dataset(datasets[0], root=data_root or configs[0].data_root, val_size=configs[0].val_size)
     x, y = test_images(data, n, seed)
-    return x, y, [input_gradients(load_model(d), x, y) for d in run_dirs]
+    return x, y, [input_gradients(RunDir(d).load_model(), x, y) for d in run_dirs]
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -405,18 +390,26 @@ def fig5(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
 # ----------------------------------------------------------------------------- a sweep's figures
 
 
+FIG1_FAMILIES = ("baseline", "nm", "adversarial")  # Figure 1's rows: one method of each family
+
+
 def _fig1_runs(rows: Sequence[Mapping]) -> dict[str, Mapping]:
-    """Figure 1's runs: standard, nm and (when present) pgd of one dataset and model, the
-    pair with the most of these methods; ``{}`` without a standard and an nm run of one model."""
+    """Figure 1's runs, by method name: the baseline (standard), nm and (when present) an
+    adversarial method (the first registered: pgd before fgsm) of one dataset and model, the
+    pair with the most of these; ``{}`` without a baseline and an nm run of one model."""
+    from .methods import METHODS
+
     best: dict[str, Mapping] = {}
     for dataset, model in _unique((r.get("dataset"), r.get("model")) for r in rows):
         same = [r for r in rows if r.get("dataset") == dataset and r.get("model") == model]
-        found = {
-            m: _representative(rs)
-            for m in ("standard", "nm", "pgd")
-            if (rs := [r for r in same if r.get("method") == m])
-        }
-        if {"standard", "nm"} <= set(found) and len(found) > len(best):
+        found: dict[str, Mapping] = {}
+        for family in FIG1_FAMILIES:
+            for m in (m for m in METHODS.values() if m.family == family):
+                if rs := [r for r in same if r.get("method") == m.name]:
+                    found[m.name] = _representative(rs)
+                    break
+        families = {METHODS[m].family for m in found}
+        if {"baseline", "nm"} <= families and len(found) > len(best):
             best = found
     return best
 
@@ -444,7 +437,7 @@ def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root
     the gradient maps. Returns the written files."""
     sweep_dir = Path(sweep_dir)
     rows = load_results(sweep_dir)
-    out = Path(out_dir) if out_dir is not None else sweep_dir / "figures"
+    out = Path(out_dir) if out_dir is not None else SweepDir(sweep_dir).figures_dir
     root = data_root or rows[0].get("data_root")
     written: list[Path] = []
     for name in plan_figures(rows, str(read_sweep(sweep_dir).get("spec", ""))):

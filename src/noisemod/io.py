@@ -12,10 +12,23 @@ from typing import Any
 
 import torch
 
-__all__ = ["CheckpointError", "atomic_write", "load_checkpoint", "read_json", "save_checkpoint", "write_json"]
+__all__ = [
+    "CheckpointError",
+    "CorruptFileError",
+    "atomic_write",
+    "load_checkpoint",
+    "read_json",
+    "save_checkpoint",
+    "write_json",
+]
 
 
-class CheckpointError(ValueError):
+class CorruptFileError(ValueError):
+    """A file that exists but cannot be read: truncated, corrupt or of another format. The message
+    names the file."""
+
+
+class CheckpointError(CorruptFileError):
     """A checkpoint that cannot be read safely (corrupt, wrong format, or code in its pickle)."""
 
 
@@ -49,8 +62,13 @@ def write_json(path, obj) -> Path:
 
 
 def read_json(path) -> Any:
-    with open(path) as f:
-        return json.load(f)
+    """The JSON value in ``path``; a file that is not valid JSON (truncated, empty, binary) raises
+    :class:`CorruptFileError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CorruptFileError(f"{path} is not valid JSON (truncated or corrupt?): {e}") from None
 
 
 def save_checkpoint(obj: dict, path) -> Path:

@@ -1,9 +1,23 @@
-"""Training objectives: standard, noise modulation, adversarial (PGD / FGSM), input-gradient
-regularization. Each is a small object with one ``step`` that returns the loss to minimize and
-the logits (for the training accuracy); the loop in :mod:`noisemod.train` is shared.
+"""Training objectives, one registered definition each (like the model and dataset registries).
+
+A method is a :class:`Method` object with ``wrap(model)`` (the module that is trained) and
+``step(net, x, y) -> (loss, logits)``; the loop in :mod:`noisemod.train` is shared. Its
+definition (:class:`MethodDef`, made by :func:`register_method`) says everything else once: its
+name, the method settings it uses (fields of :class:`~noisemod.config.TrainConfig` declared with
+``method=True``), its family, a one-line summary, its run-id tag and its builder. The command
+line, spec checks, run ids, figures and the docs table derive from the registry.
+
+Adding a method::
+
+    @register_method("my-method", settings=("beta",), family="control", summary="cross-entropy on ...")
+    def _build(config, model, generator):
+        return MyMethod(config.beta, generator)
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -13,14 +27,159 @@ from .gradients import full_precision
 from .modulation import NoiseModulation
 
 __all__ = [
+    "FAMILIES",
+    "METHODS",
     "Adversarial",
     "InputGradientRegularized",
     "Method",
+    "MethodDef",
     "Modulated",
     "NoiseModulated",
     "Standard",
     "build_method",
+    "cross_entropy_step",
+    "get_method",
+    "list_methods",
+    "methods_table",
+    "methods_using",
+    "register_method",
+    "settings_table",
 ]
+
+#: What a method is, for figures and reports: the baseline, noise modulation, adversarial
+#: training, a gradient regularizer, or a control (a cheap alternative nm must beat).
+FAMILIES = ("baseline", "nm", "adversarial", "regularizer", "control")
+
+Builder = Callable[..., "Method"]
+
+
+@dataclass(frozen=True)
+class MethodDef:
+    """One registered training method.
+
+    Attributes:
+        name: the ``--method`` value.
+        build: ``build(config, model, generator) -> Method``; ``model`` is the plain classifier
+            (attacks use it), ``generator`` the run's seeded generator for all training noise.
+        settings: the method settings it uses, in run-id order.
+        family: one of :data:`FAMILIES`.
+        summary: the objective in one line (``--help`` and docs/training.md).
+        tag: its part of run ids (default: the name).
+        requires: settings it needs at given values, ``{"compile": False}``: a config with
+            another value is refused, naming the setting.
+    """
+
+    name: str
+    build: Builder
+    settings: tuple[str, ...] = ()
+    family: str = "baseline"
+    summary: str = ""
+    tag: str = ""
+    requires: tuple[tuple[str, object, str], ...] = ()  # (setting, value, why)
+
+    def check(self, config) -> None:
+        """Raise :class:`~noisemod.config.ConfigError` when ``config`` asks for what this method cannot do."""
+        from .config import ConfigError
+
+        for name, value, why in self.requires:
+            if getattr(config, name) != value:
+                raise ConfigError(name, getattr(config, name), f"{value!r} with method {self.name} ({why})")
+
+    def run_id_parts(self, config) -> list[str]:
+        """The method's part of a run id: its tag, then each of its settings' tags."""
+        from .config import get_setting
+
+        parts = [self.tag or self.name]
+        for name in self.settings:
+            s = get_setting(name)
+            part = s.tag(getattr(config, name), s.default) if s.tag is not None else None
+            if part:
+                parts.append(part)
+        return parts
+
+
+METHODS: dict[str, MethodDef] = {}
+
+
+def register_method(
+    name: str,
+    *,
+    settings: tuple[str, ...] = (),
+    family: str = "baseline",
+    summary: str = "",
+    tag: str = "",
+    requires: dict[str, tuple[object, str]] | None = None,
+) -> Callable[[Builder], Builder]:
+    """Decorator: register ``build(config, model, generator) -> Method`` as method ``name``.
+
+    ``settings`` must be method settings of :class:`~noisemod.config.TrainConfig` (``method=True``);
+    ``requires`` maps a setting to ``(value, why)``. Raises ``ValueError`` for a taken name,
+    an unknown family or setting.
+    """
+    from .config import field_names, get_setting
+
+    if not isinstance(name, str) or not name or name in METHODS:
+        raise ValueError(f"cannot register method {name!r}: the name is empty or taken")
+    if family not in FAMILIES:
+        raise ValueError(f"method {name!r}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
+    for s in settings:
+        if s not in field_names() or not get_setting(s).method:
+            raise ValueError(f"method {name!r}: {s!r} is not a method setting of TrainConfig")
+    needs = tuple((k, v, why) for k, (v, why) in (requires or {}).items())
+
+    def add(build: Builder) -> Builder:
+        METHODS[name] = MethodDef(name, build, tuple(settings), family, summary, tag, needs)
+        return build
+
+    return add
+
+
+def list_methods() -> list[str]:
+    """The registered method names, in registration order."""
+    return list(METHODS)
+
+
+def get_method(name: str) -> MethodDef:
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; registered: {', '.join(METHODS)}")
+    return METHODS[name]
+
+
+def methods_using(setting: str) -> list[str]:
+    """The methods whose definition lists ``setting``."""
+    return [m.name for m in METHODS.values() if setting in m.settings]
+
+
+def build_method(config, model: nn.Module, generator: torch.Generator | None = None) -> Method:
+    """The objective of ``config.method`` for ``model`` (the raw classifier, which attacks use)."""
+    return get_method(config.method).build(config, model, generator)
+
+
+# ----------------------------------------------------------------------------- the objectives
+
+
+def cross_entropy_step(net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``(mean cross-entropy of net(x), logits)``, the loss in full precision under autocast."""
+    logits = net(x)
+    return F.cross_entropy(full_precision(logits), y), logits
+
+
+class Method:
+    """A training objective: ``wrap(model)`` returns the module whose forward is trained (the one
+    DDP wraps); ``step(net, x, y)`` returns ``(loss, logits)`` for one batch."""
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def step(self, net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+
+class Standard(Method):
+    """Cross-entropy on the clean batch."""
+
+    def step(self, net, x, y):
+        return cross_entropy_step(net, x, y)
 
 
 class Modulated(nn.Module):
@@ -43,30 +202,9 @@ class Modulated(nn.Module):
         return self.classifier(self.modulation(x))
 
 
-class Method:
-    """Standard training; the base of the other objectives.
-
-    ``wrap(model)`` returns the module whose forward is trained (the one DDP wraps);
-    ``step(net, x, y)`` returns ``(loss, logits)``.
-    """
-
-    name = "standard"
-
-    def wrap(self, model: nn.Module) -> nn.Module:
-        return model
-
-    def step(self, net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        logits = net(x)
-        return F.cross_entropy(full_precision(logits), y), logits
-
-
-Standard = Method
-
-
-class NoiseModulated(Method):
-    """Noise modulation (Definition 2): every training input gets a fresh carrier."""
-
-    name = "nm"
+class NoiseModulated(Standard):
+    """Noise modulation (Definition 2): every training input gets a fresh carrier; the loss is
+    the cross-entropy of the modulated model (:class:`Modulated`)."""
 
     def __init__(
         self,
@@ -90,18 +228,16 @@ class Adversarial(Method):
     (see :mod:`noisemod.attacks`), so batch-norm statistics are updated only by the training
     forward pass on the adversarial batch."""
 
-    def __init__(self, name: str, attack):
-        self.name, self.attack = name, attack
+    def __init__(self, attack):
+        self.attack = attack
 
     def step(self, net, x, y):
-        return super().step(net, self.attack.perturb(x, y), y)
+        return cross_entropy_step(net, self.attack.perturb(x, y), y)
 
 
 class InputGradientRegularized(Method):
     """Input-gradient regularization (Ross & Doshi-Velez 2018) by double backpropagation:
     ``mean_i CE_i + lambda * mean_i ||grad_x CE_i||^2``."""
-
-    name = "igr"
 
     def __init__(self, igr_lambda: float):
         self.igr_lambda = igr_lambda
@@ -115,21 +251,92 @@ class InputGradientRegularized(Method):
         return losses.mean() + self.igr_lambda * penalty, logits
 
 
-def build_method(config, model: nn.Module, generator: torch.Generator | None = None) -> Method:
-    """The objective of ``config.method`` for ``model`` (the raw classifier, which attacks use)."""
-    if config.method == "standard":
-        return Standard()
-    if config.method == "nm":
-        return NoiseModulated(config.beta, config.noise, generator, config.modulate_after_norm, config.fused_noise)
-    if config.method == "igr":
-        return InputGradientRegularized(config.igr_lambda)
+# ----------------------------------------------------------------------------- the registry
+
+
+@register_method("standard", family="baseline", summary="cross-entropy on `x`")
+def _standard(config, model, generator):
+    return Standard()
+
+
+@register_method(
+    "nm",
+    settings=("beta", "noise", "modulate_after_norm", "fused_noise"),
+    family="nm",
+    summary="cross-entropy on `x * N c^2 / C0`, a fresh carrier `c = beta + (1 - beta) delta` per input (Definition 2)",
+)
+def _nm(config, model, generator):
+    return NoiseModulated(config.beta, config.noise, generator, config.modulate_after_norm, config.fused_noise)
+
+
+def _attack(config, model, generator, method: str):
     from .attacks import PGD, attack_defaults
 
-    settings = attack_defaults(config.method, config.dataset)
+    values = attack_defaults(method, config.dataset)
     for key in ("eps", "alpha", "steps"):
-        if getattr(config, key) is not None:
-            settings[key] = getattr(config, key)
-    if config.method == "fgsm":
-        settings["steps"] = 1
-    attack = PGD(model, norm=config.norm, random_start=True, generator=generator, **settings)
-    return Adversarial(config.method, attack)
+        if key in values and getattr(config, key) is not None:
+            values[key] = getattr(config, key)
+    values.setdefault("steps", 1)  # FGSM: PGD with one step
+    return Adversarial(PGD(model, norm=config.norm, random_start=True, generator=generator, **values))
+
+
+@register_method(
+    "pgd",
+    settings=("eps", "alpha", "steps", "norm"),
+    family="adversarial",
+    summary="cross-entropy on PGD adversarial examples, random start (Madry et al.)",
+)
+def _pgd(config, model, generator):
+    return _attack(config, model, generator, "pgd")
+
+
+@register_method(
+    "fgsm",
+    settings=("eps", "alpha", "norm"),
+    family="adversarial",
+    summary="PGD with one step and random start (Wong et al. 2020)",
+)
+def _fgsm(config, model, generator):
+    return _attack(config, model, generator, "fgsm")
+
+
+@register_method(
+    "igr",
+    settings=("igr_lambda",),
+    family="regularizer",
+    summary="`mean CE_i + lambda * mean ||grad_x CE_i||^2`, by double backpropagation (Ross & Doshi-Velez 2018)",
+    requires={"compile": (False, "torch.compile has no double backward")},
+)
+def _igr(config, model, generator):
+    return InputGradientRegularized(config.igr_lambda)
+
+
+def methods_table() -> str:
+    """The Markdown table of docs/training.md: each method, its objective, and its options with defaults."""
+    from .config import get_setting
+
+    def option(name: str) -> str:
+        s = get_setting(name)
+        shown = "" if s.default is None or s.type is bool else f" ({s.default})"
+        return f"`{s.option}`{shown}"
+
+    lines = ["| method | objective per batch | options |", "| --- | --- | --- |"]
+    for m in METHODS.values():
+        summary = m.summary.replace("|", "\\|")  # a table cell
+        lines.append(f"| `{m.name}` | {summary} | {', '.join(option(s) for s in m.settings)} |")
+    return "\n".join(lines)
+
+
+def settings_table() -> str:
+    """The Markdown table of docs/experiments.md: each method setting and the methods that use it
+    (specs reset a method setting to its default for the other methods)."""
+    from .config import settings
+
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for s in settings():
+        if s.method:
+            groups.setdefault(tuple(methods_using(s.name)), []).append(s.name)
+    lines = ["| setting | used by |", "| --- | --- |"]
+    for methods, names in groups.items():
+        lines.append(f"| {', '.join(f'`{n}`' for n in names)} | {', '.join(f'`{m}`' for m in methods)} |")
+    return "\n".join(lines)

@@ -16,8 +16,10 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .figures import CONFIG_FIELDS, NOT_CONDITIONS, aggregate, load_results, make_figures, read_sweep
-from .io import atomic_write, read_json
+from .config import condition_names, field_names
+from .figures import aggregate, load_results, make_figures, read_sweep
+from .io import atomic_write
+from .rundir import SweepDir
 
 __all__ = ["report_sections", "write_report"]
 
@@ -53,7 +55,7 @@ def _mean_std(agg: Mapping, metric: str) -> str:
 
 def _settings(rows: Sequence[Mapping]) -> tuple[dict, dict]:
     """(fixed, varied): the TrainConfig fields with one value across the runs, and those with several."""
-    values = {k: list(dict.fromkeys(r.get(k) for r in rows)) for k in CONFIG_FIELDS if k in rows[0]}
+    values = {k: list(dict.fromkeys(r.get(k) for r in rows)) for k in field_names() if k in rows[0]}
     fixed = {k: v[0] for k, v in values.items() if len(v) == 1}
     varied = {k: v for k, v in values.items() if len(v) > 1}
     return fixed, varied
@@ -63,10 +65,10 @@ def _environment(sweep_dir: Path, rows: Sequence[Mapping]) -> list[dict]:
     """The distinct hardware/software records (device, processes, versions, git SHA) of the runs' result.json."""
     seen = {}
     for r in rows:
-        path = sweep_dir / "runs" / str(r["run_id"]) / "result.json"
-        result = read_json(path) if path.is_file() else r
+        run = SweepDir(sweep_dir).run(r["run_id"])
+        result = run.read_result() if run.is_complete() else r
         record = {
-            "device": result.get("device"),
+            "device": result.get("train_device"),
             "world_size": result.get("world_size"),
             **(result.get("versions") or {}),
             "git_sha": result.get("git_sha"),
@@ -108,7 +110,6 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     fixed, varied = _settings(rows)
     spec = sweep.get("spec") or rows[0].get("spec") or sweep_dir.name
     budget = sweep.get("budget") or rows[0].get("budget")
-    size_key = "result_train_size" if "result_train_size" in rows[0] else "train_size"  # images actually used
 
     def values(key):
         return ", ".join("all" if v is None else _fmt(v) for v in dict.fromkeys(r.get(key) for r in rows))
@@ -119,7 +120,7 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
         f"runs: {len(rows)} completed" + (f", {len(failed)} failed ({', '.join(failed)})" if failed else ""),
         f"epochs: {values('epochs')}",
         f"seeds: {values('seed')}",
-        f"train_size (images): {values(size_key)}",
+        f"train_size (images): {values('train_images')}",
     ]
     settings = (
         ["setting", "value"],
@@ -128,7 +129,7 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     )
 
     conditions = [k for k in ("dataset", "model", "method") if k not in varied] + [
-        k for k in varied if k not in NOT_CONDITIONS
+        k for k in varied if k in condition_names()
     ]
     groups = aggregate(rows, keys=conditions, metrics=METRIC_COLUMNS)
     results = (
@@ -223,6 +224,8 @@ def write_report(sweep_dir, *, data_root: str | None = None) -> tuple[Path, Path
     load_results(sweep_dir)  # fail on missing results before making anything
     figures = make_figures(sweep_dir, data_root=data_root)
     sections = report_sections(sweep_dir, data_root=data_root, figures=figures)
-    html_path = atomic_write(sweep_dir / "report.html", lambda f: f.write(_html(sections).encode("utf-8")))
-    md_path = atomic_write(sweep_dir / "report.md", lambda f: f.write(_markdown(sections, sweep_dir).encode("utf-8")))
+    sweep = SweepDir(sweep_dir)
+    html_path = atomic_write(sweep.file(sweep.REPORT_HTML), lambda f: f.write(_html(sections).encode("utf-8")))
+    md = _markdown(sections, sweep_dir).encode("utf-8")
+    md_path = atomic_write(sweep.file(sweep.REPORT_MD), lambda f: f.write(md))
     return html_path, md_path

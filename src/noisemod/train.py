@@ -1,12 +1,13 @@
-"""The training loop: fit, evaluate, checkpoint; nothing else.
+"""The training loop, made of pieces: build, one epoch, validate, checkpoint, evaluate.
 
-A run directory holds::
+:func:`fit` puts them together into a run directory (:class:`noisemod.rundir.RunDir`); each piece
+is public so that other loops (benchmarks, notebooks) are built from the same parts:
 
-    config.json    the resolved TrainConfig
-    metrics.csv    one row per epoch: train loss/accuracy, validation accuracy, seconds, samples/s, lr
-    last.pt        everything needed to resume (model, optimizer, scheduler, RNG states, history)
-    best.pt        the model with the best validation accuracy, with its config and spec
-    result.json    test accuracy and VII of best.pt, timings, versions, git SHA
+- :func:`load_data`, :func:`build_model`, :func:`build_optimizer`, :func:`build_scheduler`, and
+  :func:`build_training`, which returns a :class:`Training` (model, trained module, method,
+  optimizer, ... and ``step(x, y)``, one optimization step);
+- :func:`train_epoch`: one epoch (or the rest of an interrupted one), no device sync per step;
+- :func:`validate`: validation accuracy; :func:`evaluate`: test accuracy, VII, robust accuracy.
 
 Every file is written atomically, and checkpoints load with ``torch.load(weights_only=True)``.
 """
@@ -14,7 +15,6 @@ Every file is written atomically, and checkpoints load with ``torch.load(weights
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import os
 import platform
@@ -22,6 +22,7 @@ import signal
 import subprocess
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,19 +31,28 @@ import torch
 from torch import nn
 
 from . import __version__
-from .config import RUNTIME_FIELDS, TrainConfig
-from .io import atomic_write, load_checkpoint, read_json, save_checkpoint, write_json
-from .methods import build_method
+from .config import TrainConfig, settings
+from .methods import Method, build_method
 from .metrics import accuracy, vii
+from .rundir import RunDir, RunDirError, load_model
 
-__all__ = ["RunDirError", "TrainingInterrupted", "evaluate", "fit", "load_model", "resolve_device"]
-
-CHECKPOINT_FORMAT = "noisemod-checkpoint/1"
-METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "seconds", "samples_per_s", "lr")
-
-
-class RunDirError(ValueError):
-    """The run directory cannot be used as asked (exists already, or is not a run)."""
+__all__ = [
+    "RunDirError",
+    "RunState",
+    "Training",
+    "TrainingInterrupted",
+    "build_model",
+    "build_optimizer",
+    "build_scheduler",
+    "build_training",
+    "evaluate",
+    "fit",
+    "load_data",
+    "load_model",
+    "resolve_device",
+    "train_epoch",
+    "validate",
+]
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,12 @@ def versions() -> dict:
     }
 
 
-def _load_data(config: TrainConfig):
+# ----------------------------------------------------------------------------- build
+
+
+def load_data(config: TrainConfig):
+    """``(data, train_split)``: the dataset of ``config`` and the training images used (a seeded
+    subset of ``train_size`` images, or the whole training split)."""
     from .data import load_dataset
 
     data = load_dataset(config.dataset, root=config.data_root, val_size=config.val_size)
@@ -118,35 +133,30 @@ def _load_data(config: TrainConfig):
     return data, train
 
 
-def _loader(split, batch_size, device, *, shuffle=False, seed=0, dist=Dist()):
+def _loader(split, batch_size: int, device, *, shuffle: bool = False, seed: int = 0, rank: int = 0, world: int = 1):
     from .data import BatchLoader
 
     return BatchLoader(
-        split.images,
-        split.labels,
-        batch_size,
-        shuffle=shuffle,
-        seed=seed,
-        device=device,
-        rank=dist.rank,
-        world_size=dist.world_size,
+        split.images, split.labels, batch_size, shuffle=shuffle, seed=seed, device=device, rank=rank, world_size=world
     )
 
 
-def _build_model(config: TrainConfig, data, device) -> nn.Module:
+def build_model(config: TrainConfig, data, device) -> nn.Module:
+    """The zoo model of ``config`` for ``data`` (its channels, classes, size and normalization), on ``device``."""
     from .models import create_model
 
-    return create_model(
+    model = create_model(
         config.model,
         in_channels=data.in_channels,
         num_classes=data.num_classes,
         input_size=data.input_size,
         mean=data.mean,
         std=data.std,
-    ).to(device)
+    )
+    return model.to(device)
 
 
-def _optimizer(config: TrainConfig, params):
+def build_optimizer(config: TrainConfig, params):
     """The configured optimizer, fused (one kernel for all parameters) where this torch supports
     it on this device: the same update rule, measured 12% faster per LeNet step on CPU."""
     params = list(params)
@@ -161,7 +171,8 @@ def _optimizer(config: TrainConfig, params):
         return cls(params, **kwargs)
 
 
-def _scheduler(config: TrainConfig, optimizer):
+def build_scheduler(config: TrainConfig, optimizer):
+    """The learning-rate schedule, stepped once per epoch."""
     if config.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     if config.schedule == "step":
@@ -169,49 +180,87 @@ def _scheduler(config: TrainConfig, optimizer):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-def _rng_state(generator) -> dict:
-    state = {"torch": torch.get_rng_state(), "noise": generator.get_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
+@dataclass
+class Training:
+    """What one run trains with (built by :func:`build_training`).
+
+    ``model`` is the plain classifier (checkpoints, attacks and evaluation use it), ``net`` the
+    module trained (the method's wrapper, under DDP and ``torch.compile`` when asked), and
+    ``generator`` the source of all training noise (carriers, attack starts).
+    """
+
+    config: TrainConfig
+    model: nn.Module
+    net: nn.Module
+    method: Method
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    device: torch.device
+
+    def __post_init__(self):
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.amp)
+        self._autocast = torch.autocast(self.device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimization step on a batch; returns ``(loss, logits)`` without waiting for the device."""
+        if self.config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast:
+            loss, logits = self.method.step(self.net, x, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler.is_enabled():  # fp16
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
+        return loss, logits
+
+    def state_dict(self) -> dict:
+        """The states a checkpoint keeps besides the model: optimizer, scheduler, scaler, RNGs."""
+        rng = {"torch": torch.get_rng_state(), "noise": self.generator.get_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        parts = {"optimizer": self.optimizer, "scheduler": self.scheduler, "scaler": self.scaler}
+        return {**{k: v.state_dict() for k, v in parts.items()}, "rng": rng}
+
+    def load_state_dict(self, ckpt: dict) -> None:
+        """Restore a checkpoint of :meth:`state_dict` plus ``ckpt["model"]``."""
+        for key, obj in (("model", self.model), ("optimizer", self.optimizer), ("scheduler", self.scheduler)):
+            obj.load_state_dict(ckpt[key])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        self.generator.set_state(ckpt["rng"]["noise"])
+        if "cuda" in ckpt["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(ckpt["rng"]["cuda"])
 
 
-def _set_rng_state(state: dict, generator) -> None:
-    torch.set_rng_state(state["torch"])
-    generator.set_state(state["noise"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+def build_training(config: TrainConfig, data, *, device, rank: int = 0, world_size: int = 1) -> Training:
+    """Model (seeded with ``config.seed``), method, optimizer, schedule and gradient scaler of a run.
+    Under several processes the trained module is wrapped in DistributedDataParallel, and each
+    rank draws its own noise (its generator is seeded with the seed and the rank)."""
+    device = torch.device(device)
+    torch.manual_seed(config.seed)
+    model = build_model(config, data, device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    generator = torch.Generator(device=device).manual_seed((config.seed << 16) + rank)
+    method = build_method(config, model, generator)
+    net = method.wrap(model)
+    if world_size > 1:
+        net = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
+    if config.compile:  # the module trained; checkpoints, attacks and evaluation use the plain model
+        net = torch.compile(net)
+    optimizer = build_optimizer(config, model.parameters())
+    scheduler = build_scheduler(config, optimizer)
+    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
+    return Training(config, model, net, method, optimizer, scheduler, scaler, generator, device)
 
 
-def _write_metrics(path: Path, history: list[dict]) -> None:
-    def write(f):
-        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
-        w.writeheader()
-        w.writerows(history)
-
-    atomic_write(path, write, "w")
-
-
-def _check_run_dir(out: Path, config: TrainConfig, resume: bool) -> dict | None:
-    """Return the checkpoint to resume from, or None for a fresh run; refuse to clobber a run."""
-    last = out / "last.pt"
-    if resume:
-        if not last.is_file():
-            raise RunDirError(f"--resume: no checkpoint to resume in {out} (expected {last})")
-        ckpt = load_checkpoint(last)
-        saved = TrainConfig.from_dict(ckpt["config"])
-        diff = {
-            k: (v, getattr(config, k))
-            for k, v in saved.to_dict().items()
-            if k != "epochs" and k not in RUNTIME_FIELDS and getattr(config, k) != v
-        }
-        if diff:
-            detail = ", ".join(f"{k}: {a!r} in the run vs {b!r} now" for k, (a, b) in diff.items())
-            raise RunDirError(f"--resume: the settings differ from the run in {out}: {detail}")
-        return ckpt
-    if last.exists() or (out / "result.json").exists():
-        raise RunDirError(f"run directory {out} already holds a run; use --resume or another --out")
-    return None
+# ----------------------------------------------------------------------------- one epoch
 
 
 class TrainingInterrupted(Exception):
@@ -245,7 +294,7 @@ class _StopOnSignal:
 
 
 @dataclass
-class _RunState:
+class RunState:
     """Where training stands: what ``last.pt`` records besides the model and optimizer states."""
 
     epoch: int = 0  # completed epochs
@@ -254,207 +303,6 @@ class _RunState:
     history: list = field(default_factory=list)
     train_seconds: float = 0.0
     partial: dict | None = None  # an interrupted epoch: next step, running sums, seconds
-
-
-def fit(
-    config: TrainConfig, out, *, resume: bool = False, progress: bool = True, log: Callable[[str], None] = print
-) -> dict:
-    """Train ``config`` into the run directory ``out`` and return ``result.json``'s content.
-
-    Keeps the checkpoint with the best validation accuracy (the paper's protocol) and reports
-    test accuracy and VII (Definition 3, x_bar the mean test image) on it. With ``resume=True``
-    continues from ``out/last.pt``; on CPU the result equals an uninterrupted run's. SIGINT or
-    SIGTERM writes a resumable checkpoint after the current step and raises
-    :class:`TrainingInterrupted`. A NaN or Inf loss raises ``FloatingPointError`` naming the epoch
-    and step, and ``last.pt`` keeps the last good epoch. Under ``torchrun`` it trains with
-    DistributedDataParallel, each rank with its own noise.
-    """
-    out = Path(out)
-    dist_info, device = _init_distributed(config)
-    ckpt = (
-        _check_run_dir(out, config, resume)
-        if dist_info.main
-        else (load_checkpoint(out / "last.pt") if resume else None)
-    )
-    say = log if dist_info.main else (lambda *_: None)
-
-    data, train_split = _load_data(config)
-    torch.manual_seed(config.seed)
-    model = _build_model(config, data, device)
-    if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    generator = torch.Generator(device=device).manual_seed((config.seed << 16) + dist_info.rank)
-    method = build_method(config, model, generator)
-    net = method.wrap(model)
-    if dist_info.world_size > 1:
-        net = nn.parallel.DistributedDataParallel(net, device_ids=[device] if device.type == "cuda" else None)
-    if config.compile:  # the module trained; checkpoints, attacks and evaluation use the plain model
-        net = torch.compile(net)
-    optimizer = _optimizer(config, model.parameters())
-    scheduler = _scheduler(config, optimizer)
-    scaler = torch.amp.GradScaler(device.type, enabled=config.amp == "fp16")
-    stateful = {"model": model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler}
-
-    state = _RunState()
-    if ckpt is not None:
-        for key, obj in stateful.items():
-            obj.load_state_dict(ckpt[key])
-        _set_rng_state(ckpt["rng"], generator)
-        state = _RunState(**ckpt["progress"])
-        at = f"step {state.partial['step']} of epoch {state.epoch + 1}" if state.partial else f"epoch {state.epoch}"
-        say(f"resuming {out} after {at}")
-    if dist_info.main:
-        write_json(out / "config.json", config.to_dict())
-
-    def save_last(val_acc: float) -> None:
-        save_checkpoint(
-            {
-                **_model_record(config, model, state.epoch, val_acc),
-                **{k: v.state_dict() for k, v in stateful.items() if k != "model"},
-                "rng": _rng_state(generator),
-                "progress": dataclasses.asdict(state),
-            },
-            out / "last.pt",
-        )
-
-    train_loader = _loader(train_split, config.batch_size, device, shuffle=True, seed=config.seed, dist=dist_info)
-    val_loader = _loader(data.val, config.eval_batch_size, device) if len(data.val) else None
-    say(
-        f"{config.method} {config.model} on {config.dataset}: {len(train_split)} train, {len(data.val)} val, "
-        f"{len(data.test)} test images, {config.epochs} epochs, device {device}"
-    )
-
-    with _StopOnSignal() as stop:
-        for epoch in range(state.epoch, config.epochs):
-            totals, seconds = _train_epoch(
-                config,
-                method,
-                net,
-                optimizer,
-                scaler,
-                train_loader,
-                epoch,
-                state,
-                stop,
-                device,
-                save_last if dist_info.main else None,
-                progress and dist_info.main,
-            )
-            if dist_info.world_size > 1:  # sums over ranks; the first bad step is -1 unless some rank had one
-                torch.distributed.all_reduce(totals[:3])
-                torch.distributed.all_reduce(totals[3:], op=torch.distributed.ReduceOp.MAX)
-            loss_total, correct_total, seen_total, bad_step = totals.tolist()  # one sync per epoch
-            if bad_step >= 0:
-                raise FloatingPointError(
-                    f"training diverged: the loss became NaN or Inf in epoch {epoch + 1}, step {int(bad_step) + 1}; "
-                    f"{out / 'last.pt'} keeps the last good epoch ({state.epoch})"
-                )
-            lr = optimizer.param_groups[0]["lr"]
-            scheduler.step()
-            state.epoch, state.partial = epoch + 1, None
-            state.train_seconds += seconds
-            if dist_info.main:
-                val_acc = accuracy(model, val_loader) if val_loader is not None else float("nan")
-                row = {
-                    "epoch": epoch + 1,
-                    "train_loss": loss_total / seen_total,
-                    "train_accuracy": correct_total / seen_total,
-                    "val_accuracy": val_acc,
-                    "seconds": seconds,
-                    "samples_per_s": seen_total / seconds,
-                    "lr": lr,
-                }
-                state.history.append(row)
-                # best by validation accuracy; without a validation split, the last epoch
-                if val_loader is None or val_acc > state.best_val:
-                    state.best_val, state.best_epoch = val_acc, epoch + 1
-                    save_checkpoint(_model_record(config, model, epoch + 1, val_acc), out / "best.pt")
-                save_last(val_acc)
-                _write_metrics(out / "metrics.csv", state.history)
-                say(
-                    f"epoch {epoch + 1}/{config.epochs}: loss {row['train_loss']:.4f}, "
-                    f"train acc {row['train_accuracy']:.4f}, val acc {val_acc:.4f}, {seconds:.1f}s "
-                    f"({row['samples_per_s']:.0f} samples/s)"
-                )
-            if stop.requested:
-                raise TrainingInterrupted(
-                    f"interrupted by {signal.Signals(stop.requested).name} after epoch "
-                    f"{epoch + 1}; continue with --resume",
-                    stop.requested,
-                )
-
-    if dist_info.world_size > 1:
-        torch.distributed.barrier()
-        if dist_info.owns_group:  # shut it down on every rank before any exits (a live gloo group aborts at exit)
-            torch.distributed.destroy_process_group()
-    if not dist_info.main:
-        return {}
-    best = load_model(out, device=device)
-    metrics = evaluate(best, data, config, device=device, progress=progress)
-    result = {
-        **metrics,
-        "best_epoch": state.best_epoch,
-        "val_accuracy": state.best_val,
-        "epochs": config.epochs,
-        "train_seconds": state.train_seconds,
-        "method": config.method,
-        "model": config.model,
-        "dataset": config.dataset,
-        "seed": config.seed,
-        "beta": config.beta,
-        "noise": config.noise,
-        "train_size": len(train_split),
-        "device": str(device),
-        "world_size": dist_info.world_size,
-        "git_sha": git_sha(),
-        "versions": versions(),
-    }
-    write_json(out / "result.json", result)
-    say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {state.best_epoch})")
-    return result
-
-
-def _train_epoch(config, method, net, optimizer, scaler, loader, epoch, state, stop, device, save_last, progress):
-    """One epoch (or the rest of an interrupted one). Returns the device tensor
-    ``[loss sum, correct, seen, first bad step or -1]`` and the seconds spent. Nothing here
-    synchronizes with the device: each step only appends its loss and correct count (device
-    scalars) to a list, reduced once at the end, where divergence is found too."""
-    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.amp)
-    loader.set_epoch(epoch)
-    net.train()
-    partial = state.partial or {}
-    first = partial.get("step", 0)
-    records = _StepRecords.restore(partial, device)
-    t0 = time.perf_counter() - partial.get("seconds", 0.0)
-    batches = loader.batches(first)
-    if progress:
-        batches = _bar(batches, f"epoch {epoch + 1}/{config.epochs}", total=len(loader), initial=first)
-    autocast = torch.autocast(device.type, dtype=amp_dtype) if amp_dtype is not None else contextlib.nullcontext()
-    for step, (x, y) in enumerate(batches, start=first):
-        if config.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            loss, logits = method.step(net, x, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler.is_enabled():  # fp16
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
-        records.add(loss, logits, y)
-        if stop.requested:
-            if save_last is not None and records.totals(device)[3] < 0:  # never checkpoint a diverged model
-                state.partial = {"step": step + 1, **records.to_state(), "seconds": time.perf_counter() - t0}
-                save_last(float("nan"))
-            raise TrainingInterrupted(
-                f"interrupted by {signal.Signals(stop.requested).name} at step {step + 1} of "
-                f"epoch {epoch + 1}; a resumable checkpoint is in last.pt: continue with "
-                "--resume",
-                stop.requested,
-            )
-    return records.totals(device), time.perf_counter() - t0
 
 
 @dataclass
@@ -498,20 +346,223 @@ class _StepRecords:
         steps = torch.arange(len(losses), dtype=torch.float32, device=losses.device)
         bad = torch.where(torch.isfinite(losses), float(len(losses)), steps).min()
         first_bad = torch.where(bad < len(losses), bad, -1.0)
-        return torch.stack(
-            [(losses * sizes).sum(), torch.stack(self.correct).sum().float(), sizes.sum(), first_bad]
-        ).to(device)
+        totals = [(losses * sizes).sum(), torch.stack(self.correct).sum().float(), sizes.sum(), first_bad]
+        return torch.stack(totals).to(device)
 
 
-def _model_record(config: TrainConfig, model: nn.Module, epoch: int, val_acc: float) -> dict:
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "config": config.to_dict(),
-        "model_spec": model.spec,
-        "model": model.state_dict(),
-        "epoch": epoch,
+def train_epoch(
+    training: Training,
+    loader,
+    *,
+    epoch: int,
+    state: RunState | None = None,
+    stop=None,
+    checkpoint: Callable[[float], None] | None = None,
+    progress: bool = False,
+) -> tuple[torch.Tensor, float]:
+    """Train one epoch (0-based ``epoch``), or the rest of the interrupted one in ``state.partial``.
+
+    Returns the device tensor ``[loss sum, correct, seen, first bad step or -1]`` and the seconds
+    spent. Nothing here synchronizes with the device: each step only records its loss and correct
+    count, reduced once at the end, where divergence is found too. When ``stop.requested`` is set
+    (a signal), the position in the epoch goes into ``state.partial``, ``checkpoint(nan)`` writes
+    it (unless the epoch diverged) and :class:`TrainingInterrupted` is raised.
+    """
+    state = state if state is not None else RunState()
+    loader.set_epoch(epoch)
+    training.net.train()
+    partial = state.partial or {}
+    first = partial.get("step", 0)
+    records = _StepRecords.restore(partial, training.device)
+    t0 = time.perf_counter() - partial.get("seconds", 0.0)
+    batches = loader.batches(first)
+    if progress:
+        batches = _bar(batches, f"epoch {epoch + 1}/{training.config.epochs}", total=len(loader), initial=first)
+    for step, (x, y) in enumerate(batches, start=first):
+        loss, logits = training.step(x, y)
+        records.add(loss, logits, y)
+        if stop is not None and stop.requested:
+            if checkpoint is not None and records.totals(training.device)[3] < 0:  # never checkpoint a diverged model
+                state.partial = {"step": step + 1, **records.to_state(), "seconds": time.perf_counter() - t0}
+                checkpoint(float("nan"))
+            name = signal.Signals(stop.requested).name
+            raise TrainingInterrupted(
+                f"interrupted by {name} at step {step + 1} of epoch {epoch + 1}; a resumable checkpoint is in "
+                f"{RunDir.LAST}: continue with --resume",
+                stop.requested,
+            )
+    return records.totals(training.device), time.perf_counter() - t0
+
+
+def validate(model: nn.Module, loader) -> float:
+    """Accuracy of ``model`` on the validation loader; NaN without a validation split (``None``)."""
+    return accuracy(model, loader) if loader is not None else float("nan")
+
+
+# ----------------------------------------------------------------------------- checkpoint and fit
+
+
+def _check_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> dict | None:
+    """Return the checkpoint to resume from, or None for a fresh run; refuse to clobber a run.
+    A resume may change the runtime settings and those marked ``resume_may_change`` (epochs)."""
+    if resume:
+        if not run.has_checkpoint():
+            raise RunDirError(f"--resume: no checkpoint to resume in {run.path} (expected {run.file(run.LAST)})")
+        ckpt = run.read_checkpoint("last")
+        saved = TrainConfig.from_dict(ckpt["config"])
+        fixed = [s.name for s in settings() if not (s.runtime or s.resume_may_change)]
+        diff = [
+            f"{k}: {getattr(saved, k)!r} in the run vs {getattr(config, k)!r} now"
+            for k in fixed
+            if getattr(saved, k) != getattr(config, k)
+        ]
+        if diff:
+            raise RunDirError(f"--resume: the settings differ from the run in {run.path}: {', '.join(diff)}")
+        return ckpt
+    if run.has_checkpoint() or run.is_complete():
+        raise RunDirError(f"run directory {run.path} already holds a run; use --resume or another --out")
+    return None
+
+
+def _save_last(run: RunDir, training: Training, state: RunState, val_acc: float) -> None:
+    record = RunDir.model_record(training.config, training.model, state.epoch, val_acc)
+    run.write_checkpoint("last", {**record, **training.state_dict(), "progress": dataclasses.asdict(state)})
+
+
+def _end_epoch(
+    run: RunDir, training: Training, state: RunState, *, totals: list, seconds: float, lr: float, val_loader
+) -> dict:
+    """Record a finished epoch (main process): validation, metrics.csv, best.pt and last.pt."""
+    loss_total, correct_total, seen_total, _ = totals
+    val_acc = validate(training.model, val_loader)
+    row = {
+        "epoch": state.epoch,
+        "train_loss": loss_total / seen_total,
+        "train_accuracy": correct_total / seen_total,
         "val_accuracy": val_acc,
+        "seconds": seconds,
+        "samples_per_s": seen_total / seconds,
+        "lr": lr,
     }
+    state.history.append(row)
+    if val_loader is None or val_acc > state.best_val:  # best by validation accuracy; without one, the last
+        state.best_val, state.best_epoch = val_acc, state.epoch
+        run.write_checkpoint("best", RunDir.model_record(training.config, training.model, state.epoch, val_acc))
+    _save_last(run, training, state, val_acc)
+    run.write_metrics(state.history)
+    return row
+
+
+def _reduce(totals: torch.Tensor, world_size: int) -> list[float]:
+    """Sum the epoch's totals over ranks (the first bad step: the max, -1 unless some rank had one)."""
+    if world_size > 1:
+        torch.distributed.all_reduce(totals[:3])
+        torch.distributed.all_reduce(totals[3:], op=torch.distributed.ReduceOp.MAX)
+    return totals.tolist()  # one sync per epoch
+
+
+def fit(
+    config: TrainConfig, out, *, resume: bool = False, progress: bool = True, log: Callable[[str], None] = print
+) -> dict:
+    """Train ``config`` into the run directory ``out`` and return ``result.json``'s content.
+
+    Keeps the checkpoint with the best validation accuracy (the paper's protocol) and reports
+    test accuracy and VII (Definition 3, x_bar the mean test image) on it. With ``resume=True``
+    continues from ``out/last.pt``; on CPU the result equals an uninterrupted run's. SIGINT or
+    SIGTERM writes a resumable checkpoint after the current step and raises
+    :class:`TrainingInterrupted`. A NaN or Inf loss raises ``FloatingPointError`` naming the epoch
+    and step, and ``last.pt`` keeps the last good epoch. Under ``torchrun`` it trains with
+    DistributedDataParallel, each rank with its own noise.
+    """
+    run = RunDir(out)
+    dist, device = _init_distributed(config)
+    ckpt = _check_run_dir(run, config, resume) if dist.main else (run.read_checkpoint("last") if resume else None)
+    say = log if dist.main else (lambda *_: None)
+    data, train_split = load_data(config)
+    training = build_training(config, data, device=device, rank=dist.rank, world_size=dist.world_size)
+    state = RunState()
+    if ckpt is not None:
+        training.load_state_dict(ckpt)
+        state = RunState(**ckpt["progress"])
+        at = f"step {state.partial['step']} of epoch {state.epoch + 1}" if state.partial else f"epoch {state.epoch}"
+        say(f"resuming {run.path} after {at}")
+    if dist.main:
+        run.write_config(config)
+    shard = dict(rank=dist.rank, world=dist.world_size)
+    train_loader = _loader(train_split, config.batch_size, device, shuffle=True, seed=config.seed, **shard)
+    val_loader = _loader(data.val, config.eval_batch_size, device) if len(data.val) else None
+    say(
+        f"{config.method} {config.model} on {config.dataset}: {len(train_split)} train, {len(data.val)} val, "
+        f"{len(data.test)} test images, {config.epochs} epochs, device {device}"
+    )
+    with _StopOnSignal() as stop:
+        for epoch in range(state.epoch, config.epochs):
+            totals, seconds = train_epoch(
+                training,
+                train_loader,
+                epoch=epoch,
+                state=state,
+                stop=stop,
+                checkpoint=(lambda v: _save_last(run, training, state, v)) if dist.main else None,
+                progress=progress and dist.main,
+            )
+            totals = _reduce(totals, dist.world_size)
+            if totals[3] >= 0:
+                raise FloatingPointError(
+                    f"training diverged: the loss became NaN or Inf in epoch {epoch + 1}, step {int(totals[3]) + 1}; "
+                    f"{run.file(run.LAST)} keeps the last good epoch ({state.epoch})"
+                )
+            lr = training.optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
+            training.scheduler.step()
+            state.epoch, state.partial = epoch + 1, None
+            state.train_seconds += seconds
+            if dist.main:
+                row = _end_epoch(run, training, state, totals=totals, seconds=seconds, lr=lr, val_loader=val_loader)
+                say(
+                    f"epoch {epoch + 1}/{config.epochs}: loss {row['train_loss']:.4f}, train acc "
+                    f"{row['train_accuracy']:.4f}, val acc {row['val_accuracy']:.4f}, {seconds:.1f}s "
+                    f"({row['samples_per_s']:.0f} samples/s)"
+                )
+            if stop.requested:
+                raise TrainingInterrupted(
+                    f"interrupted by {signal.Signals(stop.requested).name} after epoch {epoch + 1}; continue with "
+                    "--resume",
+                    stop.requested,
+                )
+    _end_distributed(dist)
+    if not dist.main:
+        return {}
+    result = _result(run, config, data, state=state, train_images=len(train_split), device=device, dist=dist)
+    run.write_result(result)
+    say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {state.best_epoch})")
+    return result
+
+
+def _end_distributed(dist: Dist) -> None:
+    if dist.world_size > 1:
+        torch.distributed.barrier()
+        if dist.owns_group:  # shut it down on every rank before any exits (a live gloo group aborts at exit)
+            torch.distributed.destroy_process_group()
+
+
+def _result(run: RunDir, config: TrainConfig, data, *, state: RunState, train_images: int, device, dist) -> dict:
+    """result.json's content: best.pt evaluated on the test set, and how the run went (no settings:
+    those are in config.json)."""
+    best = run.load_model(device=device)
+    return {
+        **evaluate(best, data, batch_size=config.eval_batch_size, device=device),
+        "best_epoch": state.best_epoch,
+        "val_accuracy": state.best_val,
+        "train_seconds": state.train_seconds,
+        "train_images": train_images,
+        "train_device": str(device),
+        "world_size": dist.world_size,
+        "git_sha": git_sha(),
+        "versions": versions(),
+    }
+
+
+# ----------------------------------------------------------------------------- evaluate
 
 
 class _ProgressBar:
@@ -539,21 +590,41 @@ def _progress(iterable, enabled: bool, desc: str):
 
 
 def evaluate(
-    model: nn.Module, data, config: TrainConfig, *, device=None, robust: bool = False, progress: bool = False
+    model: nn.Module,
+    data,
+    config: TrainConfig | None = None,
+    *,
+    batch_size: int = 512,
+    robust: bool = False,
+    norm: str = "linf",
+    device=None,
+    progress: bool = False,
 ) -> dict:
-    """Test accuracy and VII (x_bar = mean test image) of ``model``; with ``robust=True`` also the
-    accuracy under the config's PGD attack (per-dataset defaults, see :mod:`noisemod.attacks`)."""
+    """Test accuracy and VII (x_bar = the mean test image) of ``model`` on ``data.test``.
+
+    Args:
+        model: a classifier taking [0, 1] inputs of the data's shape.
+        data: a :class:`~noisemod.data.DataBundle`.
+        config: deprecated; give ``batch_size`` and ``norm`` instead.
+        batch_size: evaluation batch size.
+        robust: also the accuracy under PGD with the dataset's default attack
+            (:func:`noisemod.attacks.attack_defaults`) in the threat model ``norm``.
+        device: where to evaluate (default: the model's device).
+        progress: show progress bars.
+
+    Returns:
+        ``{"test_accuracy", "vii"}``, and with ``robust`` ``"robust_accuracy"`` and ``"robust_attack"``.
+    """
     from .gradients import model_device
 
-    device = device or model_device(model)
-    spec = getattr(model, "spec", {})
-    expected = (spec.get("in_channels"), *(spec.get("input_size") or ()))
-    if spec.get("name") not in (None, "custom") and expected != (data.in_channels, *data.input_size):
-        raise ValueError(
-            f"the model takes {'x'.join(map(str, expected))} inputs but {config.dataset} images are "
-            f"{'x'.join(map(str, (data.in_channels, *data.input_size)))}"
+    if config is not None:
+        warnings.warn(
+            "evaluate(model, data, config) is deprecated: pass batch_size= and norm=", DeprecationWarning, stacklevel=2
         )
-    test = _loader(data.test, config.eval_batch_size, device)
+        batch_size, norm = config.eval_batch_size, config.norm
+    device = device or model_device(model)
+    _check_shape(model, data)
+    test = _loader(data.test, batch_size, device)
     result = {
         "test_accuracy": accuracy(model, _progress(test, progress, "test accuracy")),
         "vii": vii(model, _progress(test, progress, "VII")),
@@ -561,36 +632,20 @@ def evaluate(
     if robust:
         from .attacks import PGD, attack_defaults, robust_accuracy
 
-        settings = attack_defaults("pgd", config.dataset)
-        attack = PGD(
-            model,
-            norm=config.norm,
-            random_start=True,
-            generator=torch.Generator(device=device).manual_seed(0),
-            **settings,
-        )
+        values = attack_defaults("pgd", data.name)
+        generator = torch.Generator(device=device).manual_seed(0)
+        attack = PGD(model, norm=norm, random_start=True, generator=generator, **values)
         result["robust_accuracy"] = robust_accuracy(model, _progress(test, progress, "PGD"), attack=attack)
-        result["robust_attack"] = {"method": "pgd", "norm": config.norm, **settings}
+        result["robust_attack"] = {"method": "pgd", "norm": norm, **values}
     return result
 
 
-def load_model(run_dir, *, checkpoint: str = "best", device=None) -> nn.Module:
-    """The model of a run directory (its best checkpoint by default), in eval mode, taking inputs
-    in [0, 1]. Needs nothing but the run directory and the library."""
-    from .models import create_model
-
-    path = Path(run_dir) / f"{checkpoint}.pt"
-    if not path.is_file():
-        raise RunDirError(f"{run_dir} is not a finished noisemod run: {path} is missing")
-    ckpt = load_checkpoint(path)
-    model = create_model(**ckpt["model_spec"])
-    model.load_state_dict(ckpt["model"])
-    return model.to(device or "cpu").eval()
-
-
-def run_config(run_dir) -> TrainConfig:
-    """The TrainConfig a run directory was trained with."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise RunDirError(f"{run_dir} is not a noisemod run directory: {path} is missing")
-    return TrainConfig.from_dict(read_json(path))
+def _check_shape(model: nn.Module, data) -> None:
+    spec = getattr(model, "spec", {})
+    expected = (spec.get("in_channels"), *(spec.get("input_size") or ()))
+    actual = (data.in_channels, *data.input_size)
+    if spec.get("name") not in (None, "custom") and expected != actual:
+        raise ValueError(
+            f"the model takes {'x'.join(map(str, expected))} inputs but {data.name} images are "
+            f"{'x'.join(map(str, actual))}"
+        )

@@ -6,6 +6,16 @@ runner that trains them as separate processes into one output folder with one re
 """
 
 from .runner import exit_code, run_sweep, write_results
-from .spec import RELEVANT, Run, Spec, expand, load_spec
+from .spec import Run, Spec, config_hash, expand, load_spec, readable_id
 
-__all__ = ["RELEVANT", "Run", "Spec", "exit_code", "expand", "load_spec", "run_sweep", "write_results"]
+__all__ = [
+    "Run",
+    "Spec",
+    "config_hash",
+    "exit_code",
+    "expand",
+    "load_spec",
+    "readable_id",
+    "run_sweep",
+    "write_results",
+]

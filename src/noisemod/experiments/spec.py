@@ -19,8 +19,10 @@ A spec (see ``docs/experiments.md``)::
         only: {model: [mlp, lenet]}                  # keep only the runs with these values (last)
 
 Every value is checked where it is written (a ``ValueError`` names the file and the key), and
-each run is built as a :class:`~noisemod.config.TrainConfig`. Runs whose configs are equal once
-the fields irrelevant to their method are reset to their defaults are one run.
+each run is built as a :class:`~noisemod.config.TrainConfig`. The method settings a run's method
+does not use (its registered definition says which it does) are reset to their defaults, and
+runs with the same :func:`~noisemod.config.identity` are one run. Runtime settings (``device``,
+``compile``, ...) do not tell runs apart, so a grid cannot vary them.
 """
 
 from __future__ import annotations
@@ -29,35 +31,21 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..config import RUNTIME_FIELDS, ConfigError, TrainConfig
+from ..config import ConfigError, TrainConfig, field_names, get_setting, hash_values, identity, settings
+from ..methods import get_method
 
-__all__ = ["RELEVANT", "Run", "Spec", "expand", "load_spec"]
+__all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
 
 SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets")
 BUDGET_KEYS = ("datasets", "cases", "only")
 CASE_KEYS = ("when", "set")
-CONFIG_FIELDS = tuple(f.name for f in fields(TrainConfig))
 DEFAULTS = TrainConfig()
-
-# Method-specific fields and the methods they apply to; elsewhere they are reset to the default.
-# FGSM always takes one step, so `steps` is PGD's only.
-RELEVANT = {
-    "beta": ("nm",),
-    "noise": ("nm",),
-    "modulate_after_norm": ("nm",),
-    "fused_noise": ("nm",),
-    "eps": ("pgd", "fgsm"),
-    "alpha": ("pgd", "fgsm"),
-    "norm": ("pgd", "fgsm"),
-    "steps": ("pgd",),
-    "igr_lambda": ("igr",),
-}
 
 
 @dataclass(frozen=True)
@@ -104,28 +92,18 @@ class _Checker:
 
     def key(self, where: str, key) -> None:
         """``key``, a key of the mapping at ``where``, must be a TrainConfig field."""
-        if key not in CONFIG_FIELDS:
-            self.fail(where, f"unknown TrainConfig field {key!r}; valid fields: {', '.join(CONFIG_FIELDS)}")
+        if key not in field_names():
+            self.fail(where, f"unknown TrainConfig field {key!r}; valid fields: {', '.join(field_names())}")
 
     def value(self, where: str, key: str, value) -> None:
         """``value``, written at ``where``, must be a valid value of the TrainConfig field ``key``."""
         try:
-            TrainConfig(**{key: value})
+            get_setting(key).validate(value)
         except ConfigError as e:
             hint = ""
             if isinstance(value, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", value):
                 hint = " (YAML reads 1e-3 as a string: write 0.001 or 1.0e-3)"
             self.fail(where, f"{e}{hint}")
-        if key == "dataset":
-            from ..data import DATASETS
-
-            if value not in DATASETS:
-                self.fail(where, f"unknown dataset {value!r}; known: {', '.join(sorted(DATASETS))}")
-        if key == "model":
-            from ..models import list_models
-
-            if value not in list_models() and not value.startswith("tv:"):
-                self.fail(where, f"unknown model {value!r}; known: {', '.join(list_models())}, tv:<name>")
 
     def fields(self, where: str, values) -> dict:
         for key, value in self.mapping(where, values).items():
@@ -158,6 +136,12 @@ def load_spec(path) -> Spec:
                 check.value(f"{where}.{key}[{j}]", key, value)
             if key in fixed:
                 check.fail(f"{where}.{key}", "also set in 'fixed'; set it in one place")
+            if get_setting(key).runtime:
+                check.fail(
+                    f"{where}.{key}",
+                    "a runtime setting does not change what a run computes, so it cannot tell runs apart: "
+                    "set it in 'fixed' or in a budget",
+                )
         grids.append(grid)
     budgets = check.mapping("budgets", raw.get("budgets") or {})
     for name, budget in budgets.items():
@@ -173,7 +157,7 @@ def load_spec(path) -> Spec:
 
 
 def _check_budget(check: _Checker, where: str, budget) -> None:
-    check.mapping(where, budget, CONFIG_FIELDS + BUDGET_KEYS)
+    check.mapping(where, budget, field_names() + BUDGET_KEYS)
     check.fields(where, {k: v for k, v in budget.items() if k not in BUDGET_KEYS})
     for i, case in enumerate(check.nonempty_list(f"{where}.cases", budget.get("cases", [{"when": {}, "set": {}}]))):
         check.mapping(f"{where}.cases[{i}]", case, CASE_KEYS)
@@ -189,9 +173,10 @@ def _check_budget(check: _Checker, where: str, budget) -> None:
 
 
 def normalize(values: dict[str, Any]) -> dict[str, Any]:
-    """Reset the fields irrelevant to the run's method to their defaults."""
-    method = values.get("method", DEFAULTS.method)
-    return {k: (getattr(DEFAULTS, k) if method not in RELEVANT.get(k, (method,)) else v) for k, v in values.items()}
+    """Reset the method settings that the run's method does not use to their defaults."""
+    used = get_method(values.get("method", DEFAULTS.method)).settings
+    method_settings = {s.name for s in settings() if s.method}
+    return {k: getattr(DEFAULTS, k) if k in method_settings and k not in used else v for k, v in values.items()}
 
 
 def expand(spec: Spec, budget: str) -> list[Run]:
@@ -199,7 +184,8 @@ def expand(spec: Spec, budget: str) -> list[Run]:
 
     Each run's settings: ``fixed``, then the grid point, then the budget (``datasets``
     replacement, its fields, the ``set`` of each matching case), then :func:`normalize`;
-    ``only`` filters.
+    ``only`` filters. Runs with the same :func:`~noisemod.config.identity` are one run; if
+    they disagree on a runtime setting, that is an error naming it.
     """
     if budget not in spec.budgets:
         raise ValueError(
@@ -207,7 +193,7 @@ def expand(spec: Spec, budget: str) -> list[Run]:
         )
     b = spec.budgets[budget]
     overrides = {k: v for k, v in b.items() if k not in BUDGET_KEYS}
-    configs: dict[TrainConfig, None] = {}  # ordered set
+    runs: dict[str, TrainConfig] = {}  # identity (as JSON) -> config, in order
     for i, grid in enumerate(spec.grids):
         keys = list(grid)
         for point in itertools.product(*(grid[k] for k in keys)):
@@ -219,41 +205,35 @@ def expand(spec: Spec, budget: str) -> list[Run]:
             for case in b.get("cases", []):
                 if all(values.get(k, getattr(DEFAULTS, k)) == v for k, v in case.get("when", {}).items()):
                     values.update(case.get("set", {}))
+            where = f"{spec.path}: grids[{i}] {dict(zip(keys, point))}"
             try:
                 config = TrainConfig.from_dict(normalize(values))
             except ValueError as e:  # fields are checked one by one on loading; this is a safety net
-                raise ValueError(f"{spec.path}: grids[{i}] {dict(zip(keys, point))}: {e}") from None
-            if all(getattr(config, k) in allowed for k, allowed in b.get("only", {}).items()):
-                configs[config] = None
-    return _with_ids(list(configs))
+                raise ValueError(f"{where}: {e}") from None
+            if not all(getattr(config, k) in allowed for k, allowed in b.get("only", {}).items()):
+                continue
+            key = json.dumps(identity(config), sort_keys=True)
+            seen = runs.setdefault(key, config)
+            if seen != config:
+                diff = ", ".join(f"{k} {getattr(seen, k)!r} and {v!r}" for k, v in _runtime_diff(seen, config))
+                raise ValueError(f"{where}: the same run as an earlier one but with other runtime settings ({diff})")
+    return _with_ids(list(runs.values()))
 
 
-def _fmt(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _runtime_diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any]]:
+    return [(s.name, getattr(b, s.name)) for s in settings() if s.runtime and getattr(a, s.name) != getattr(b, s.name)]
 
 
 def readable_id(config: TrainConfig) -> str:
-    """``dataset-model-method[-method settings]-s<seed>``, e.g. ``mnist-lenet-nm-b0.5-gaussian-s0``."""
-    parts = [config.dataset, config.model, config.method]
-    if config.method == "nm":
-        parts += (
-            [f"b{_fmt(config.beta)}", config.noise]
-            + (["after-norm"] if config.modulate_after_norm else [])
-            + (["fused"] if config.fused_noise else [])
-        )
-    if config.method in ("pgd", "fgsm"):
-        parts += [f"{k}{_fmt(getattr(config, k))}" for k in ("eps", "alpha", "steps") if getattr(config, k) is not None]
-        parts += ["l2"] if config.norm == "l2" else []
-    if config.method == "igr":
-        parts.append(f"lambda{_fmt(config.igr_lambda)}")
-    parts.append(f"s{config.seed}")
+    """``dataset-model-<method part>-s<seed>``, e.g. ``mnist-lenet-nm-b0.5-gaussian-s0``; the method
+    part is the method's tag and its settings' tags (:meth:`~noisemod.methods.MethodDef.run_id_parts`)."""
+    parts = [config.dataset, config.model, *get_method(config.method).run_id_parts(config), f"s{config.seed}"]
     return re.sub(r"[^\w.-]", "_", "-".join(parts))
 
 
 def config_hash(config: TrainConfig) -> str:
-    """Six hex digits of a hash of the config without :data:`~noisemod.config.RUNTIME_FIELDS`."""
-    values = {k: v for k, v in config.to_dict().items() if k not in RUNTIME_FIELDS}
-    return hashlib.sha1(json.dumps(values, sort_keys=True).encode()).hexdigest()[:6]
+    """Six hex digits of a hash of what the run computes (:func:`~noisemod.config.hash_values`)."""
+    return hashlib.sha1(json.dumps(hash_values(config), sort_keys=True).encode()).hexdigest()[:6]
 
 
 def _with_ids(configs: list[TrainConfig]) -> list[Run]:

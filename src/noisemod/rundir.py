@@ -1,0 +1,346 @@
+"""The run directory and the sweep folder: their layout, and the only code that names their files.
+
+A run directory (written by :func:`noisemod.fit`)::
+
+    config.json      the resolved TrainConfig (settings live here and only here)
+    metrics.csv      one row per epoch (:data:`METRIC_FIELDS`)
+    last.pt          everything needed to resume (model, optimizer, scheduler, RNG states, progress)
+    best.pt          the model with the best validation accuracy, with its config and model spec
+    result.json      results only (:data:`RESULT_FIELDS`): test accuracy, VII, timings, versions
+    evaluation.json  the last ``noisemod evaluate``
+    error.log        why the run failed, when a sweep ran it
+    gradients.png    ``noisemod explain``'s default output
+
+A sweep folder (written by :func:`noisemod.experiments.run_sweep`)::
+
+    sweep.json       spec name, budget, run ids, the command that reproduces the sweep
+    results.csv      one row per finished run: run_id, spec, budget, status, every setting, every result
+    runs/<run_id>/   a run directory
+    figures/, report.html, report.md
+
+Every file is written atomically; checkpoints load with ``torch.load(weights_only=True)``. A file
+that exists but cannot be read is an error naming it. Reading a finished run needs only this
+module, the config and the model zoo, not the trainer.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+from .config import TrainConfig, field_names, settings
+from .io import CorruptFileError, atomic_write, load_checkpoint, read_json, save_checkpoint, write_json
+
+__all__ = ["METRIC_FIELDS", "RESULT_FIELDS", "ROW_FIELDS", "RunDir", "RunDirError", "SweepDir", "load_model"]
+
+CHECKPOINT_FORMAT = "noisemod-checkpoint/1"
+
+#: metrics.csv: one row per epoch.
+METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "seconds", "samples_per_s", "lr")
+
+#: result.json: name -> (type, meaning). No name is also a setting's: settings are in config.json.
+RESULT_FIELDS: dict[str, tuple[type, str]] = {
+    "test_accuracy": (float, "accuracy of best.pt on the test set"),
+    "vii": (float, "VII (Definition 3) of best.pt on the test set, x_bar the mean test image"),
+    "val_accuracy": (float, "validation accuracy of best.pt (NaN without a validation split)"),
+    "best_epoch": (int, "the epoch of best.pt"),
+    "train_seconds": (float, "seconds spent in training epochs (not evaluation)"),
+    "train_images": (int, "training images used (train_size, or the whole training split)"),
+    "train_device": (str, "the device the run trained on"),
+    "world_size": (int, "processes (torchrun)"),
+    "git_sha": (str, "commit of the noisemod source tree, when it is a git checkout"),
+    "versions": (dict, "noisemod, torch, torchvision, numpy and python versions"),
+}
+# result.json before 0.1.0's architecture change repeated settings and named two results like settings
+_OLD_RESULT_NAMES = {"train_size": "train_images", "device": "train_device"}
+
+#: results.csv: the columns before the settings and the results.
+ROW_FIELDS: dict[str, tuple[type, str]] = {
+    "run_id": (str, "the run's directory name under runs/"),
+    "spec": (str, "the spec's name"),
+    "budget": (str, "the budget the sweep ran"),
+    "status": (str, "completed or failed"),
+}
+FIRST_RESULTS = ("test_accuracy", "vii", "val_accuracy", "best_epoch", "train_seconds")
+
+
+class RunDirError(ValueError):
+    """The run directory cannot be used as asked (exists already, or is not a run)."""
+
+
+def results_only(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` without settings, with the result names of today (reads result.json files and
+    results.csv rows written before settings left result.json)."""
+    names = set(field_names())
+    out = {}
+    for key, value in result.items():
+        key = _OLD_RESULT_NAMES.get(key, key)
+        if key not in names:
+            out[key] = value
+    return out
+
+
+class _Folder:
+    """A folder whose files are named by its class's constants: ``folder.file(folder.CONFIG)``."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and other.path == self.path
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.path))
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+
+class RunDir(_Folder):
+    """One run directory: ``RunDir(path).read_config()``, ``.read_result()``, ``.load_model()``, ..."""
+
+    CONFIG, METRICS, LAST, BEST = "config.json", "metrics.csv", "last.pt", "best.pt"
+    RESULT, EVALUATION, ERROR_LOG, GRADIENTS = "result.json", "evaluation.json", "error.log", "gradients.png"
+
+    # -- state
+
+    def is_complete(self) -> bool:
+        """Finished: its result is written."""
+        return self.file(self.RESULT).is_file()
+
+    def has_checkpoint(self) -> bool:
+        return self.file(self.LAST).is_file()
+
+    def status(self) -> str:
+        """``complete`` (result.json), ``interrupted`` (last.pt, no result.json) or ``new``."""
+        if self.is_complete():
+            return "complete"
+        return "interrupted" if self.has_checkpoint() else "new"
+
+    # -- config and results
+
+    def read_config(self) -> TrainConfig:
+        """The TrainConfig the run was trained with; a setting added since takes its default."""
+        path = self.file(self.CONFIG)
+        if not path.is_file():
+            raise RunDirError(f"{self.path} is not a noisemod run directory: {path} is missing")
+        values = read_json(path)
+        if not isinstance(values, dict):
+            raise CorruptFileError(f"{path} does not hold a config (a JSON object of settings)")
+        try:
+            return TrainConfig.from_dict(values)
+        except ValueError as e:
+            raise CorruptFileError(f"{path}: {e}") from None
+
+    def write_config(self, config: TrainConfig) -> Path:
+        return write_json(self.file(self.CONFIG), config.to_dict())
+
+    def read_result(self) -> dict[str, Any]:
+        """result.json's results (older files: without their copies of the settings)."""
+        path = self.file(self.RESULT)
+        if not path.is_file():
+            raise RunDirError(f"{self.path} is not a finished noisemod run: {path} is missing")
+        result = read_json(path)
+        if not isinstance(result, dict):
+            raise CorruptFileError(f"{path} does not hold a result (a JSON object)")
+        return results_only(result)
+
+    def write_result(self, result: dict[str, Any]) -> Path:
+        unknown = sorted(set(result) - set(RESULT_FIELDS))
+        if unknown:
+            raise ValueError(f"result fields {', '.join(unknown)} are not described in RESULT_FIELDS")
+        return write_json(self.file(self.RESULT), result)
+
+    def write_evaluation(self, evaluation: dict[str, Any]) -> Path:
+        return write_json(self.file(self.EVALUATION), evaluation)
+
+    # -- metrics
+
+    def read_metrics(self) -> list[dict[str, float]]:
+        path = self.file(self.METRICS)
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        try:
+            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+        except (TypeError, ValueError) as e:
+            raise CorruptFileError(f"{path} is not a metrics table: {e}") from None
+
+    def write_metrics(self, rows: list[dict]) -> Path:
+        def write(f):
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+
+        return atomic_write(self.file(self.METRICS), write, "w")
+
+    # -- checkpoints
+
+    def read_checkpoint(self, which: str = "last") -> dict:
+        """``last.pt`` or ``best.pt`` (``which``: ``"last"`` or ``"best"``), safely."""
+        return load_checkpoint(self._checkpoint(which))
+
+    def write_checkpoint(self, which: str, record: dict) -> Path:
+        return save_checkpoint(record, self._checkpoint(which))
+
+    def _checkpoint(self, which: str) -> Path:
+        if which not in ("last", "best"):
+            raise ValueError(f"checkpoint must be 'last' or 'best', got {which!r}")
+        return self.file(self.LAST if which == "last" else self.BEST)
+
+    @staticmethod
+    def model_record(config: TrainConfig, model, epoch: int, val_accuracy: float) -> dict:
+        """A checkpoint that rebuilds its model alone: format, config, model spec, weights, epoch."""
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": config.to_dict(),
+            "model_spec": model.spec,
+            "model": model.state_dict(),
+            "epoch": epoch,
+            "val_accuracy": val_accuracy,
+        }
+
+    def load_model(self, *, checkpoint: str = "best", device=None):
+        """The model of ``best.pt`` (or ``last.pt``), in eval mode, taking inputs in [0, 1]."""
+        from .models import create_model
+
+        path = self._checkpoint(checkpoint)
+        if not path.is_file():
+            raise RunDirError(f"{self.path} is not a finished noisemod run: {path} is missing")
+        ckpt = load_checkpoint(path)
+        model = create_model(**ckpt["model_spec"])
+        model.load_state_dict(ckpt["model"])
+        return model.to(device or "cpu").eval()
+
+    # -- a sweep's view
+
+    def write_error_log(self, text: str) -> Path:
+        return atomic_write(self.file(self.ERROR_LOG), lambda f: f.write(text), "w")
+
+    def clear_error_log(self) -> None:
+        self.file(self.ERROR_LOG).unlink(missing_ok=True)
+
+    def has_error_log(self) -> bool:
+        return self.file(self.ERROR_LOG).is_file()
+
+
+def load_model(run_dir, *, checkpoint: str = "best", device=None):
+    """The model of a run directory (its best checkpoint by default), in eval mode, taking inputs
+    in [0, 1]. Needs nothing but the run directory and the library: not the trainer."""
+    return RunDir(run_dir).load_model(checkpoint=checkpoint, device=device)
+
+
+def _parse(text: str, typ: type, path: Path, line: int, column: str):
+    """One results.csv cell as ``typ``; '' is None. A cell that is not a ``typ`` names the file and the cell."""
+    if text is None or text == "":
+        return None
+    try:
+        if typ is bool:
+            if text not in ("True", "False"):
+                raise ValueError(f"expected True or False, got {text!r}")
+            return text == "True"
+        return typ(text)
+    except (TypeError, ValueError) as e:
+        raise CorruptFileError(f"{path}, line {line}, column {column}: {e}") from None
+
+
+class SweepDir(_Folder):
+    """One sweep folder: its runs, results table, sweep.json, figures and report."""
+
+    RESULTS, SWEEP, RUNS, FIGURES = "results.csv", "sweep.json", "runs", "figures"
+    REPORT_HTML, REPORT_MD = "report.html", "report.md"
+
+    def run(self, run_id: str) -> RunDir:
+        return RunDir(self.path / self.RUNS / str(run_id))
+
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / self.FIGURES
+
+    # -- sweep.json
+
+    def read_sweep(self) -> dict:
+        """sweep.json (spec name, budget, run ids, reproduce command), ``{}`` if absent."""
+        path = self.file(self.SWEEP)
+        if not path.is_file():
+            return {}
+        info = read_json(path)
+        if not isinstance(info, dict):
+            raise CorruptFileError(f"{path} does not describe a sweep (a JSON object)")
+        return info
+
+    def write_sweep(self, info: dict) -> Path:
+        return write_json(self.file(self.SWEEP), info)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / self.RUNS
+
+    # -- results.csv
+
+    def write_results(self, rows: list[dict]) -> Path:
+        return write_results_table(self.file(self.RESULTS), rows)
+
+    def read_results(self, *, completed_only: bool = True) -> list[dict]:
+        return read_results_table(self.file(self.RESULTS), completed_only=completed_only)
+
+
+def write_results_table(path, rows: list[dict]) -> Path:
+    """The rows as CSV, atomically (a reader, or a crash, sees the old table or the new one):
+    the row fields, every setting, the first results, then the other columns sorted."""
+    head = [*ROW_FIELDS, *field_names()]
+    rest = sorted({k for row in rows for k in row} - set(head) - set(FIRST_RESULTS))
+    columns = head + [k for k in FIRST_RESULTS if any(k in row for row in rows)] + rest
+
+    def write(f):
+        w = csv.DictWriter(f, fieldnames=columns)
+        w.writeheader()
+        w.writerows(rows)
+
+    return atomic_write(path, write, "w")
+
+
+def read_results_table(path, *, completed_only: bool = True) -> list[dict]:
+    """The rows of a results table, each value typed by its description (:data:`ROW_FIELDS`, the
+    settings, :data:`RESULT_FIELDS`; a column none describes stays text). By default only
+    completed runs. A missing file, one without a completed run, or a cell of the wrong type is
+    an error naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results to report: {path} does not exist (run `noisemod sweep` first)")
+    types = {k: t for k, (t, _) in ROW_FIELDS.items()}
+    types.update({s.name: s.type for s in settings()})
+    types.update({k: t for k, (t, _) in RESULT_FIELDS.items() if t is not dict})
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            raw, header = list(reader), reader.fieldnames or ()
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise CorruptFileError(f"{path} is not a results table: {e}") from None
+    names = _column_names(header)
+    rows = []
+    for line, row in enumerate(raw, start=2):
+        if None in row:  # more cells than the header has columns: a broken line
+            raise CorruptFileError(f"{path}, line {line}: more cells than the header has columns")
+        rows.append({names[k]: _parse(v, types.get(names[k], str), path, line, k) for k, v in row.items() if names[k]})
+    done = [r for r in rows if r.get("status") in (None, "completed")]
+    if not done:
+        raise ValueError(f"no results to report: {path} has no completed runs")
+    return done if completed_only else rows
+
+
+def _column_names(columns) -> dict[str, str | None]:
+    """Column -> today's name, None to drop. Tables written before settings left result.json have
+    ``result_<name>`` columns: the two results named like settings get today's names, the copies
+    of settings are dropped."""
+    settings_ = set(field_names())
+    out = {}
+    for column in columns:
+        name = column
+        if column.startswith("result_") and column[len("result_") :] in settings_:
+            name = _OLD_RESULT_NAMES.get(column[len("result_") :])
+        out[column] = name
+    return out
