@@ -128,7 +128,6 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
-    from .rundir import RunDir
     from .train import evaluate, resolve_device
 
     _check_device(args.device)
