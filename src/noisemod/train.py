@@ -495,6 +495,20 @@ def fit(
         f"{config.method} {config.model} on {config.dataset}: {len(train_split)} train, {len(data.val)} val, "
         f"{len(data.test)} test images, {config.epochs} epochs, device {device}"
     )
+    _train_epochs(run, training, state, train_loader, val_loader, dist=dist, progress=progress, say=say)
+    _end_distributed(dist)
+    if not dist.main:
+        return {}
+    result = _result(run, config, data, state=state, train_images=len(train_split), device=device, dist=dist)
+    run.write_result(result)
+    say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {state.best_epoch})")
+    return result
+
+
+def _train_epochs(run: RunDir, training: Training, state: RunState, train_loader, val_loader, *, dist, progress, say):
+    """The epochs left: train, reduce over ranks, stop on divergence, step the schedule, record
+    (main process), and stop with a checkpoint on SIGINT/SIGTERM."""
+    config = training.config
     with _StopOnSignal() as stop:
         for epoch in range(state.epoch, config.epochs):
             totals, seconds = train_epoch(
@@ -529,13 +543,6 @@ def fit(
                     "--resume",
                     stop.requested,
                 )
-    _end_distributed(dist)
-    if not dist.main:
-        return {}
-    result = _result(run, config, data, state=state, train_images=len(train_split), device=device, dist=dist)
-    run.write_result(result)
-    say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {state.best_epoch})")
-    return result
 
 
 def _end_distributed(dist: Dist) -> None:

@@ -122,6 +122,56 @@ def _train(run: Run, run_dir: RunDir, resume: bool, env: dict) -> tuple[bool, in
     return ok, proc.returncode
 
 
+class _Progress:
+    """What a running sweep shares between its runs (under one lock): the table, the log lines
+    with elapsed time and ETA, and each record's status."""
+
+    def __init__(self, sweep: SweepDir, spec: Spec, budget: str, runs: list[Run], total: int, log):
+        self.sweep, self.spec, self.budget, self.runs, self.total, self.log = sweep, spec, budget, runs, total, log
+        self.lock, self.start, self.finished = threading.Lock(), time.perf_counter(), 0
+
+    def table(self) -> None:
+        rows = [_row(r, self.sweep.run(r.run_id), self.spec.name, self.budget) for r in self.runs]
+        self.sweep.write_results([row for row in rows if row is not None])
+
+    def started(self, k: int, run: Run, resume: bool) -> None:
+        with self.lock:
+            self.log(f"[{k}/{self.total}] start {run.run_id}{' (resume)' if resume else ''}")
+
+    def ended(self, k: int, rec: dict, run: Run, ok: bool, code: int, seconds: float) -> None:
+        with self.lock:
+            self.finished += 1
+            rec["status"] = "completed" if ok else "failed"
+            self.table()
+            elapsed = time.perf_counter() - self.start
+            eta = elapsed / self.finished * (self.total - self.finished)
+            run_dir = self.sweep.run(run.run_id)
+            if ok:
+                result = run_dir.read_result()
+                outcome = f"test_accuracy {result['test_accuracy']:.4f}, vii {result['vii']:.4f}"
+            else:
+                outcome = f"FAILED (exit {code}), see {run_dir.file(run_dir.ERROR_LOG)}"
+            self.log(
+                f"[{k}/{self.total}] {'done' if ok else 'fail'} {run.run_id} in {_duration(seconds)}: {outcome}; "
+                f"{self.finished}/{self.total} finished, elapsed {_duration(elapsed)}, ETA {_duration(eta)}"
+            )
+
+
+def _sweep_info(spec: Spec, spec_path, out_dir, budget: str, jobs: int, data_root, runs: list[Run]) -> dict:
+    """sweep.json: what the folder holds and the command that reproduces it."""
+    command = ["noisemod", "sweep", str(spec_path), "--out", str(out_dir), "--budget", budget, "--jobs", str(jobs)]
+    command += ["--data-root", str(data_root)] if data_root is not None else []
+    return {
+        "spec": spec.name,
+        "spec_path": str(spec_path),
+        "description": spec.description,
+        "budget": budget,
+        "runs": [r.run_id for r in runs],
+        "command": shlex.join(command),
+        "cwd": os.getcwd(),
+    }
+
+
 def run_sweep(
     spec_path,
     out_dir,
@@ -162,54 +212,22 @@ def run_sweep(
             log(f"  {rec['action']:6s} {run.run_id}: {shlex.join(command)}")
         return records
 
-    command = ["noisemod", "sweep", str(spec_path), "--out", str(out_dir), "--budget", budget, "--jobs", str(jobs)]
-    command += ["--data-root", str(data_root)] if data_root is not None else []
-    sweep.write_sweep(
-        {
-            "spec": spec.name,
-            "spec_path": str(spec_path),
-            "description": spec.description,
-            "budget": budget,
-            "runs": [r.run_id for r in runs],
-            "command": shlex.join(command),
-            "cwd": os.getcwd(),
-        }
-    )
+    sweep.write_sweep(_sweep_info(spec, spec_path, out_dir, budget, jobs, data_root, runs))
     for rec in records:
         if rec["action"] == "skip":
             rec["status"] = "skipped"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    lock, start, finished = threading.Lock(), time.perf_counter(), []
-
-    def table():
-        rows = [_row(r, sweep.run(r.run_id), spec.name, budget) for r in runs]
-        sweep.write_results([row for row in rows if row is not None])
+    progress = _Progress(sweep, spec, budget, runs, len(todo), log)
 
     def one(k: int, rec: dict, run: Run) -> None:
-        run_dir, resume = sweep.run(run.run_id), rec["action"] == "resume"
-        with lock:
-            log(f"[{k}/{len(todo)}] start {run.run_id}{' (resume)' if resume else ''}")
+        resume = rec["action"] == "resume"
+        progress.started(k, run, resume)
         t0 = time.perf_counter()
-        ok, code = _train(run, run_dir, resume, env)
-        with lock:
-            finished.append(rec)
-            rec["status"] = "completed" if ok else "failed"
-            table()
-            elapsed = time.perf_counter() - start
-            eta = elapsed / len(finished) * (len(todo) - len(finished))
-            if ok:
-                result = run_dir.read_result()
-                outcome = f"test_accuracy {result['test_accuracy']:.4f}, vii {result['vii']:.4f}"
-            else:
-                outcome = f"FAILED (exit {code}), see {run_dir.file(run_dir.ERROR_LOG)}"
-            log(
-                f"[{k}/{len(todo)}] {'done' if ok else 'fail'} {run.run_id} in {_duration(time.perf_counter() - t0)}: "
-                f"{outcome}; {len(finished)}/{len(todo)} finished, elapsed {_duration(elapsed)}, "
-                f"ETA {_duration(eta)}"
-            )
+        ok, code = _train(run, sweep.run(run.run_id), resume, env)
+        progress.ended(k, rec, run, ok, code, time.perf_counter() - t0)
 
     sweep.runs_dir.mkdir(parents=True, exist_ok=True)
-    table()
+    progress.table()
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         for future in [pool.submit(one, k, rec, run) for k, (rec, run) in enumerate(todo, 1)]:
@@ -219,7 +237,7 @@ def run_sweep(
     failed = [rec["run_id"] for rec in records if rec["status"] == "failed"]
     log(
         f"sweep {spec.name} (budget {budget}): {len(records) - len(failed)} of {len(records)} runs complete in "
-        f"{_duration(time.perf_counter() - start)}"
+        f"{_duration(time.perf_counter() - progress.start)}"
         + (f"; FAILED: {', '.join(failed)}" if failed else "")
         + f"; results in {sweep.file(sweep.RESULTS)}"
     )
