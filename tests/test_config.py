@@ -27,7 +27,7 @@ def test_every_field_is_described():
     assert [s.name for s in described] == list(TrainConfig.__dataclass_fields__)
     for s in described:
         assert s.help and s.type in (bool, int, float, str) and s.role in ("condition", "repeat", "runtime")
-        assert s.group in ("experiment", "method", "optimization", "data", "hardware")
+        assert s.group in ("experiment", "method", "optimization", "data", "evaluation", "hardware")
         s.validate(s.default)  # the default is valid
         assert (s.group == "method") == s.method
         if s.method:  # a method setting is used by some method and knows its run-id tag
@@ -53,7 +53,7 @@ def test_types_come_from_the_annotations():
         ("beta", math.nan, "a number in [0, 1]"),
         ("beta", True, "a number in [0, 1]"),
         ("noise", "pink", "one of gaussian, uniform"),
-        ("method", "magic", "one of standard, nm, pgd, fgsm, igr"),
+        ("method", "magic", "one of standard, nm, pgd, fgsm, igr, additive-noise, multiplicative-noise"),
         ("dataset", "mnits", "one of cifar10, digits"),
         ("model", "vgg", "tv:<torchvision name>"),
         ("model", "tv:", "tv:<torchvision name>"),
@@ -90,7 +90,11 @@ def test_identity_leaves_out_runtime_settings_and_hashes_stay_stable():
     assert config_hash(a) != config_hash(a.replace(seed=1))
     # the hash a sweep written before settings described themselves gave this run (its run id suffix)
     assert config_hash(a) == "0f9c25"
-    assert hash_values(a) == identity(a)  # no setting was added since: every one is hashed
+    # the settings added since (eps_warmup, early_stop, sigma, robust_images) are left out at their defaults
+    later = {s.name for s in settings() if s.since is not None}
+    assert later == {"eps_warmup", "early_stop", "sigma", "robust_images"}
+    assert hash_values(a) == {k: v for k, v in identity(a).items() if k not in later}
+    assert "eps_warmup" in hash_values(a.replace(method="pgd", eps_warmup=1.0))
 
 
 def test_a_setting_added_later_enters_the_hash_only_away_from_its_default(monkeypatch):
@@ -114,7 +118,7 @@ def test_every_setting_is_a_train_option_with_its_help():
     for s in settings():
         assert s.option in options[s.name].option_strings and s.help.replace("%", "%%") in options[s.name].help
     assert options["beta"].help.startswith("nm: ") and options["eps"].help.startswith("pgd, fgsm: ")
-    assert "one of: standard, nm, pgd, fgsm, igr" in options["method"].help
+    assert "one of: standard, nm, pgd, fgsm, igr, additive-noise, multiplicative-noise" in options["method"].help
 
 
 def test_booleans_can_be_turned_off_on_the_command_line(tmp_path):

@@ -50,7 +50,7 @@ def test_a_method_registered_in_a_test_file_works_everywhere(toy, tmp_path, caps
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "toy-blend cross-entropy on a blend of x and its mirror" in help_text
-    assert "one of: standard, nm, pgd, fgsm, igr, toy-blend" in help_text and "nm, toy-blend: ratio" in help_text
+    assert "multiplicative-noise, toy-blend (default: standard)" in help_text and "nm, toy-blend: ratio" in help_text
     # a spec validates it, keeps beta for it (reset for standard), and gives every run its own id
     spec = tmp_path / "spec.yaml"
     spec.write_text(
@@ -103,9 +103,9 @@ def test_registration_errors(toy):
 
 
 def test_the_builtin_definitions():
-    assert list_methods() == ["standard", "nm", "pgd", "fgsm", "igr"]
+    assert list_methods() == ["standard", "nm", "pgd", "fgsm", "igr", "additive-noise", "multiplicative-noise"]
     assert {m.family for m in methods_module.METHODS.values()} <= set(FAMILIES)
-    assert get_method("fgsm").settings == ("eps", "alpha", "norm")  # one step, so no steps
+    assert get_method("fgsm").settings == ("eps", "alpha", "norm", "eps_warmup", "early_stop")  # one step: no steps
     nm = TrainConfig(method="nm", beta=0.25, noise="laplace", modulate_after_norm=True)
     assert get_method("nm").run_id_parts(nm) == ["nm", "b0.25", "laplace", "after-norm"]
     pgd = TrainConfig(method="pgd", eps=8 / 255, steps=3, norm="l2")
@@ -126,7 +126,10 @@ def test_the_docs_table_is_the_registry():
     docs = Path(__file__).resolve().parents[1] / "docs"
     assert table in (docs / "training.md").read_text(), "docs/training.md: paste noisemod.methods.methods_table()"
     applies = settings_table()
-    assert "| `steps` | `pgd` |" in applies and "| `eps`, `alpha`, `norm` | `pgd`, `fgsm` |" in applies
+    assert (
+        "| `steps` | `pgd` |" in applies
+        and "| `eps`, `alpha`, `norm`, `eps_warmup`, `early_stop` | `pgd`, `fgsm` |" in applies
+    )
     assert applies in (docs / "experiments.md").read_text(), "docs/experiments.md: paste methods.settings_table()"
 
 

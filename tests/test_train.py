@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from noisemod.config import ConfigError, TrainConfig
-from noisemod.methods import InputGradientRegularized, Modulated, build_method, list_methods
+from noisemod.methods import InputGradientRegularized, Modulated, build_method, get_method, list_methods
 from noisemod.modulation import NoiseModulation
 from noisemod.rundir import RESULT_FIELDS, RunDir
 from noisemod.train import RunDirError, fit, load_model
@@ -42,7 +42,11 @@ def test_every_method_trains_and_writes_a_complete_run(tmp_path, method, extra):
     assert sorted(p.name for p in run.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.csv", "result.json"]
     saved = json.loads((run / "result.json").read_text())
     assert saved == json.loads(json.dumps(result))
-    assert set(saved) == set(RESULT_FIELDS)  # results only: the settings are in config.json
+    optional = {"robust_accuracy", "robust_attack", "stopped_epoch", "stop_reason"}
+    robust = get_method(method).family == "adversarial"  # robust accuracy for methods that train against a threat
+    assert set(saved) == set(RESULT_FIELDS) - optional | ({"robust_accuracy", "robust_attack"} if robust else set())
+    if robust:
+        assert 0 <= saved["robust_accuracy"] <= saved["test_accuracy"] + 0.05 and saved["robust_attack"]["steps"] == 50
     assert RunDir(run).read_config() == TrainConfig(method=method, **QUICK, **extra)
     assert 0 <= saved["test_accuracy"] <= 1 and 0 <= saved["vii"] <= 1 and 1 <= saved["best_epoch"] <= 2
     assert saved["test_accuracy"] > 0.2  # ten classes: better than chance after two epochs

@@ -25,12 +25,16 @@ from .gradients import Batches, as_batches, batch_input_gradients, batch_to_devi
 
 __all__ = [
     "ATTACK_DEFAULTS",
+    "EPS_WARMUP_DEFAULTS",
+    "EVAL_STEPS",
     "FGSM_DEFAULTS",
     "NORMS",
     "PGD",
     "L2Step",
     "LinfStep",
     "attack_defaults",
+    "eps_warmup_default",
+    "evaluation_attack",
     "fgsm",
     "robust_accuracy",
 ]
@@ -46,6 +50,10 @@ FGSM_DEFAULTS: dict[str, dict] = {
     "cifar10": dict(eps=8 / 255, alpha=10 / 255),
 }
 _MNIST_LIKE = ("mnist", "fashion-mnist")
+#: Epochs of linear eps warm-up by default (see :func:`eps_warmup_default`).
+EPS_WARMUP_DEFAULTS: dict[str, float] = {"mnist": 2.0, "cifar10": 1.0}
+#: The attack behind ``robust_accuracy`` in result.json: PGD-50 with Madry et al.'s step rule.
+EVAL_STEPS = 50
 
 
 def attack_defaults(method: str, dataset: str) -> dict:
@@ -63,6 +71,27 @@ def attack_defaults(method: str, dataset: str) -> dict:
     if table is None:
         raise ValueError(f"method must be 'pgd' or 'fgsm', got {method!r}")
     return dict(table["mnist" if dataset in _MNIST_LIKE else "cifar10"])
+
+
+def eps_warmup_default(dataset: str) -> float:
+    """Epochs over which adversarial training ramps eps (and alpha) from 0 to their values when
+    ``eps_warmup`` is not set: ``mnist`` and ``fashion-mnist`` 2, every other dataset 1.
+
+    A large eps from the first step can push a small model into predicting one class for good
+    (measured: LeNet, MNIST, eps 0.3, seeds 0 and 2, see docs/RESULTS.md); a linear eps ramp
+    avoids it, as in Wong & Kolter 2018 (``convex_adversarial``: eps ramped over the first half of
+    training) and Andriushchenko & Flammarion 2020 (``understanding-fast-adv-training``: 5 epochs
+    on SVHN). The values here are the shortest ramps that trained every seed we ran
+    (docs/RESULTS.md); 0 turns the warm-up off.
+    """
+    return EPS_WARMUP_DEFAULTS["mnist" if dataset in _MNIST_LIKE else "cifar10"]
+
+
+def evaluation_attack(model: nn.Module, *, eps: float, norm: str = "linf", generator=None) -> PGD:
+    """The attack behind ``robust_accuracy`` in result.json: PGD with :data:`EVAL_STEPS` (50)
+    steps of ``2.5 * eps / 50`` (Madry et al.'s rule: the steps can cross the ball 2.5 times) from
+    a random start, stronger than the training attacks (PGD-40 at most, by default)."""
+    return PGD(model, eps=eps, alpha=2.5 * eps / EVAL_STEPS, steps=EVAL_STEPS, norm=norm, generator=generator)
 
 
 def _per_sample(norms: Tensor, like: Tensor) -> Tensor:
@@ -191,6 +220,7 @@ class PGD:
         self.model = model
         self.threat = NORMS[norm](eps)
         self.eps, self.alpha, self.steps, self.norm = self.threat.eps, float(alpha), steps, norm
+        self.full_eps, self.full_alpha = self.eps, self.alpha  # the strength set_strength scales
         self.random_start = bool(random_start)
         self.bounds = (float(low), float(high))
         self.generator = generator
@@ -219,6 +249,14 @@ class PGD:
                 delta = self.threat.project(self.threat.step(x_adv - x, grad, self.alpha))
                 x_adv = (x + delta).clamp(low, high)
         return x_adv.detach()
+
+    def set_strength(self, fraction: float) -> None:
+        """Scale ``eps`` and ``alpha`` to ``fraction`` (in [0, 1]) of the values the attack was built
+        with, e.g. for a warm-up that ramps the threat up from 0."""
+        if isinstance(fraction, bool) or not isinstance(fraction, Real) or not 0 <= fraction <= 1:
+            raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}")
+        self.eps = self.threat.eps = self.full_eps * fraction
+        self.alpha = self.full_alpha * fraction
 
     def __repr__(self) -> str:
         return (

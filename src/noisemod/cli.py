@@ -21,6 +21,7 @@ GROUPS = {  # --help sections, in order
     "method": "method settings (each used by the methods it names)",
     "optimization": "optimization",
     "data": "data",
+    "evaluation": "evaluation (of the best checkpoint, after training)",
     "hardware": "hardware and speed (runtime settings: a run may be resumed with others)",
 }
 
@@ -128,6 +129,7 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
+    from .methods import build_method
     from .train import evaluate, resolve_device
 
     _check_device(args.device)
@@ -136,11 +138,13 @@ def cmd_evaluate(args) -> int:
     device = resolve_device(args.device)
     model = run.load_model(device=device)
     data = load_dataset(config.dataset, root=args.data_root or config.data_root, val_size=config.val_size)
+    eps, norm = build_method(config, model).threat or (None, "linf")  # the run's threat model, if it has one
     result = evaluate(
         model,
         data,
         batch_size=config.eval_batch_size,
-        norm=config.norm,
+        eps=eps,
+        norm=norm,
         device=device,
         robust=args.robust,
         progress=not args.quiet,
@@ -234,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
         f"with --robust, accuracy under PGD; also written to RUN_DIR/{RunDir.EVALUATION}.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--robust", action="store_true", help="also PGD robust accuracy (per-dataset default attack)")
+    p.add_argument(
+        "--robust",
+        action="store_true",
+        help="also robust accuracy on the whole test set: PGD-50 from a random start, at the run's eps and norm "
+        "for adversarial methods, else the dataset's PGD eps (Linf)",
+    )
     p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.add_argument("-q", "--quiet", action="store_true")

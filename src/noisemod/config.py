@@ -174,6 +174,8 @@ def unless_default(pattern: str) -> Callable[[Any, Any], str | None]:
 
 # ----------------------------------------------------------------------------- the description
 
+_SAME = object()  # legacy: the default
+
 
 def setting(
     default,
@@ -186,6 +188,7 @@ def setting(
     tag: Callable[[Any, Any], str | None] | None = None,
     resume_may_change: bool = False,
     since: str | None = None,
+    legacy: Any = _SAME,
 ):
     """A :class:`TrainConfig` field with its description (see :class:`Setting` for the arguments).
     A general setting names its ``group``; a method setting (``method=True``) is in group ``method``."""
@@ -194,7 +197,9 @@ def setting(
     if method == (group is not None):
         raise ValueError("a method setting has no group; a general setting needs one")
     meta = dict(help=help, check=check, group=group or "method", method=method, role=role, tag=tag)
-    meta.update(resume_may_change=resume_may_change, since=since)
+    if legacy is not _SAME and since is None:
+        raise ValueError("only a setting added later (since=...) has a legacy value")
+    meta.update(resume_may_change=resume_may_change, since=since, legacy=default if legacy is _SAME else legacy)
     return dataclasses.field(default=default, metadata={"noisemod": meta})
 
 
@@ -220,6 +225,9 @@ class Setting:
         resume_may_change: a condition that ``--resume`` may change (``epochs``: continue a run).
         since: the noisemod version that added the setting (None: from the start). A later
             setting enters run hashes only away from its default, so older sweep ids stay valid.
+        legacy: the value a config saved before the setting existed had in effect, when that is
+            not the default (``eps_warmup``: 0, no warm-up, while the default is per dataset); a
+            method setting takes it only for the methods that use it.
     """
 
     name: str
@@ -234,6 +242,7 @@ class Setting:
     tag: Callable[[Any, Any], str | None] | None
     resume_may_change: bool
     since: str | None
+    legacy: Any
 
     @property
     def runtime(self) -> bool:
@@ -326,6 +335,33 @@ class TrainConfig:
         method=True,
         tag=always("lambda{}"),
     )
+    eps_warmup: float | None = setting(
+        None,
+        "epochs over which eps and alpha rise linearly from 0 to their values, step by step (default per "
+        "dataset, see noisemod.attacks.eps_warmup_default; 0: none)",
+        check=optional(number(0)),
+        method=True,
+        tag=unless_default("warmup{}"),
+        since="0.2.0",
+        legacy=0,
+    )
+    early_stop: bool = setting(
+        False,
+        "stop when PGD accuracy on the first 256 training images falls more than 0.2 below its best so far "
+        "(catastrophic overfitting, Wong et al. 2020); the best checkpoint is then of an epoch before",
+        check=flag(),
+        method=True,
+        tag=unless_default("early-stop"),
+        since="0.2.0",
+    )
+    sigma: float | None = setting(
+        None,
+        "standard deviation of the input noise (default per method)",
+        check=optional(number(0)),
+        method=True,
+        tag=unless_default("sigma{}"),
+        since="0.2.0",
+    )
     # optimization
     epochs: int = setting(50, "training epochs", check=integer(1), group="optimization", resume_may_change=True)
     batch_size: int = setting(
@@ -359,7 +395,15 @@ class TrainConfig:
         check=optional(integer(0)),
         group="data",
     )
-    eval_batch_size: int = setting(512, "batch size for evaluation", check=integer(1), group="data")
+    eval_batch_size: int = setting(512, "batch size for evaluation", check=integer(1), group="evaluation")
+    robust_images: int | None = setting(
+        None,
+        "test images attacked for the result's robust_accuracy (PGD-50, random start; default: 1000 for "
+        "adversarial methods, 0 for the others)",
+        check=optional(integer(0)),
+        group="evaluation",
+        since="0.2.0",
+    )
     # hardware
     device: str | None = setting(
         None,
@@ -390,14 +434,16 @@ class TrainConfig:
         self.validate()
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
-        """Build from a mapping, rejecting unknown keys (a typo must not be silently ignored).
-        A setting missing from ``values`` (e.g. one added after a run was saved) takes its default."""
+    def from_dict(cls, values: dict[str, Any], *, saved: bool = False) -> TrainConfig:
+        """Build from a mapping, rejecting unknown keys (a typo must not be silently ignored); a
+        setting missing from ``values`` takes its default. ``saved``: ``values`` is a config a run
+        saved, so a setting added since takes its legacy value (:attr:`Setting.legacy`), the one
+        that run had in effect."""
         known = field_names()
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ValueError(f"unknown config key(s): {', '.join(unknown)}; valid keys: {', '.join(sorted(known))}")
-        return cls(**values)
+        return cls(**{**(_legacy_values(values) if saved else {}), **values})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -416,6 +462,20 @@ class TrainConfig:
         from .methods import get_method
 
         get_method(self.method).check(self)
+
+
+def _legacy_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The legacy values of the settings missing from ``values`` whose legacy is not their default
+    (for a method setting: when the config's method uses it)."""
+    from .methods import METHODS
+
+    method = METHODS.get(values.get("method", get_setting("method").default))
+    out = {}
+    for s in settings():
+        if s.name not in values and s.legacy != s.default:
+            if not s.method or (method is not None and s.name in method.settings):
+                out[s.name] = s.legacy
+    return out
 
 
 @cache

@@ -17,7 +17,7 @@ Adding a method::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -27,13 +27,17 @@ from .gradients import full_precision
 from .modulation import NoiseModulation
 
 __all__ = [
+    "CONTROL_SIGMA",
     "FAMILIES",
     "METHODS",
     "Adversarial",
+    "EpochCheck",
     "InputGradientRegularized",
+    "InputNoise",
     "Method",
     "MethodDef",
     "Modulated",
+    "NoiseAugmented",
     "NoiseModulated",
     "Standard",
     "build_method",
@@ -164,15 +168,39 @@ def cross_entropy_step(net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Te
     return F.cross_entropy(full_precision(logits), y), logits
 
 
+@dataclass
+class EpochCheck:
+    """What a method says after an epoch: extra metrics.csv columns, and a reason to stop (or None)."""
+
+    metrics: dict = field(default_factory=dict)
+    stop: str | None = None
+
+
 class Method:
     """A training objective: ``wrap(model)`` returns the module whose forward is trained (the one
-    DDP wraps); ``step(net, x, y)`` returns ``(loss, logits)`` for one batch."""
+    DDP wraps); ``step(net, x, y)`` returns ``(loss, logits)`` for one batch.
+
+    Optional hooks, called by the trainer: ``set_progress(epochs)`` before each step (a schedule
+    over training), ``end_epoch(model, probe, history)`` after each epoch, and ``threat``, the
+    ``(eps, norm)`` a method trains to resist (robust accuracy is measured against it). Each is a
+    function of its arguments only, so a resumed run computes what an uninterrupted one does.
+    """
+
+    threat: tuple[float, str] | None = None
 
     def wrap(self, model: nn.Module) -> nn.Module:
         return model
 
     def step(self, net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
+
+    def set_progress(self, epochs: float) -> None:
+        """Called before each training step with the epochs completed at its end, ``epoch + (step + 1) / steps``."""
+
+    def end_epoch(self, model: nn.Module, probe: tuple[Tensor, Tensor], history: list[dict]) -> EpochCheck:
+        """Called after each epoch with the plain model, a fixed batch of training images (``probe``)
+        and the metrics rows of the epochs before."""
+        return EpochCheck()
 
 
 class Standard(Method):
@@ -226,13 +254,77 @@ class Adversarial(Method):
     """Adversarial training (Madry et al.; FGSM with random start is PGD with one step): train on
     ``attack.perturb(x, y)``. The attack runs the model in eval mode with frozen parameters
     (see :mod:`noisemod.attacks`), so batch-norm statistics are updated only by the training
-    forward pass on the adversarial batch."""
+    forward pass on the adversarial batch.
 
-    def __init__(self, attack):
-        self.attack = attack
+    ``warmup`` epochs: eps and alpha rise linearly from 0 to the attack's values, step by step
+    (``set_progress``). After each epoch the PGD-10 accuracy (step eps/4, at the full eps) of the
+    probe batch goes into metrics.csv; with ``early_stop``, a fall of more than
+    :attr:`COLLAPSE` below its best so far stops training (catastrophic overfitting, Wong et al.
+    2020: a single-step attack stops being one the model cannot fit).
+    """
+
+    COLLAPSE = 0.2
+
+    def __init__(self, attack, warmup: float = 0.0, early_stop: bool = False):
+        self.attack, self.warmup, self.early_stop = attack, warmup, early_stop
+        self.threat = (attack.full_eps, attack.norm)
 
     def step(self, net, x, y):
         return cross_entropy_step(net, self.attack.perturb(x, y), y)
+
+    def set_progress(self, epochs: float) -> None:
+        self.attack.set_strength(1.0 if self.warmup <= 0 else min(1.0, epochs / self.warmup))
+
+    def end_epoch(self, model, probe, history) -> EpochCheck:
+        from .attacks import PGD, robust_accuracy
+
+        eps, norm = self.threat
+        generator = torch.Generator(device=probe[0].device).manual_seed(0)  # the same attack every epoch
+        attack = PGD(model, eps=eps, alpha=eps / 4, steps=10, norm=norm, generator=generator) if eps > 0 else None
+        probe_acc = robust_accuracy(model, *probe, attack=attack) if attack is not None else float("nan")
+        check = EpochCheck({"attack_eps": self.attack.eps, "probe_robust_accuracy": probe_acc})
+        best = max((r["probe_robust_accuracy"] for r in history if r.get("probe_robust_accuracy") is not None),
+                   default=None)  # fmt: skip
+        if self.early_stop and best is not None and probe_acc < best - self.COLLAPSE:
+            check.stop = (
+                f"catastrophic overfitting: PGD accuracy on the probe images fell from {best:.3f} to {probe_acc:.3f}"
+            )
+        return check
+
+
+class InputNoise(nn.Module):
+    """Gaussian noise on the input in train mode, nothing in eval mode (like Dropout):
+    ``x + sigma * e`` (``additive``) or ``x * (1 + sigma * e)`` (``multiplicative``), ``e ~ N(0, 1)``
+    per element, drawn from ``generator``."""
+
+    KINDS = ("additive", "multiplicative")
+
+    def __init__(self, kind: str, sigma: float, generator: torch.Generator | None = None):
+        super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"kind must be one of {', '.join(self.KINDS)}, got {kind!r}")
+        self.kind, self.sigma, self.generator = kind, float(sigma), generator
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.sigma == 0:
+            return x
+        device = self.generator.device if self.generator is not None else x.device
+        e = torch.randn(x.shape, generator=self.generator, device=device, dtype=x.dtype).to(x.device)
+        return x + self.sigma * e if self.kind == "additive" else x * (1 + self.sigma * e)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}, sigma={self.sigma:g}"
+
+
+class NoiseAugmented(Standard):
+    """Cross-entropy on the input with :class:`InputNoise` in front of the model (train only):
+    the controls that tell noise modulation from plain noise augmentation."""
+
+    def __init__(self, kind: str, sigma: float, generator: torch.Generator | None):
+        self.noise = InputNoise(kind, sigma, generator)
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return nn.Sequential(self.noise, model)
 
 
 class InputGradientRegularized(Method):
@@ -270,19 +362,21 @@ def _nm(config, model, generator):
 
 
 def _attack(config, model, generator, method: str):
-    from .attacks import PGD, attack_defaults
+    from .attacks import PGD, attack_defaults, eps_warmup_default
 
     values = attack_defaults(method, config.dataset)
     for key in ("eps", "alpha", "steps"):
         if key in values and getattr(config, key) is not None:
             values[key] = getattr(config, key)
     values.setdefault("steps", 1)  # FGSM: PGD with one step
-    return Adversarial(PGD(model, norm=config.norm, random_start=True, generator=generator, **values))
+    attack = PGD(model, norm=config.norm, random_start=True, generator=generator, **values)
+    warmup = config.eps_warmup if config.eps_warmup is not None else eps_warmup_default(config.dataset)
+    return Adversarial(attack, warmup, config.early_stop)
 
 
 @register_method(
     "pgd",
-    settings=("eps", "alpha", "steps", "norm"),
+    settings=("eps", "alpha", "steps", "norm", "eps_warmup", "early_stop"),
     family="adversarial",
     summary="cross-entropy on PGD adversarial examples, random start (Madry et al.)",
 )
@@ -292,7 +386,7 @@ def _pgd(config, model, generator):
 
 @register_method(
     "fgsm",
-    settings=("eps", "alpha", "norm"),
+    settings=("eps", "alpha", "norm", "eps_warmup", "early_stop"),
     family="adversarial",
     summary="PGD with one step and random start (Wong et al. 2020)",
 )
@@ -309,6 +403,38 @@ def _fgsm(config, model, generator):
 )
 def _igr(config, model, generator):
     return InputGradientRegularized(config.igr_lambda)
+
+
+#: The controls' default sigma. Additive: 0.25, the middle noise level of randomized smoothing
+#: (Cohen et al. 2019 train with 0.12, 0.25, 0.5, 1.0). Multiplicative: the spread of nm's own
+#: factor N c^2 / C0 at beta 0.5 with Gaussian noise, its standard deviation over a sample's
+#: elements: sqrt(Var(c^2)) / E[c^2] = sqrt(1.5) = 1.2247 for many elements; measured 1.224 on
+#: 1x28x28 and 1.225 on 3x32x32 inputs (tests/test_methods.py). So both perturb the input as strongly.
+CONTROL_SIGMA = {"additive-noise": 0.25, "multiplicative-noise": 1.225}
+
+
+@register_method(
+    "additive-noise",
+    settings=("sigma",),
+    family="control",
+    summary="cross-entropy on `x + sigma e`, `e ~ N(0, 1)` per element: Gaussian data augmentation "
+    f"(default sigma {CONTROL_SIGMA['additive-noise']})",
+)
+def _additive(config, model, generator):
+    sigma = config.sigma if config.sigma is not None else CONTROL_SIGMA["additive-noise"]
+    return NoiseAugmented("additive", sigma, generator)
+
+
+@register_method(
+    "multiplicative-noise",
+    settings=("sigma",),
+    family="control",
+    summary="cross-entropy on `x (1 + sigma e)`: Gaussian dropout on the input, nm without the demodulation "
+    f"`c^2 / C0` (default sigma {CONTROL_SIGMA['multiplicative-noise']}, the spread of nm's factor at beta 0.5)",
+)
+def _multiplicative(config, model, generator):
+    sigma = config.sigma if config.sigma is not None else CONTROL_SIGMA["multiplicative-noise"]
+    return NoiseAugmented("multiplicative", sigma, generator)
 
 
 def methods_table() -> str:

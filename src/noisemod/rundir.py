@@ -36,7 +36,8 @@ __all__ = ["METRIC_FIELDS", "RESULT_FIELDS", "ROW_FIELDS", "RunDir", "RunDirErro
 
 CHECKPOINT_FORMAT = "noisemod-checkpoint/1"
 
-#: metrics.csv: one row per epoch.
+#: metrics.csv: one row per epoch; a method may add columns (adversarial training: ``attack_eps``,
+#: the eps at the epoch's last step, and ``probe_robust_accuracy``), after these.
 METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "seconds", "samples_per_s", "lr")
 
 #: result.json: name -> (type, meaning). No name is also a setting's: settings are in config.json.
@@ -47,6 +48,13 @@ RESULT_FIELDS: dict[str, tuple[type, str]] = {
     "best_epoch": (int, "the epoch of best.pt"),
     "train_seconds": (float, "seconds spent in training epochs (not evaluation)"),
     "train_images": (int, "training images used (train_size, or the whole training split)"),
+    "robust_accuracy": (
+        float,
+        "accuracy of best.pt under attack (robust_attack) on the first robust_images test images",
+    ),
+    "robust_attack": (dict, "the attack of robust_accuracy: method, eps, alpha, steps, norm, images"),
+    "stopped_epoch": (int, "the epoch after which training stopped early (early_stop), when it did"),
+    "stop_reason": (str, "why training stopped early"),
     "train_device": (str, "the device the run trained on"),
     "world_size": (int, "processes (torchrun)"),
     "git_sha": (str, "commit of the noisemod source tree, when it is a git checkout"),
@@ -132,7 +140,7 @@ class RunDir(_Folder):
         if not isinstance(values, dict):
             raise CorruptFileError(f"{path} does not hold a config (a JSON object of settings)")
         try:
-            return TrainConfig.from_dict(values)
+            return TrainConfig.from_dict(values, saved=True)
         except ValueError as e:
             raise CorruptFileError(f"{path}: {e}") from None
 
@@ -160,18 +168,25 @@ class RunDir(_Folder):
 
     # -- metrics
 
-    def read_metrics(self) -> list[dict[str, float]]:
+    def read_metrics(self) -> list[dict[str, float | None]]:
+        """metrics.csv's rows: numbers, None for an empty cell (a column some epochs lack)."""
         path = self.file(self.METRICS)
         with open(path, newline="") as f:
             rows = list(csv.DictReader(f))
+
+        def number(k, v):
+            return None if v in (None, "") else int(v) if k == "epoch" else float(v)
+
         try:
-            return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+            return [{k: number(k, v) for k, v in row.items()} for row in rows]
         except (TypeError, ValueError) as e:
             raise CorruptFileError(f"{path} is not a metrics table: {e}") from None
 
     def write_metrics(self, rows: list[dict]) -> Path:
+        extra = sorted({k for row in rows for k in row} - set(METRIC_FIELDS))
+
         def write(f):
-            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            w = csv.DictWriter(f, fieldnames=[*METRIC_FIELDS, *extra])
             w.writeheader()
             w.writerows(rows)
 

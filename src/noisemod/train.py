@@ -303,6 +303,7 @@ class RunState:
     history: list = field(default_factory=list)
     train_seconds: float = 0.0
     partial: dict | None = None  # an interrupted epoch: next step, running sums, seconds
+    stopped: dict | None = None  # training stopped early: {"epoch", "reason"}
 
 
 @dataclass
@@ -378,7 +379,9 @@ def train_epoch(
     batches = loader.batches(first)
     if progress:
         batches = _bar(batches, f"epoch {epoch + 1}/{training.config.epochs}", total=len(loader), initial=first)
+    steps = len(loader)
     for step, (x, y) in enumerate(batches, start=first):
+        training.method.set_progress(epoch + (step + 1) / steps)
         loss, logits = training.step(x, y)
         records.add(loss, logits, y)
         if stop is not None and stop.requested:
@@ -409,7 +412,7 @@ def _check_run_dir(run: RunDir, config: TrainConfig, resume: bool) -> dict | Non
         if not run.has_checkpoint():
             raise RunDirError(f"--resume: no checkpoint to resume in {run.path} (expected {run.file(run.LAST)})")
         ckpt = run.read_checkpoint("last")
-        saved = TrainConfig.from_dict(ckpt["config"])
+        saved = TrainConfig.from_dict(ckpt["config"], saved=True)
         fixed = [s.name for s in settings() if not (s.runtime or s.resume_may_change)]
         diff = [
             f"{k}: {getattr(saved, k)!r} in the run vs {getattr(config, k)!r} now"
@@ -430,11 +433,13 @@ def _save_last(run: RunDir, training: Training, state: RunState, val_acc: float)
 
 
 def _end_epoch(
-    run: RunDir, training: Training, state: RunState, *, totals: list, seconds: float, lr: float, val_loader
+    run: RunDir, training: Training, state: RunState, *, totals: list, seconds: float, lr: float, val_loader, probe
 ) -> dict:
-    """Record a finished epoch (main process): validation, metrics.csv, best.pt and last.pt."""
+    """Record a finished epoch (main process): validation, the method's check (which may stop
+    training: then this epoch cannot become best.pt), metrics.csv, best.pt and last.pt."""
     loss_total, correct_total, seen_total, _ = totals
     val_acc = validate(training.model, val_loader)
+    check = training.method.end_epoch(training.model, probe, state.history)
     row = {
         "epoch": state.epoch,
         "train_loss": loss_total / seen_total,
@@ -443,9 +448,12 @@ def _end_epoch(
         "seconds": seconds,
         "samples_per_s": seen_total / seconds,
         "lr": lr,
+        **check.metrics,
     }
     state.history.append(row)
-    if val_loader is None or val_acc > state.best_val:  # best by validation accuracy; without one, the last
+    if check.stop:
+        state.stopped = {"epoch": state.epoch, "reason": check.stop}
+    elif val_loader is None or val_acc > state.best_val:  # best by validation accuracy; without one, the last
         state.best_val, state.best_epoch = val_acc, state.epoch
         run.write_checkpoint("best", RunDir.model_record(training.config, training.model, state.epoch, val_acc))
     _save_last(run, training, state, val_acc)
@@ -495,22 +503,32 @@ def fit(
         f"{config.method} {config.model} on {config.dataset}: {len(train_split)} train, {len(data.val)} val, "
         f"{len(data.test)} test images, {config.epochs} epochs, device {device}"
     )
-    _train_epochs(run, training, state, train_loader, val_loader, dist=dist, progress=progress, say=say)
+    probe = _probe(train_split, device)
+    loaders = dict(train_loader=train_loader, val_loader=val_loader, probe=probe)
+    _train_epochs(run, training, state, **loaders, dist=dist, progress=progress, say=say)
     _end_distributed(dist)
     if not dist.main:
         return {}
-    result = _result(run, config, data, state=state, train_images=len(train_split), device=device, dist=dist)
+    result = _result(run, training, data, state=state, train_images=len(train_split), device=device, dist=dist)
     run.write_result(result)
     say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {state.best_epoch})")
     return result
 
 
-def _train_epochs(run: RunDir, training: Training, state: RunState, train_loader, val_loader, *, dist, progress, say):
+def _probe(split, device, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` training images (float in [0, 1]) and labels: the fixed batch methods check after each epoch."""
+    return split.images[:n].to(device).float().div_(255), split.labels[:n].to(device)
+
+
+def _train_epochs(run: RunDir, training: Training, state: RunState, *, train_loader, val_loader, probe, dist, progress,
+                  say):  # fmt: skip
     """The epochs left: train, reduce over ranks, stop on divergence, step the schedule, record
-    (main process), and stop with a checkpoint on SIGINT/SIGTERM."""
+    (main process), and stop with a checkpoint on SIGINT/SIGTERM or when the method asks."""
     config = training.config
     with _StopOnSignal() as stop:
         for epoch in range(state.epoch, config.epochs):
+            if state.stopped:  # stopped early before (a resumed run stays stopped)
+                break
             totals, seconds = train_epoch(
                 training,
                 train_loader,
@@ -531,18 +549,35 @@ def _train_epochs(run: RunDir, training: Training, state: RunState, train_loader
             state.epoch, state.partial = epoch + 1, None
             state.train_seconds += seconds
             if dist.main:
-                row = _end_epoch(run, training, state, totals=totals, seconds=seconds, lr=lr, val_loader=val_loader)
+                row = _end_epoch(
+                    run, training, state, totals=totals, seconds=seconds, lr=lr, val_loader=val_loader, probe=probe
+                )
                 say(
                     f"epoch {epoch + 1}/{config.epochs}: loss {row['train_loss']:.4f}, train acc "
                     f"{row['train_accuracy']:.4f}, val acc {row['val_accuracy']:.4f}, {seconds:.1f}s "
                     f"({row['samples_per_s']:.0f} samples/s)"
                 )
+            if _stopped_early(state, dist.world_size):
+                say(f"stopped after epoch {epoch + 1}: {state.stopped['reason']}; {RunDir.BEST} keeps the best epoch before")
+                break
             if stop.requested:
                 raise TrainingInterrupted(
                     f"interrupted by {signal.Signals(stop.requested).name} after epoch {epoch + 1}; continue with "
                     "--resume",
                     stop.requested,
                 )
+
+
+def _stopped_early(state: RunState, world_size: int) -> bool:
+    """Whether the method stopped training (decided on rank 0, told to every rank)."""
+    stopped = state.stopped is not None
+    if world_size > 1:
+        flag = torch.tensor([float(stopped)], device="cuda" if torch.distributed.get_backend() == "nccl" else "cpu")
+        torch.distributed.broadcast(flag, 0)
+        stopped = bool(flag.item())
+        if stopped and state.stopped is None:  # another rank's view: record it the same way
+            state.stopped = {"epoch": state.epoch, "reason": "stopped by rank 0"}
+    return stopped
 
 
 def _end_distributed(dist: Dist) -> None:
@@ -552,12 +587,21 @@ def _end_distributed(dist: Dist) -> None:
             torch.distributed.destroy_process_group()
 
 
-def _result(run: RunDir, config: TrainConfig, data, *, state: RunState, train_images: int, device, dist) -> dict:
-    """result.json's content: best.pt evaluated on the test set, and how the run went (no settings:
+def _result(run: RunDir, training: Training, data, *, state: RunState, train_images: int, device, dist) -> dict:
+    """result.json's content: best.pt evaluated on the test set (with robust accuracy for methods
+    that train against a threat, or when robust_images asks), and how the run went (no settings:
     those are in config.json)."""
+    config = training.config
     best = run.load_model(device=device)
+    threat = training.method.threat
+    images = config.robust_images if config.robust_images is not None else (1000 if threat is not None else 0)
+    eps, norm = threat if threat is not None else (None, "linf")
+    evaluation = evaluate(best, data, batch_size=config.eval_batch_size, device=device, robust=images > 0, eps=eps,
+                          norm=norm, robust_images=images)  # fmt: skip
+    stopped = {"stopped_epoch": state.stopped["epoch"], "stop_reason": state.stopped["reason"]} if state.stopped else {}
     return {
-        **evaluate(best, data, batch_size=config.eval_batch_size, device=device),
+        **evaluation,
+        **stopped,
         "best_epoch": state.best_epoch,
         "val_accuracy": state.best_val,
         "train_seconds": state.train_seconds,
@@ -604,6 +648,8 @@ def evaluate(
     batch_size: int = 512,
     robust: bool = False,
     norm: str = "linf",
+    eps: float | None = None,
+    robust_images: int | None = None,
     device=None,
     progress: bool = False,
 ) -> dict:
@@ -614,8 +660,10 @@ def evaluate(
         data: a :class:`~noisemod.data.DataBundle`.
         config: deprecated; give ``batch_size`` and ``norm`` instead.
         batch_size: evaluation batch size.
-        robust: also the accuracy under PGD with the dataset's default attack
-            (:func:`noisemod.attacks.attack_defaults`) in the threat model ``norm``.
+        robust: also the accuracy under :func:`noisemod.attacks.evaluation_attack` (PGD-50,
+            random start) in the threat model ``norm`` with radius ``eps`` (default: the
+            dataset's PGD eps, :func:`noisemod.attacks.attack_defaults`), on the first
+            ``robust_images`` test images (default: all).
         device: where to evaluate (default: the model's device).
         progress: show progress bars.
 
@@ -637,14 +685,24 @@ def evaluate(
         "vii": vii(model, _progress(test, progress, "VII")),
     }
     if robust:
-        from .attacks import PGD, attack_defaults, robust_accuracy
-
-        values = attack_defaults("pgd", data.name)
-        generator = torch.Generator(device=device).manual_seed(0)
-        attack = PGD(model, norm=norm, random_start=True, generator=generator, **values)
-        result["robust_accuracy"] = robust_accuracy(model, _progress(test, progress, "PGD"), attack=attack)
-        result["robust_attack"] = {"method": "pgd", "norm": norm, **values}
+        result.update(_robust(model, data, norm=norm, eps=eps, images=robust_images, batch_size=batch_size,
+                              device=device, progress=progress))  # fmt: skip
     return result
+
+
+def _robust(model: nn.Module, data, *, norm: str, eps: float | None, images: int | None, batch_size, device, progress):
+    from .attacks import attack_defaults, evaluation_attack, robust_accuracy
+
+    eps = attack_defaults("pgd", data.name)["eps"] if eps is None else eps
+    n = len(data.test) if images is None else min(images, len(data.test))
+    described = {"method": "pgd", "norm": norm, "eps": eps, "steps": None, "alpha": None, "images": n}
+    if eps <= 0 or n == 0:  # no attack: nothing to measure
+        return {"robust_accuracy": None, "robust_attack": described}
+    attack = evaluation_attack(model, eps=eps, norm=norm, generator=torch.Generator(device=device).manual_seed(0))
+    split = data.test if n == len(data.test) else data.test.take(torch.arange(n))
+    loader = _loader(split, batch_size, device)
+    accuracy_ = robust_accuracy(model, _progress(loader, progress, "PGD"), attack=attack)
+    return {"robust_accuracy": accuracy_, "robust_attack": {**described, "steps": attack.steps, "alpha": attack.alpha}}
 
 
 def _check_shape(model: nn.Module, data) -> None:
