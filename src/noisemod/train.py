@@ -558,7 +558,8 @@ def _train_epochs(run: RunDir, training: Training, state: RunState, *, train_loa
                     f"({row['samples_per_s']:.0f} samples/s)"
                 )
             if _stopped_early(state, dist.world_size):
-                say(f"stopped after epoch {epoch + 1}: {state.stopped['reason']}; {RunDir.BEST} keeps the best epoch before")
+                reason = state.stopped["reason"]
+                say(f"stopped after epoch {epoch + 1}: {reason}; {RunDir.BEST} keeps the best epoch before")
                 break
             if stop.requested:
                 raise TrainingInterrupted(
