@@ -53,13 +53,19 @@ def test_explain_rejects_an_image_of_the_wrong_size(tmp_path, capsys):
 def test_demo_prints_a_table_and_writes_a_png(tmp_path, capsys):
     assert main(["demo", "--dataset", "synthetic", "--epochs", "2", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    header, standard, nm = out.splitlines()[:3]
-    assert header.split() == ["method", "test_accuracy", "vii", "train_seconds", "best_epoch"]
-    assert standard.startswith("standard") and nm.startswith("nm")
+    header, standard, nm, pgd = out.splitlines()[:4]
+    assert header.split() == [
+        "method", "test_accuracy", "vii", "robust_accuracy", "train_seconds", "time_vs_standard", "best_epoch"
+    ]  # fmt: skip
+    assert standard.startswith("standard") and nm.startswith("nm") and pgd.startswith("pgd")
+    assert standard.split()[3] == "-" and 0 <= float(pgd.split()[3]) <= 1  # robust accuracy of the PGD model
+    assert standard.split()[5] == "1.0x" and pgd.split()[5].endswith("x")
     assert (tmp_path / "synthetic-lenet-gradients.png").is_file()
+    config = json.loads((tmp_path / "synthetic-lenet-pgd" / "config.json").read_text())
+    assert (config["steps"], config["eps"], config["eps_warmup"]) == (7, 8 / 255, 1.0)
     # a second call reuses the finished runs
     assert main(["demo", "--dataset", "synthetic", "--epochs", "2", "--out", str(tmp_path)]) == 0
-    assert "reusing the finished run" in capsys.readouterr().out
+    assert capsys.readouterr().out.count("reusing the finished run") == 3
 
 
 @pytest.mark.parametrize(
@@ -148,7 +154,17 @@ def test_train_flags_reach_the_config():
     from noisemod.cli import _config, build_parser
 
     args = build_parser().parse_args(
-        ["train", "--out", "x", "--compile", "--channels-last", "--modulate-after-norm", "--fused-noise"]
+        [
+            "train",
+            "--out",
+            "x",
+            "--method",
+            "nm",
+            "--compile",
+            "--channels-last",
+            "--modulate-after-norm",
+            "--fused-noise",
+        ]
     )
     config = _config(args)
     assert config.compile and config.channels_last and config.modulate_after_norm and config.fused_noise

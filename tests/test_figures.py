@@ -205,7 +205,8 @@ def test_plan_figures():
 
 def test_make_figures(fake_sweep, tmp_path):
     written = figures.make_figures(fake_sweep)
-    assert [p.name for p in written] == [f"fig{i}.{ext}" for i in range(1, 6) for ext in ("png", "svg")]
+    names = [*(f"fig{i}" for i in range(1, 6)), "tradeoff"]  # nm in three settings beside standard and pgd
+    assert [p.name for p in written] == [f"{n}.{ext}" for n in names for ext in ("png", "svg")]
     assert all(p.parent == fake_sweep / "figures" for p in written)
     for p in written:
         check_png(p) if p.suffix == ".png" else check_svg(p)
@@ -235,3 +236,24 @@ def test_main_conditions_keep_one_condition_per_method():
     assert [r["run_id"] for r in figures.main_conditions(rows)] == [1, 2, 3]
     [nm, standard] = figures.aggregate(figures.main_conditions(rows))
     assert (nm["method"], nm["n"], standard["n"]) == ("nm", 2, 1)
+
+
+def test_tradeoff_points_are_conditions_and_panels_need_two_methods(tmp_path):
+    def row(method, seed, acc, vii, **settings):
+        return {"dataset": "mnist", "model": "lenet", "method": method, "seed": seed, "test_accuracy": acc,
+                "vii": vii, **settings}  # fmt: skip
+
+    rows = [row("standard", s, 0.9 + s / 100, 0.1) for s in (0, 1)]
+    rows += [row("nm", s, 0.8, 0.2 + s / 10, beta=b) for b in (0.25, 0.5) for s in (0, 1)]
+    rows += [row("additive-noise", 0, 0.85, 0.15, sigma=0.1)]
+    assert [figures.condition_label(r) for r in rows[1:4]] == ["standard", "nm b0.25 gaussian", "nm b0.25 gaussian"]
+    assert figures.condition_label(rows[-1]) == "additive-noise sigma0.1"
+    assert figures._tradeoff_panels(rows) == [("mnist", "lenet")]
+    assert figures.plan_figures(rows)[-1] == "tradeoff"
+    png, svg = figures.tradeoff(rows, [tmp_path / "t.png", tmp_path / "t.svg"])
+    check_png(png)
+    check_svg(svg)
+    # one method, or every method in one setting: nothing to trade off
+    assert figures._tradeoff_panels(rows[2:6]) == [] and figures._tradeoff_panels(rows[:2] + rows[-1:]) == []
+    with pytest.raises(ValueError, match="trade-off figure needs two methods"):
+        figures.tradeoff(rows[:2], tmp_path / "x.png")

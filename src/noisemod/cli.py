@@ -94,11 +94,29 @@ def _config(args) -> TrainConfig:
         except ValueError as e:
             raise UsageError(str(e)) from None
     try:
-        return TrainConfig.from_dict({**values, **given})
+        config = TrainConfig.from_dict({**values, **given})
     except ConfigError as e:
         if e.option in given or args.config is None:
             raise UsageError(f"invalid --{e.option.replace('_', '-')}={e.value!r}: expected {e.expected}") from None
         raise UsageError(f"{args.config}: invalid {e.option}={e.value!r}: expected {e.expected}") from None
+    _check_method_settings(config, given)
+    return config
+
+
+def _check_method_settings(config: TrainConfig, given: dict) -> None:
+    """A method setting given on the command line, away from its default, for a method that does
+    not use it would change nothing: refuse it, naming the methods that do use it."""
+    from .methods import get_method, methods_using
+
+    for s in settings():
+        if (
+            s.method
+            and s.name in given
+            and given[s.name] != s.default
+            and s.name not in get_method(config.method).settings
+        ):
+            users = ", ".join(methods_using(s.name))
+            raise UsageError(f"invalid {s.option}={given[s.name]!r}: used by {users}, not by --method {config.method}")
 
 
 def _check_device(name: str | None) -> None:
@@ -133,6 +151,8 @@ def cmd_evaluate(args) -> int:
     from .train import evaluate, resolve_device
 
     _check_device(args.device)
+    if args.metrics is not None or args.explainer is not None or args.floor or args.n is not None:
+        return _interpret(args)
     run = RunDir(args.run_dir)
     config = run.read_config()
     device = resolve_device(args.device)
@@ -151,6 +171,48 @@ def cmd_evaluate(args) -> int:
     )
     run.write_evaluation(result)
     print(json.dumps(result))
+    return 0
+
+
+def _interpret(args) -> int:
+    """``evaluate --metrics``: interpretability metrics of one explainer, saved in interpretability.json."""
+    from .explain import interpret_run
+    from .explainers import get_explainer
+    from .metrics import METRICS
+    from .train import resolve_device
+
+    text = args.metrics if args.metrics is not None else "vii,alignment,deletion,insertion"
+    metrics = [m.strip() for m in text.split(",") if m.strip()]
+    for m in metrics or [""]:
+        if m not in METRICS:
+            raise UsageError(f"invalid --metrics={args.metrics!r}: unknown metric {m!r}; known: {', '.join(METRICS)}")
+    try:
+        get_explainer(args.explainer or "gradient")
+    except ValueError as e:
+        raise UsageError(f"invalid --explainer={args.explainer!r}: {e}") from None
+    run = RunDir(args.run_dir)
+    run.read_config()  # not a run: an error before anything is computed
+    try:
+        scores = interpret_run(
+            run.path,
+            metrics=metrics,
+            explainer=args.explainer or "gradient",
+            floor=args.floor,
+            n=args.n,
+            data_root=args.data_root,
+            device=resolve_device(args.device),
+        )
+    except ValueError as e:
+        if str(e).startswith("invalid n="):
+            raise UsageError(str(e).replace("invalid n=", "invalid --n=")) from None
+        raise
+    if args.json:
+        print(json.dumps(scores))
+    else:
+        width = max(map(len, metrics))
+        for m in metrics:
+            floor = f"  (floor {scores[m + '_floor']:.4f})" if args.floor else ""
+            print(f"{m:<{width}}  {scores[m]:.4f}{floor}")
     return 0
 
 
@@ -244,6 +306,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also robust accuracy on the whole test set: PGD-50 from a random start, at the run's eps and norm "
         "for adversarial methods, else the dataset's PGD eps (Linf)",
     )
+    p.add_argument(
+        "--metrics",
+        help="interpretability metrics, comma-separated: vii, alignment, deletion, insertion, deletion_random, "
+        f"insertion_random (saved in RUN_DIR/{RunDir.INTERPRETABILITY}; default with --explainer, --floor or -n: "
+        "vii,alignment,deletion,insertion)",
+    )
+    p.add_argument("--explainer", help="attribution method: gradient (default), saliency, smoothgrad, "
+                   "integrated-gradients, input-x-gradient")  # fmt: skip
+    p.add_argument(
+        "--floor", action="store_true", help="also each metric for a freshly initialized model (the run's seed)"
+    )
+    p.add_argument("-n", "--n", type=_typed("n", int), help="the first N test images (default: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object: metric -> value (and <metric>_floor)")
     p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.add_argument("-q", "--quiet", action="store_true")

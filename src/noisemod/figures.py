@@ -52,6 +52,7 @@ __all__ = [
     "read_sweep",
     "series",
     "spectrum",
+    "tradeoff",
 ]
 
 PathLike = str | os.PathLike
@@ -387,6 +388,65 @@ def fig5(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     return _save(fig, path)
 
 
+def condition_label(row: Mapping) -> str:
+    """A condition's name for a legend: its method's run-id parts, e.g. ``nm b0.25 gaussian``."""
+    from types import SimpleNamespace
+
+    from .methods import METHODS
+
+    if row.get("method") not in METHODS:
+        return str(row.get("method"))
+    values = {s: row.get(s, get_setting(s).default) for s in METHODS[row["method"]].settings}
+    return " ".join(METHODS[row["method"]].run_id_parts(SimpleNamespace(**values)))
+
+
+def _tradeoff_panels(rows: Sequence[Mapping]) -> list[tuple]:
+    """The (dataset, model) pairs with at least two methods, one of them in several conditions."""
+    keep = []
+    for pair in _unique((r.get("dataset"), r.get("model")) for r in rows):
+        same = [r for r in rows if (r.get("dataset"), r.get("model")) == pair]
+        labels = {(r.get("method"), condition_label(r)) for r in same}
+        methods = {m for m, _ in labels}
+        if len(methods) >= 2 and len(labels) > len(methods):
+            keep.append(pair)
+    return keep
+
+
+def tradeoff(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
+    """Test accuracy against VII, one point per condition (mean ± std over seeds), one colour per
+    method with a line through its settings (e.g. nm's betas, a control's sigmas): methods compare
+    at equal accuracy cost. One panel per dataset and model (:func:`_tradeoff_panels`)."""
+    from .methods import METHODS
+
+    panels = _tradeoff_panels(results_rows)
+    if not panels:
+        raise ValueError("the trade-off figure needs two methods on one dataset and model, one in several settings")
+    order = list(METHODS)
+    fig = _figure(4.2 * min(3, len(panels)), 3.6 * ((len(panels) + 2) // 3))
+    axes = list(fig.subplots((len(panels) + 2) // 3, min(3, len(panels)), squeeze=False).flat)
+    for ax, (dataset, model) in zip(axes, panels):
+        here = [r for r in results_rows if (r.get("dataset"), r.get("model")) == (dataset, model)]
+        agg = aggregate([dict(r, label=condition_label(r)) for r in here], keys=("method", "label"))
+        for method in sorted({g["method"] for g in agg}, key=lambda m: order.index(m) if m in order else len(order)):
+            points = sorted((g for g in agg if g["method"] == method), key=lambda g: g["test_accuracy_mean"])
+            color = f"C{order.index(method) % 10}" if method in order else "k"
+            xs, ys = [g["test_accuracy_mean"] for g in points], [g["vii_mean"] for g in points]
+            xerr, yerr = [g["test_accuracy_std"] for g in points], [g["vii_std"] for g in points]
+            ax.errorbar(xs, ys, xerr=xerr, yerr=yerr, marker="o", ms=4, capsize=2, color=color, label=method)
+            for g, x, y in zip(points, xs, ys):
+                setting = g["label"].split(" ", 1)[1] if " " in g["label"] else ""
+                ax.annotate(setting, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(METRICS["test_accuracy"])
+        ax.set_ylabel(METRICS["vii"])
+        ax.set_title(f"{dataset}, {model}", fontsize=10)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    handles = {label: h for ax in fig.axes for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="outside right upper")
+    return _save(fig, path)
+
+
 # ----------------------------------------------------------------------------- a sweep's figures
 
 
@@ -417,7 +477,7 @@ def _fig1_runs(rows: Sequence[Mapping]) -> dict[str, Mapping]:
 def plan_figures(rows: Sequence[Mapping], spec: str = "") -> list[str]:
     """Which figures apply to a sweep: fig1 when standard and nm runs of one model exist, fig2 always,
     fig3 when there are several (model, method) pairs (or the spec is named like fig3), fig4 and
-    fig5 when nm runs vary beta or the noise alone."""
+    fig5 when nm runs vary beta or the noise alone, tradeoff when methods compare over settings."""
     plan = []
     if _fig1_runs(rows):
         plan.append("fig1")
@@ -428,6 +488,8 @@ def plan_figures(rows: Sequence[Mapping], spec: str = "") -> list[str]:
         plan.append("fig4")
     if series(rows, "noise"):
         plan.append("fig5")
+    if _tradeoff_panels(rows):
+        plan.append("tradeoff")
     return plan
 
 
@@ -452,4 +514,6 @@ def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root
             written += fig4(rows, sweep_dir, paths, data_root=root)
         elif name == "fig5":
             written += fig5(rows, paths)
+        elif name == "tradeoff":
+            written += tradeoff(rows, paths)
     return written

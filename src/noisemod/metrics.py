@@ -9,7 +9,20 @@ from torch import Tensor, nn
 
 from .gradients import as_batches, batch_to_device, frozen_eval, iter_input_gradients, model_device
 
-__all__ = ["accuracy", "dataset_mean", "vii", "vii_scores"]
+__all__ = [
+    "METRICS",
+    "accuracy",
+    "alignment_scores",
+    "cascading_randomization",
+    "curve_auc",
+    "dataset_mean",
+    "flip_curves",
+    "interpretability",
+    "randomized_model",
+    "spearman",
+    "vii",
+    "vii_scores",
+]
 
 REDUCTIONS = ("mean", "none")
 
@@ -116,3 +129,241 @@ def accuracy(
     if count == 0:
         raise ValueError("cannot compute the accuracy of an empty dataset")
     return int(correct) / count
+
+
+# ----------------------------------------------------------------------------- a second opinion
+# Attribution metrics beyond VII. Each takes the attributions of some explainer
+# (noisemod.explainers); interpretability() computes them together, with their randomization floor.
+
+FLIP_STEPS = 20  # pixel flipping: the curve has 21 points, 5% of the features more at each
+METRICS = ("vii", "alignment", "deletion", "insertion", "deletion_random", "insertion_random")
+HIGHER_IS_BETTER = {"vii": True, "alignment": True, "deletion": False, "insertion": True,
+                    "deletion_random": False, "insertion_random": True}  # fmt: skip
+
+
+def alignment_scores(x: Tensor, attribution: Tensor, mean: Tensor) -> Tensor:
+    """Per-sample ``|cos(x - x_bar, a)|``: VII without the signs, the alignment of Etmann et al.
+    2019. ``x - x_bar`` is taken in float64 (a pixel equal to the mean gives exactly 0); a sample
+    whose ``x - x_bar`` or attribution is all zeros scores 0. Returns float64 ``(B,)`` in [0, 1]."""
+    if attribution.shape != x.shape:
+        raise ValueError(f"attribution shape {tuple(attribution.shape)} does not match input shape {tuple(x.shape)}")
+    d = (x.double() - mean.to(x.device, torch.float64)).flatten(1)
+    a = attribution.double().flatten(1)
+    dot = (d * a).sum(1).abs()
+    norms = d.norm(dim=1) * a.norm(dim=1)
+    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(dot))
+
+
+def flip_curves(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attribution: Tensor,
+    *,
+    mode: str = "deletion",
+    steps: int = FLIP_STEPS,
+    baseline: float = 0.0,
+) -> Tensor:
+    """Pixel flipping (Bach et al. 2015; deletion and insertion, Petsiuk et al. 2018), batched.
+
+    The input elements (every channel of every pixel) are ranked by ``attribution``, largest
+    first (a stable sort: ties keep their position). At point ``j`` of ``0..steps`` the first
+    ``round(j * F / steps)`` of ``F`` elements are replaced by ``baseline`` (``mode="deletion"``),
+    or all the others are (``"insertion"``: the image is built up from the baseline). The curve is
+    the model's softmax probability of the true class ``y`` at each point.
+
+    Returns:
+        float64 ``(B, steps + 1)``: point 0 is the intact input (deletion) or the baseline
+        image (insertion); the last point the reverse.
+    """
+    if mode not in ("deletion", "insertion"):
+        raise ValueError(f"mode must be 'deletion' or 'insertion', got {mode!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    if attribution.shape != x.shape:
+        raise ValueError(f"attribution shape {tuple(attribution.shape)} does not match input shape {tuple(x.shape)}")
+    flat = x.flatten(1)
+    n = flat.shape[1]
+    order = torch.argsort(attribution.flatten(1).to(x.device), dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=x.device).expand_as(order))
+    base = torch.full_like(flat, float(baseline))
+    curve = []
+    with frozen_eval(model), torch.no_grad():
+        for j in range(steps + 1):
+            first = rank < round(j * n / steps)  # the j-th point's top elements
+            keep = ~first if mode == "deletion" else first
+            probs = torch.softmax(model(torch.where(keep, flat, base).view_as(x)).double(), dim=1)
+            curve.append(probs.gather(1, y.view(-1, 1).to(x.device)).squeeze(1))
+    return torch.stack(curve, dim=1)
+
+
+def curve_auc(curve: Tensor) -> Tensor:
+    """Area under each curve of :func:`flip_curves`, the points ``1 / steps`` apart: in [0, 1]."""
+    return torch.trapezoid(curve, dx=1.0 / (curve.shape[1] - 1), dim=1)
+
+
+def randomized_model(model: nn.Module, seed: int = 0) -> nn.Module:
+    """The same architecture with freshly initialized weights (Adebayo et al. 2018's model
+    parameter randomization): a zoo model is rebuilt from its spec after ``torch.manual_seed(seed)``
+    (so with a run's seed, the weights that run started from); any other module is copied and each
+    submodule's ``reset_parameters`` called under that seed. Eval mode, on the model's device."""
+    import copy
+
+    from .models import create_model
+
+    device = model_device(model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        spec = getattr(model, "spec", None)
+        if spec is not None and spec.get("name") != "custom":
+            fresh = create_model(**spec)
+        else:
+            fresh = copy.deepcopy(model)
+            for module in fresh.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+    return fresh.to(device).eval()
+
+
+def _ranks(t: Tensor) -> Tensor:
+    """Per-row average ranks (ties share their mean rank), as Spearman's correlation uses."""
+    from scipy.stats import rankdata
+
+    return torch.from_numpy(rankdata(t.detach().cpu().double().numpy(), axis=1))
+
+
+def spearman(a: Tensor, b: Tensor) -> Tensor:
+    """Per-sample Spearman rank correlation of two attributions (flattened); NaN for a constant one."""
+    ra, rb = _ranks(a.flatten(1)), _ranks(b.flatten(1))
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))
+
+
+def cascading_randomization(
+    model: nn.Module, x: Tensor, y: Tensor, explainer: str = "gradient", *, seed: int = 42, **options
+) -> list[tuple[str, float]]:
+    """Adebayo et al. 2018's cascading model parameter randomization test, from the top layer down.
+
+    Starting from the last module that has ``reset_parameters``, one more module at a time is
+    re-initialized (``torch.manual_seed(seed + 1)`` before each, as Quantus's ``MPRT`` does), and
+    after each the explanations of the partly randomized model are compared with the original
+    model's: the mean over samples of their Spearman rank correlation. An explanation that depends
+    on what the model learned falls towards 0 (passes the sanity check); one that stays high
+    explains the input or the architecture rather than the model.
+
+    Returns:
+        ``[(module name, mean correlation), ...]`` from the top module down.
+    """
+    import copy
+
+    from .explainers import explain
+
+    original = explain(model, x, y, explainer, **options)
+    randomized = copy.deepcopy(model)
+    modules = [(name, m) for name, m in randomized.named_modules() if hasattr(m, "reset_parameters")]
+    out = []
+    with torch.random.fork_rng(devices=[]):
+        for name, module in reversed(modules):
+            torch.manual_seed(seed + 1)
+            module.reset_parameters()
+            after = explain(randomized, x, y, explainer, **options)
+            out.append((name, float(torch.nanmean(spearman(original, after)))))
+    return out
+
+
+def _check_input_shape(model: nn.Module, x: Tensor) -> None:
+    spec = getattr(model, "spec", None) or {}
+    if spec.get("name") in (None, "custom"):
+        return
+    expected = (spec["in_channels"], *spec["input_size"])
+    if tuple(x.shape[1:]) != expected:
+        raise ValueError(
+            f"the model takes {'x'.join(map(str, expected))} inputs, got images of shape "
+            f"{'x'.join(map(str, x.shape[1:]))}"
+        )
+
+
+def interpretability(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    *,
+    metrics: Iterable[str] = ("vii", "alignment", "deletion", "insertion"),
+    explainer: str = "gradient",
+    floor: bool = False,
+    seed: int = 0,
+    mean: Tensor | None = None,
+    steps: int = FLIP_STEPS,
+    baseline: float = 0.0,
+    batch_size: int = 256,
+    attributions: Tensor | None = None,
+    **explainer_options,
+) -> dict[str, float]:
+    """Several interpretability metrics of one explainer on ``images`` ``(N, ...)`` in [0, 1].
+
+    Metrics (each the mean over the images; see docs/metrics.md):
+
+    - ``vii``: Definition 3 on the explainer's attribution (the paper's: ``explainer="gradient"``).
+    - ``alignment``: ``|cos(x - x_bar, a)|`` (:func:`alignment_scores`).
+    - ``deletion``, ``insertion``: the area under :func:`flip_curves` (``steps``, ``baseline``),
+      the elements ranked by the evidence for the class (the attribution times the explainer's
+      ``evidence`` sign: the negative loss gradient for ``gradient``); deletion lower is better,
+      insertion higher.
+    - ``deletion_random``, ``insertion_random``: the same curves for a random order (seeded with
+      ``seed``), the reference a useful attribution must beat.
+
+    ``x_bar`` is the mean of ``images`` unless ``mean`` is given. With ``floor``, every metric is
+    also computed for :func:`randomized_model` (same architecture, fresh weights from ``seed``),
+    as ``<metric>_floor``: what a model that learned nothing scores. ``attributions``: the
+    explainer's attributions of ``images`` for ``model``, when already computed (not for the floor).
+
+    Raises:
+        ValueError: an unknown metric or explainer, images the model cannot take, NaN inputs.
+    """
+    from .explainers import explain, get_explainer
+
+    metrics = list(metrics)
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise ValueError(
+            f"unknown metric(s) {', '.join(map(repr, unknown)) or '(none given)'}; known: {', '.join(METRICS)}"
+        )
+    evidence = get_explainer(explainer).evidence
+    if attributions is not None and attributions.shape != images.shape:
+        raise ValueError(f"attributions of shape {tuple(attributions.shape)} for images of shape {tuple(images.shape)}")
+    if not images.is_floating_point() or not bool(torch.isfinite(images).all()):
+        raise ValueError("images must be finite floating tensors (NaN or Inf found, or an integer dtype)")
+    _check_input_shape(model, images)
+    device = model_device(model, images.device)
+    mean = images.double().mean(0) if mean is None else torch.as_tensor(mean, dtype=torch.float64)
+    scored = {"": model, "_floor": randomized_model(model, seed)} if floor else {"": model}
+    needs_attribution = any(m in metrics for m in ("vii", "alignment", "deletion", "insertion"))
+    out: dict[str, float] = {}
+    for suffix, net in scored.items():
+        sums = dict.fromkeys(metrics, 0.0)
+        random_order = torch.Generator().manual_seed(seed)
+        for i in range(0, len(images), batch_size):
+            x, y = images[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)
+            if attributions is not None and suffix == "":
+                a = attributions[i : i + batch_size].to(device)
+            elif needs_attribution:
+                a = explain(net, x, y, explainer, batch_size=batch_size, **explainer_options)
+            else:
+                a = None
+            r = torch.rand(x.shape, generator=random_order).to(device)  # the random order of the references
+            for m in metrics:
+                scores = _scores(m, net, x, y, a, r, mean, evidence=evidence, steps=steps, baseline=baseline)
+                sums[m] += float(scores.sum())
+        out.update({m + suffix: sums[m] / len(images) for m in metrics})
+    return out
+
+
+def _scores(metric: str, net, x, y, a, r, mean, *, evidence: int, steps: int, baseline: float) -> Tensor:
+    """Per-sample scores of one metric on one batch (``a`` the attribution, ``r`` a random one;
+    ``evidence * a`` is the evidence for the class that pixel flipping removes or adds first)."""
+    if metric == "vii":
+        return vii_scores(x, a, mean)
+    if metric == "alignment":
+        return alignment_scores(x, a, mean)
+    mode, order = metric.split("_")[0], (r if metric.endswith("_random") else evidence * a)
+    return curve_auc(flip_curves(net, x, y, order, mode=mode, steps=steps, baseline=baseline))

@@ -113,6 +113,7 @@ class RunDir(_Folder):
 
     CONFIG, METRICS, LAST, BEST = "config.json", "metrics.csv", "last.pt", "best.pt"
     RESULT, EVALUATION, ERROR_LOG, GRADIENTS = "result.json", "evaluation.json", "error.log", "gradients.png"
+    INTERPRETABILITY = "interpretability.json"
 
     # -- state
 
@@ -165,6 +166,39 @@ class RunDir(_Folder):
 
     def write_evaluation(self, evaluation: dict[str, Any]) -> Path:
         return write_json(self.file(self.EVALUATION), evaluation)
+
+    def read_interpretability(self) -> dict[str, dict]:
+        """interpretability.json: explainer name -> its last evaluation (settings and scores); ``{}`` if absent."""
+        path = self.file(self.INTERPRETABILITY)
+        if not path.is_file():
+            return {}
+        entries = read_json(path)
+        if not isinstance(entries, dict):
+            raise CorruptFileError(f"{path} does not hold interpretability results (a JSON object)")
+        return entries
+
+    def write_interpretability(self, explainer: str, entry: dict[str, Any]) -> Path:
+        """Set one explainer's entry in interpretability.json, keeping the others'."""
+        return write_json(self.file(self.INTERPRETABILITY), {**self.read_interpretability(), explainer: entry})
+
+    def has_interpretability(self, explainer: str, *, metrics, n: int | None, floor: bool) -> bool:
+        """Whether interpretability.json already holds these metrics of ``explainer`` on the same images."""
+        entry = self.read_interpretability().get(explainer)
+        return (
+            entry is not None
+            and entry.get("n_requested") == n
+            and (entry.get("floor") or not floor)
+            and set(metrics) <= set(entry.get("metrics", ()))
+        )
+
+    def interpretability_columns(self) -> dict[str, float]:
+        """interpretability.json as results.csv columns: ``<explainer>_<metric>`` (and ``_floor``) and
+        ``<explainer>_ms_per_image``."""
+        out = {}
+        for explainer, entry in self.read_interpretability().items():
+            out.update({interpretability_column(explainer, k): v for k, v in entry.get("scores", {}).items()})
+            out[interpretability_column(explainer, "ms_per_image")] = entry.get("ms_per_image")
+        return out
 
     # -- metrics
 
@@ -240,6 +274,19 @@ class RunDir(_Folder):
 
     def has_error_log(self) -> bool:
         return self.file(self.ERROR_LOG).is_file()
+
+
+def interpretability_column(explainer: str, score: str) -> str:
+    """The results.csv column of one interpretability score, e.g. ``smoothgrad_deletion_floor``."""
+    return f"{explainer}_{score}"
+
+
+def _interpretability_types() -> dict[str, type]:
+    from .explainers import EXPLAINERS
+    from .metrics import METRICS
+
+    scores = [*METRICS, *(m + "_floor" for m in METRICS), "ms_per_image"]
+    return {interpretability_column(e, s): float for e in EXPLAINERS for s in scores}
 
 
 def load_model(run_dir, *, checkpoint: str = "best", device=None):
@@ -329,6 +376,7 @@ def read_results_table(path, *, completed_only: bool = True) -> list[dict]:
     types = {k: t for k, (t, _) in ROW_FIELDS.items()}
     types.update({s.name: s.type for s in settings()})
     types.update({k: t for k, (t, _) in RESULT_FIELDS.items() if t is not dict})
+    types.update(_interpretability_types())
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)

@@ -23,7 +23,7 @@ from ..config import identity
 from ..rundir import RunDir, SweepDir, write_results_table
 from .spec import Run, Spec, expand, load_spec
 
-__all__ = ["exit_code", "plan_action", "run_sweep", "train_command", "write_results"]
+__all__ = ["exit_code", "interpret_command", "plan_action", "run_sweep", "train_command", "write_results"]
 
 ACTIONS = {"complete": "skip", "interrupted": "resume", "new": "new"}
 
@@ -61,8 +61,8 @@ def _row(run: Run, run_dir: RunDir, spec_name: str, budget: str) -> dict | None:
     """The results.csv row of a finished run (its settings, then its results), None while it is pending."""
     base = {"run_id": run.run_id, "spec": spec_name, "budget": budget, **run.config.to_dict()}
     if run_dir.is_complete():
-        result = run_dir.read_result()
-        return {**base, "status": "completed", **{k: v for k, v in result.items() if not isinstance(v, dict)}}
+        result = {k: v for k, v in run_dir.read_result().items() if not isinstance(v, dict)}
+        return {**base, "status": "completed", **result, **run_dir.interpretability_columns()}
     if run_dir.has_error_log():
         return {**base, "status": "failed"}
     return None
@@ -172,6 +172,31 @@ def _sweep_info(spec: Spec, spec_path, out_dir, budget: str, jobs: int, data_roo
     }
 
 
+def interpret_command(run_dir, explainer: str, settings: dict) -> list[str]:
+    """The ``noisemod evaluate --metrics`` process that adds one explainer's scores to a finished run."""
+    cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--metrics", ",".join(settings["metrics"])]
+    cmd += ["--explainer", explainer, "--json", "--quiet"] + (["--floor"] if settings["floor"] else [])
+    return cmd + (["--n", str(settings["n"])] if settings["n"] is not None else [])
+
+
+def _interpret(run_dir: RunDir, settings: dict, env: dict) -> tuple[bool, int]:
+    """The spec's interpretability metrics for a finished run, each explainer not yet done; on
+    failure the output's tail goes to error.log."""
+    for explainer in settings["explainers"]:
+        if run_dir.has_interpretability(
+            explainer, metrics=settings["metrics"], n=settings["n"], floor=settings["floor"]
+        ):
+            continue
+        proc = subprocess.run(
+            interpret_command(run_dir.path, explainer, settings), env=env, capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            tail = "\n".join((proc.stderr or proc.stdout or "").splitlines()[-40:])
+            run_dir.write_error_log(f"exit status {proc.returncode}\n{shlex.join(proc.args)}\n{tail}\n")
+            return False, proc.returncode
+    return True, 0
+
+
 def run_sweep(
     spec_path,
     out_dir,
@@ -224,16 +249,31 @@ def run_sweep(
         progress.started(k, run, resume)
         t0 = time.perf_counter()
         ok, code = _train(run, sweep.run(run.run_id), resume, env)
+        if ok and spec.interpretability is not None:
+            ok, code = _interpret(sweep.run(run.run_id), spec.interpretability, env)
         progress.ended(k, rec, run, ok, code, time.perf_counter() - t0)
+
+    def interpret_finished(rec: dict, run: Run) -> None:  # runs finished before: add what the spec asks
+        ok, code = _interpret(sweep.run(run.run_id), spec.interpretability, env)
+        if not ok:
+            rec["status"] = "failed"
+            log(
+                f"fail {run.run_id}: interpretability (exit {code}), see {sweep.run(run.run_id).file(RunDir.ERROR_LOG)}"
+            )
 
     sweep.runs_dir.mkdir(parents=True, exist_ok=True)
     progress.table()
+    finished_before = [(rec, run) for rec, run in zip(records, runs) if rec["action"] == "skip"]
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        for future in [pool.submit(one, k, rec, run) for k, (rec, run) in enumerate(todo, 1)]:
+        futures = [pool.submit(one, k, rec, run) for k, (rec, run) in enumerate(todo, 1)]
+        if spec.interpretability is not None:
+            futures += [pool.submit(interpret_finished, rec, run) for rec, run in finished_before]
+        for future in futures:
             future.result()
     finally:  # on Ctrl-C start nothing new; the running runs stop too (same process group) and resume later
         pool.shutdown(wait=True, cancel_futures=True)
+    progress.table()
     failed = [rec["run_id"] for rec in records if rec["status"] == "failed"]
     log(
         f"sweep {spec.name} (budget {budget}): {len(records) - len(failed)} of {len(records)} runs complete in "

@@ -42,7 +42,8 @@ from ..methods import get_method
 
 __all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
 
-SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets")
+SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets", "interpretability")
+INTERPRETABILITY_KEYS = ("metrics", "explainers", "n", "floor")
 BUDGET_KEYS = ("datasets", "cases", "only")
 CASE_KEYS = ("when", "set")
 DEFAULTS = TrainConfig()
@@ -58,6 +59,7 @@ class Spec:
     grids: tuple[dict[str, list], ...]
     fixed: dict[str, Any]
     budgets: dict[str, dict[str, Any]]
+    interpretability: dict[str, Any] | None = None  # metrics, explainers, n, floor: computed after training
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,32 @@ def load_spec(path) -> Spec:
         tuple(grids),
         fixed,
         {str(k): v or {} for k, v in budgets.items()},
+        _check_interpretability(check, raw.get("interpretability")),
     )
+
+
+def _check_interpretability(check: _Checker, section) -> dict[str, Any] | None:
+    """``interpretability: {metrics: [...], explainers: [...], n: N, floor: true}``: what the runner
+    computes for every finished run (``noisemod evaluate --metrics``); defaults: VII, alignment,
+    deletion and insertion of the gradient on all test images, with the floor."""
+    if section is None:
+        return None
+    from ..explainers import EXPLAINERS
+    from ..metrics import METRICS
+
+    check.mapping("interpretability", section, INTERPRETABILITY_KEYS)
+    values = {"metrics": ["vii", "alignment", "deletion", "insertion"], "explainers": ["gradient"], "n": None,
+              "floor": True, **section}  # fmt: skip
+    for key, known in (("metrics", METRICS), ("explainers", EXPLAINERS)):
+        for j, name in enumerate(check.nonempty_list(f"interpretability.{key}", values[key])):
+            if name not in known:
+                check.fail(f"interpretability.{key}[{j}]", f"unknown {key[:-1]} {name!r}; known: {', '.join(known)}")
+    n = values["n"]
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        check.fail("interpretability.n", f"expected a positive integer, got {n!r}")
+    if not isinstance(values["floor"], bool):
+        check.fail("interpretability.floor", f"expected true or false, got {values['floor']!r}")
+    return values
 
 
 def _check_budget(check: _Checker, where: str, budget) -> None:

@@ -1,0 +1,248 @@
+"""A second opinion on interpretability: alignment, deletion / insertion (pixel flipping) with a
+random-order reference, the randomization floor, cascading randomization, and the explainers;
+hand-computed cases and cross-checks against Quantus and Captum."""
+
+import json
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from noisemod.cli import main
+from noisemod.config import TrainConfig
+from noisemod.explainers import EXPLAINERS, explain, list_explainers
+from noisemod.gradients import input_gradients
+from noisemod.metrics import (
+    alignment_scores,
+    cascading_randomization,
+    curve_auc,
+    flip_curves,
+    interpretability,
+    randomized_model,
+    spearman,
+    vii,
+)
+from noisemod.models import create_model
+from noisemod.rundir import RunDir
+from noisemod.train import fit
+
+
+def lenet(seed=0):
+    torch.manual_seed(seed)
+    return create_model("lenet", in_channels=1, num_classes=10, input_size=16).eval()
+
+
+class SumModel(nn.Module):
+    """Two logits: ``[sum(x), 0]``, so p(class 0) = sigmoid(sum x): curves by hand."""
+
+    def forward(self, x):
+        s = x.flatten(1).sum(1)
+        return torch.stack([s, torch.zeros_like(s)], dim=1)
+
+
+def sigmoid(v):
+    return 1 / (1 + math.exp(-v))
+
+
+# ----------------------------------------------------------------------------- hand-computed
+
+
+def test_alignment_by_hand():
+    x = torch.tensor([[1.0, 0.0], [0.5, 0.5], [2.0, 0.0]])
+    mean = torch.tensor([0.0, 0.0])
+    a = torch.tensor([[1.0, 1.0], [3.0, -1.0], [0.0, 0.0]])
+    got = alignment_scores(x, a, mean)
+    # cos([1, 0], [1, 1]) = 1/sqrt(2); |cos([.5, .5], [3, -1])| = 1/sqrt(5); a zero attribution scores 0
+    assert got.tolist() == pytest.approx([1 / math.sqrt(2), 1 / math.sqrt(5), 0.0])
+    assert alignment_scores(x, a, x).tolist() == [0.0, 0.0, 0.0]  # x equal to the mean: no direction
+    with pytest.raises(ValueError, match="does not match"):
+        alignment_scores(x, a[:, :1], mean)
+
+
+def test_flip_curves_by_hand():
+    x = torch.tensor([[0.4, 0.3, 0.2, 0.1]])
+    a = torch.tensor([[1.0, 4.0, 3.0, 2.0]])  # removal order: 0.3, 0.2, 0.1, 0.4
+    y = torch.tensor([0])
+    deletion = flip_curves(SumModel(), x, y, a, steps=4)
+    assert deletion[0].tolist() == pytest.approx([sigmoid(s) for s in (1.0, 0.7, 0.5, 0.4, 0.0)])
+    insertion = flip_curves(SumModel(), x, y, a, mode="insertion", steps=4)
+    assert insertion[0].tolist() == pytest.approx([sigmoid(s) for s in (0.0, 0.3, 0.5, 0.6, 1.0)])
+    # the area by the trapezoid rule, points 1/4 apart
+    pts = [sigmoid(s) for s in (1.0, 0.7, 0.5, 0.4, 0.0)]
+    assert float(curve_auc(deletion)[0]) == pytest.approx(0.25 * (sum(pts) - (pts[0] + pts[-1]) / 2))
+    # a baseline of 1 (white) and two steps of two elements
+    white = flip_curves(SumModel(), x, y, a, steps=2, baseline=1.0)
+    assert white[0].tolist() == pytest.approx([sigmoid(1.0), sigmoid(0.5 + 2), sigmoid(4.0)])
+    with pytest.raises(ValueError, match="mode must be"):
+        flip_curves(SumModel(), x, y, a, mode="both")
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        flip_curves(SumModel(), x, y, a, steps=0)
+
+
+def test_spearman_and_randomized_model():
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 2.0, 3.0]])
+    assert spearman(a, a).tolist() == pytest.approx([1.0, 1.0])
+    assert spearman(a, -a).tolist() == pytest.approx([-1.0, -1.0])
+    model = lenet(seed=3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)  # "train" it
+    fresh = randomized_model(model, seed=3)
+    assert all(torch.equal(p, q) for p, q in zip(fresh.parameters(), lenet(seed=3).parameters()))
+    assert not fresh.training and fresh.spec == model.spec
+
+
+# ----------------------------------------------------------------------------- cross-checks
+
+
+def quantus():
+    q = pytest.importorskip("quantus")
+    warnings.filterwarnings("ignore", module="quantus")
+    return q
+
+
+def test_deletion_curve_matches_quantus_pixel_flipping():
+    q = quantus()
+    model = lenet()
+    torch.manual_seed(1)
+    x = torch.rand(6, 1, 16, 16)
+    x[:, :, 0, 0] = 0  # Quantus's "black" baseline is each image's minimum: 0 here, as ours
+    y, a = torch.randint(0, 10, (6,)), torch.randn(6, 1, 16, 16)  # continuous: no ties in the order
+    ours = flip_curves(model, x, y, a, steps=16)
+    metric = q.PixelFlipping(features_in_step=16, perturb_baseline="black", normalise=False, disable_warnings=True)
+    theirs = np.array(
+        metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=a.numpy(), device="cpu", softmax=True)
+    )
+    assert theirs.shape == (6, 16)
+    np.testing.assert_allclose(ours[:, 1:].numpy(), theirs, atol=1e-6)  # Quantus leaves out the intact point
+
+
+def test_cascading_randomization_matches_quantus_mprt():
+    q = quantus()
+    model = lenet()
+    x, y = torch.rand(6, 1, 16, 16), torch.randint(0, 10, (6,))
+
+    def explain_func(model, inputs, targets, **kwargs):
+        return explain(model, torch.as_tensor(inputs), torch.as_tensor(targets), "gradient").numpy()
+
+    metric = q.MPRT(similarity_func=q.similarity_func.correlation_spearman, layer_order="top_down", seed=42,
+                    return_average_correlation=False, normalise=False, abs=False, disable_warnings=True)  # fmt: skip
+    theirs = metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None, explain_func=explain_func,
+                    device="cpu", softmax=False)  # fmt: skip
+    ours = cascading_randomization(model, x, y, "gradient", seed=42)
+    assert [name for name, _ in ours] == [k for k in theirs if k != "original"]
+    for name, value in ours:
+        assert value == pytest.approx(float(np.mean(theirs[name])), abs=1e-9)
+
+
+def test_explainers_agree_with_their_definitions():
+    from captum.attr import IntegratedGradients
+
+    model = lenet()
+    x, y = torch.rand(5, 1, 16, 16), torch.randint(0, 10, (5,))
+    assert list_explainers() == ["gradient", "saliency", "smoothgrad", "integrated-gradients", "input-x-gradient"]
+    torch.testing.assert_close(explain(model, x, y, "gradient"), input_gradients(model, x, y))
+    saliency = explain(model, x, y, "saliency")
+    torch.testing.assert_close(saliency, input_gradients(model, x, y, of="logit"))  # signed target-logit gradient
+    torch.testing.assert_close(explain(model, x, y, "input-x-gradient"), x * saliency)
+    ig = explain(model, x, y, "integrated-gradients", steps=64)
+    with torch.no_grad():  # completeness: the attributions sum to f(x) - f(baseline) for the target logit
+        gap = model(x).gather(1, y[:, None]) - model(torch.zeros_like(x)).gather(1, y[:, None])
+    torch.testing.assert_close(ig.flatten(1).sum(1), gap.squeeze(1), atol=1e-3, rtol=1e-2)
+    _, delta = IntegratedGradients(model).attribute(x, baselines=0.0, target=y, n_steps=64,
+                                                    return_convergence_delta=True)  # fmt: skip
+    assert delta.abs().max() < 1e-3
+    torch.manual_seed(0)
+    smooth = explain(model, x, y, "smoothgrad", samples=8, sigma=0.0)  # no noise: the saliency itself
+    torch.testing.assert_close(smooth, saliency)
+    assert EXPLAINERS["smoothgrad"].options == {"samples": 50, "sigma": 0.15}
+    assert model.training is False and all(p.requires_grad and p.grad is None for p in model.parameters())
+
+
+def test_vii_of_the_gradient_explainer_is_the_paper_vii():
+    model = lenet()
+    x, y = torch.rand(40, 1, 16, 16), torch.randint(0, 10, (40,))
+    scores = interpretability(model, x, y, metrics=["vii"], batch_size=16)
+    assert scores["vii"] == pytest.approx(vii(model, x, y))
+
+
+def test_interpretability_floor_random_reference_and_bad_input():
+    model = lenet(seed=5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(3.0)
+    x, y = torch.rand(20, 1, 16, 16), torch.randint(0, 10, (20,))
+    every = ["vii", "alignment", "deletion", "insertion", "deletion_random", "insertion_random"]
+    scores = interpretability(model, x, y, metrics=every, floor=True, seed=5, steps=8)
+    assert set(scores) == {*every, *(m + "_floor" for m in every)}
+    floor = interpretability(randomized_model(model, 5), x, y, metrics=every, seed=5, steps=8)
+    assert all(scores[m + "_floor"] == pytest.approx(floor[m]) for m in every)
+    assert all(0 <= v <= 1 for v in scores.values())
+    for bad, message in ([["vii", "faithfulness"], "unknown metric"], [[], "none given"]):
+        with pytest.raises(ValueError, match=message):
+            interpretability(model, x, y, metrics=bad)
+    with pytest.raises(ValueError, match="unknown explainer 'lime'"):
+        interpretability(model, x, y, explainer="lime")
+    with pytest.raises(ValueError, match="takes 1x16x16 inputs, got images of shape 3x16x16"):
+        interpretability(model, torch.rand(2, 3, 16, 16), y[:2])
+    nan = x.clone()
+    nan[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        interpretability(model, nan, y)
+    with pytest.raises(ValueError, match="unknown option"):
+        explain(model, x, y, "smoothgrad", samplez=3)
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("interp") / "run"
+    fit(
+        TrainConfig(dataset="synthetic", model="lenet", epochs=2, batch_size=32),
+        out,
+        progress=False,
+        log=lambda *_: None,
+    )
+    return out
+
+
+def test_evaluate_metrics_json_and_saved_file(run, capsys):
+    argv = ["evaluate", str(run), "--metrics", "vii,alignment,deletion,insertion", "--explainer", "smoothgrad",
+            "--floor", "--n", "30", "--json"]  # fmt: skip
+    assert main(argv) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert set(scores) == {"vii", "alignment", "deletion", "insertion", *(f"{m}_floor" for m in
+                           ("vii", "alignment", "deletion", "insertion"))}  # fmt: skip
+    assert all(isinstance(v, float) for v in scores.values())
+    saved = RunDir(run).read_interpretability()["smoothgrad"]
+    assert saved["scores"] == scores and saved["n"] == 30 and saved["floor"] and saved["ms_per_image"] > 0
+    result = json.loads((run / "result.json").read_text())
+    assert main(["evaluate", str(run), "--metrics", "vii", "--json"]) == 0  # all test images: result.json's VII
+    assert json.loads(capsys.readouterr().out)["vii"] == pytest.approx(result["vii"])
+    assert set(RunDir(run).read_interpretability()) == {"smoothgrad", "gradient"}
+    assert json.loads((run / "result.json").read_text()) == result  # untouched
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["--metrics", "vii,faithfulness"], "--metrics='vii,faithfulness': unknown metric 'faithfulness'"),
+        (["--metrics", ""], "unknown metric ''"),
+        (["--explainer", "lime"], "--explainer='lime': unknown explainer 'lime'"),
+        (["--n", "0"], "--n=0"),
+        (["--n", "100000"], "--n=100000: the test set of synthetic has 200 images"),
+        (["--n", "ten"], "--n='ten'"),
+    ],
+)
+def test_evaluate_metrics_bad_input_exits_2_writing_nothing(run, capsys, argv, needle):
+    before = sorted(p.name for p in run.iterdir())
+    saved = RunDir(run).read_interpretability()
+    assert main(["evaluate", str(run), *argv, "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0], err
+    assert sorted(p.name for p in run.iterdir()) == before and RunDir(run).read_interpretability() == saved
