@@ -164,8 +164,13 @@ def test_robust_accuracy_in_result_json(tmp_path):
     attack = evaluation_attack(model, eps=8 / 255, generator=torch.Generator().manual_seed(0))
     assert result["robust_accuracy"] == robust_accuracy(model, x, y, attack=attack, batch_size=512)
     assert result["robust_attack"] == {
-        "method": "pgd", "norm": "linf", "eps": 8 / 255, "steps": 50, "alpha": 2.5 * (8 / 255) / 50, "images": 200,
-    }  # fmt: skip
+        "method": "pgd",
+        "norm": "linf",
+        "eps": 8 / 255,
+        "steps": 50,
+        "alpha": 2.5 * (8 / 255) / 50,
+        "images": 200,
+    }
     assert 0 <= result["robust_accuracy"] <= result["test_accuracy"]
     off = fit(TrainConfig(method="pgd", steps=2, robust_images=0, **QUICK), tmp_path / "off", progress=False, log=quiet)
     assert "robust_accuracy" not in off
@@ -225,8 +230,10 @@ def test_a_pgd_run_saved_before_the_warmup_reads_as_no_warmup(tmp_path):
 
 def test_a_sweep_rerun_refuses_an_old_pgd_run_trained_without_warmup(tmp_path):
     spec = tmp_path / "spec.yaml"
-    spec.write_text("name: w\ngrids: [{dataset: [synthetic], model: [mlp], method: [pgd]}]\n"
-                    "budgets: {cpu: {epochs: 1, train_size: 64, steps: 1}}\n")  # fmt: skip
+    spec.write_text(
+        "name: w\ngrids: [{dataset: [synthetic], model: [mlp], method: [pgd]}]\n"
+        "budgets: {cpu: {epochs: 1, train_size: 64, steps: 1}}\n"
+    )
     out = tmp_path / "out"
     run_sweep(spec, out, budget="cpu", log=quiet)
     path = out / "runs" / "synthetic-mlp-pgd-steps1-s0" / "config.json"
@@ -267,8 +274,19 @@ def test_bad_adversarial_and_control_options_exit_2(tmp_path, capsys, argv, need
 def test_without_warmup_pgd_collapses_on_mnist_and_with_it_trains(shared_data, tmp_path):
     # LeNet, 3,000 MNIST images, 2 epochs of PGD-10 (0.04) at eps 0.3, seed 0: the one-class collapse
     # of docs/RESULTS.md, and a 1-epoch warm-up that avoids it (measured 0.101 and 0.749)
-    base = TrainConfig(dataset="mnist", model="lenet", method="pgd", eps=0.3, alpha=0.04, steps=10, epochs=2,
-                       train_size=3000, val_size=1000, robust_images=0, data_root=str(shared_data))  # fmt: skip
+    base = TrainConfig(
+        dataset="mnist",
+        model="lenet",
+        method="pgd",
+        eps=0.3,
+        alpha=0.04,
+        steps=10,
+        epochs=2,
+        train_size=3000,
+        val_size=1000,
+        robust_images=0,
+        data_root=str(shared_data),
+    )
     collapsed = fit(base.replace(eps_warmup=0), tmp_path / "no-warmup", progress=False, log=quiet)
     trained = fit(base.replace(eps_warmup=1), tmp_path / "warmup", progress=False, log=quiet)
     assert collapsed["test_accuracy"] < 0.2 and trained["test_accuracy"] > 0.6

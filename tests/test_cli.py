@@ -55,8 +55,14 @@ def test_demo_prints_a_table_and_writes_a_png(tmp_path, capsys):
     out = capsys.readouterr().out
     header, standard, nm, pgd = out.splitlines()[:4]
     assert header.split() == [
-        "method", "test_accuracy", "vii", "robust_accuracy", "train_seconds", "time_vs_standard", "best_epoch"
-    ]  # fmt: skip
+        "method",
+        "test_accuracy",
+        "vii",
+        "robust_accuracy",
+        "train_seconds",
+        "time_vs_standard",
+        "best_epoch",
+    ]
     assert standard.startswith("standard") and nm.startswith("nm") and pgd.startswith("pgd")
     assert standard.split()[3] == "-" and 0 <= float(pgd.split()[3]) <= 1  # robust accuracy of the PGD model
     assert standard.split()[5] == "1.0x" and pgd.split()[5].endswith("x")

@@ -240,8 +240,15 @@ def test_main_conditions_keep_one_condition_per_method():
 
 def test_tradeoff_points_are_conditions_and_panels_need_two_methods(tmp_path):
     def row(method, seed, acc, vii, **settings):
-        return {"dataset": "mnist", "model": "lenet", "method": method, "seed": seed, "test_accuracy": acc,
-                "vii": vii, **settings}  # fmt: skip
+        return {
+            "dataset": "mnist",
+            "model": "lenet",
+            "method": method,
+            "seed": seed,
+            "test_accuracy": acc,
+            "vii": vii,
+            **settings,
+        }
 
     rows = [row("standard", s, 0.9 + s / 100, 0.1) for s in (0, 1)]
     rows += [row("nm", s, 0.8, 0.2 + s / 10, beta=b) for b in (0.25, 0.5) for s in (0, 1)]

@@ -4,6 +4,7 @@ hand-computed cases and cross-checks against Quantus and Captum."""
 
 import json
 import math
+import re
 import warnings
 
 import numpy as np
@@ -128,10 +129,24 @@ def test_cascading_randomization_matches_quantus_mprt():
     def explain_func(model, inputs, targets, **kwargs):
         return explain(model, torch.as_tensor(inputs), torch.as_tensor(targets), "gradient").numpy()
 
-    metric = q.MPRT(similarity_func=q.similarity_func.correlation_spearman, layer_order="top_down", seed=42,
-                    return_average_correlation=False, normalise=False, abs=False, disable_warnings=True)  # fmt: skip
-    theirs = metric(model=model, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=None, explain_func=explain_func,
-                    device="cpu", softmax=False)  # fmt: skip
+    metric = q.MPRT(
+        similarity_func=q.similarity_func.correlation_spearman,
+        layer_order="top_down",
+        seed=42,
+        return_average_correlation=False,
+        normalise=False,
+        abs=False,
+        disable_warnings=True,
+    )
+    theirs = metric(
+        model=model,
+        x_batch=x.numpy(),
+        y_batch=y.numpy(),
+        a_batch=None,
+        explain_func=explain_func,
+        device="cpu",
+        softmax=False,
+    )
     ours = cascading_randomization(model, x, y, "gradient", seed=42)
     assert [name for name, _ in ours] == [k for k in theirs if k != "original"]
     for name, value in ours:
@@ -152,8 +167,9 @@ def test_explainers_agree_with_their_definitions():
     with torch.no_grad():  # completeness: the attributions sum to f(x) - f(baseline) for the target logit
         gap = model(x).gather(1, y[:, None]) - model(torch.zeros_like(x)).gather(1, y[:, None])
     torch.testing.assert_close(ig.flatten(1).sum(1), gap.squeeze(1), atol=1e-3, rtol=1e-2)
-    _, delta = IntegratedGradients(model).attribute(x, baselines=0.0, target=y, n_steps=64,
-                                                    return_convergence_delta=True)  # fmt: skip
+    _, delta = IntegratedGradients(model).attribute(
+        x, baselines=0.0, target=y, n_steps=64, return_convergence_delta=True
+    )
     assert delta.abs().max() < 1e-3
     torch.manual_seed(0)
     smooth = explain(model, x, y, "smoothgrad", samples=8, sigma=0.0)  # no noise: the saliency itself
@@ -212,12 +228,27 @@ def run(tmp_path_factory):
 
 
 def test_evaluate_metrics_json_and_saved_file(run, capsys):
-    argv = ["evaluate", str(run), "--metrics", "vii,alignment,deletion,insertion", "--explainer", "smoothgrad",
-            "--floor", "--n", "30", "--json"]  # fmt: skip
+    argv = [
+        "evaluate",
+        str(run),
+        "--metrics",
+        "vii,alignment,deletion,insertion",
+        "--explainer",
+        "smoothgrad",
+        "--floor",
+        "--n",
+        "30",
+        "--json",
+    ]
     assert main(argv) == 0
     scores = json.loads(capsys.readouterr().out)
-    assert set(scores) == {"vii", "alignment", "deletion", "insertion", *(f"{m}_floor" for m in
-                           ("vii", "alignment", "deletion", "insertion"))}  # fmt: skip
+    assert set(scores) == {
+        "vii",
+        "alignment",
+        "deletion",
+        "insertion",
+        *(f"{m}_floor" for m in ("vii", "alignment", "deletion", "insertion")),
+    }
     assert all(isinstance(v, float) for v in scores.values())
     saved = RunDir(run).read_interpretability()["smoothgrad"]
     assert saved["scores"] == scores and saved["n"] == 30 and saved["floor"] and saved["ms_per_image"] > 0
@@ -246,3 +277,103 @@ def test_evaluate_metrics_bad_input_exits_2_writing_nothing(run, capsys, argv, n
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0], err
     assert sorted(p.name for p in run.iterdir()) == before and RunDir(run).read_interpretability() == saved
+
+
+# ----------------------------------------------------------------------------- sweeps, report, maps
+
+
+def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, capsys):
+    from noisemod import figures
+    from noisemod.experiments import load_spec, run_sweep
+    from noisemod.report import write_report
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "name: second-opinion\ngrids: [{dataset: [synthetic], model: [mlp], method: [standard, nm], seed: [0, 1]}]\n"
+        "budgets: {cpu: {epochs: 1, train_size: 128}}\n"
+        "interpretability: {metrics: [vii, deletion, deletion_random], explainers: [gradient, saliency], n: 20,\n"
+        "                   only: {seed: [0]}}\n"
+    )
+    assert load_spec(spec).interpretability == {
+        "metrics": ["vii", "deletion", "deletion_random"],
+        "explainers": ["gradient", "saliency"],
+        "n": 20,
+        "floor": True,
+        "only": {"seed": [0]},
+    }
+    out = tmp_path / "sweep"
+    run_sweep(spec, out, budget="cpu", log=lambda *_: None)
+    rows = figures.load_results(out)
+    scored = [r for r in rows if r["seed"] == 0]
+    assert all(isinstance(r["saliency_deletion_floor"], float) for r in scored)
+    assert all(r.get("gradient_vii") is None for r in rows if r["seed"] == 1)  # `only` left them out
+    assert figures.interpretability_scores(rows) == {
+        "gradient": ["vii", "deletion", "deletion_random"],
+        "saliency": ["vii", "deletion", "deletion_random"],
+    }
+    _, md = write_report(out)
+    text = md.read_text()
+    assert "## Interpretability" in text and "| synthetic | mlp | nm b0.5 gaussian | saliency | 1 |" in text
+    assert (out / "figures" / "interpretability.png").is_file()
+    # a rerun starts nothing: every entry is there
+    lines = []
+    run_sweep(spec, out, budget="cpu", log=lines.append)
+    assert not any("start" in line or "fail" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "section,needle",
+    [
+        ("{metrics: [vii, sharpness]}", "interpretability.metrics[1]: unknown metric 'sharpness'"),
+        ("{explainers: [lime]}", "interpretability.explainers[0]: unknown explainer 'lime'"),
+        ("{n: 0}", "interpretability.n: expected a positive integer"),
+        ("{floor: maybe}", "interpretability.floor: expected true or false"),
+        ("{only: {methd: [nm]}}", "interpretability.only: unknown TrainConfig field 'methd'"),
+        ("{sample: 3}", "interpretability: unknown key(s) sample"),
+    ],
+)
+def test_spec_interpretability_errors_name_the_key(tmp_path, section, needle):
+    from noisemod.experiments import load_spec
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(f"name: x\ngrids: [{{}}]\ninterpretability: {section}\n")
+    with pytest.raises(ValueError, match=re.escape(needle)):
+        load_spec(path)
+
+
+def test_explain_draws_one_row_per_explainer(run, capsys):
+    from PIL import Image
+
+    out = run.parent / "maps.png"
+    assert (
+        main(
+            [
+                "explain",
+                str(run),
+                "-n",
+                "4",
+                "--explainers",
+                "gradient,smoothgrad,integrated-gradients",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    with Image.open(out) as im:
+        tall = im.size[1]
+    assert main(["explain", str(run), "-n", "4", "--out", str(out)]) == 0
+    with Image.open(out) as im:
+        assert im.size[1] < tall  # input + one row against input + three rows
+    assert main(["explain", str(run), "--explainers", "gradient,lime"]) == 2
+    assert "unknown explainer 'lime'" in capsys.readouterr().err
+
+
+def test_evaluate_cascading_prints_and_saves_layers(run, capsys):
+    assert main(["evaluate", str(run), "--cascading", "--explainer", "input-x-gradient", "--n", "10", "--json"]) == 0
+    layers = json.loads(capsys.readouterr().out)
+    assert next(iter(layers)) == "net.classifier.5" and all(-1 <= v <= 1 for v in layers.values())
+    saved = RunDir(run).read_interpretability()["input-x-gradient/cascading"]
+    assert saved["n"] == 10 and [name for name, _ in saved["layers"]] == list(layers)
+    assert "input-x-gradient/cascading_ms_per_image" not in RunDir(run).interpretability_columns()
+    assert main(["evaluate", str(run), "--cascading", "--n", "0"]) == 2

@@ -30,9 +30,11 @@ def quiet(*_):
 
 
 def test_only_rundir_names_the_files_of_runs_and_sweeps():
-    names = {*(getattr(RunDir, k) for k in ("CONFIG", "METRICS", "LAST", "BEST", "RESULT", "EVALUATION")),
-             *(getattr(RunDir, k) for k in ("ERROR_LOG", "GRADIENTS")),
-             *(getattr(SweepDir, k) for k in ("RESULTS", "SWEEP", "REPORT_HTML", "REPORT_MD"))}  # fmt: skip
+    names = {
+        *(getattr(RunDir, k) for k in ("CONFIG", "METRICS", "LAST", "BEST", "RESULT", "EVALUATION")),
+        *(getattr(RunDir, k) for k in ("ERROR_LOG", "GRADIENTS")),
+        *(getattr(SweepDir, k) for k in ("RESULTS", "SWEEP", "REPORT_HTML", "REPORT_MD")),
+    }
     alternatives = "|".join(map(re.escape, names))
     pattern = re.compile(rf"(?<![\w.-])({alternatives})(?![\w.])")  # a file name, not part of a longer one
     offenders = []
@@ -84,8 +86,16 @@ def make_old_results_csv(sweep: Path) -> None:
         config = json.loads((run / "config.json").read_text())
         result = json.loads((run / "result.json").read_text())
         scalars = {("result_" + k if k in config else k): v for k, v in result.items() if not isinstance(v, dict)}
-        rows.append({"run_id": row["run_id"], "spec": row["spec"], "budget": row["budget"], "status": row["status"],
-                     **config, **scalars})  # fmt: skip
+        rows.append(
+            {
+                "run_id": row["run_id"],
+                "spec": row["spec"],
+                "budget": row["budget"],
+                "status": row["status"],
+                **config,
+                **scalars,
+            }
+        )
     with open(sweep / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -130,9 +140,19 @@ def test_a_sweep_written_before_still_reports_and_reruns(tmp_path, monkeypatch):
 
 def test_results_are_typed_by_their_descriptions_not_guessed(tmp_path):
     rows = [
-        {"run_id": "007", "spec": "1", "budget": "2", "status": "completed", **TrainConfig(data_root="10").to_dict(),
-         "test_accuracy": 0.5, "vii": 0.25, "best_epoch": 3, "git_sha": "1234", "extra": "5"},
-    ]  # fmt: skip
+        {
+            "run_id": "007",
+            "spec": "1",
+            "budget": "2",
+            "status": "completed",
+            **TrainConfig(data_root="10").to_dict(),
+            "test_accuracy": 0.5,
+            "vii": 0.25,
+            "best_epoch": 3,
+            "git_sha": "1234",
+            "extra": "5",
+        },
+    ]
     SweepDir(tmp_path).write_results(rows)
     [row] = SweepDir(tmp_path).read_results()
     assert (row["run_id"], row["spec"], row["budget"], row["data_root"], row["git_sha"]) == (

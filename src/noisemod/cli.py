@@ -151,6 +151,8 @@ def cmd_evaluate(args) -> int:
     from .train import evaluate, resolve_device
 
     _check_device(args.device)
+    if args.cascading:
+        return _cascade(args)
     if args.metrics is not None or args.explainer is not None or args.floor or args.n is not None:
         return _interpret(args)
     run = RunDir(args.run_dir)
@@ -216,10 +218,39 @@ def _interpret(args) -> int:
     return 0
 
 
+def _cascade(args) -> int:
+    """``evaluate --cascading``: the layer-by-layer model parameter randomization test."""
+    from .explain import cascade_run
+    from .train import resolve_device
+
+    try:
+        layers = cascade_run(
+            args.run_dir,
+            explainer=args.explainer or "gradient",
+            n=args.n if args.n is not None else 100,
+            data_root=args.data_root,
+            device=resolve_device(args.device),
+        )
+    except ValueError as e:
+        if str(e).startswith(("invalid n=", "unknown explainer")):
+            raise UsageError(str(e).replace("invalid n=", "invalid --n=")) from None
+        raise
+    print(json.dumps(dict(layers)) if args.json else "\n".join(f"{name:<24} {r:.4f}" for name, r in layers))
+    return 0
+
+
 def cmd_explain(args) -> int:
     from .explain import explain_run
+    from .explainers import EXPLAINERS
 
-    path = explain_run(args.run_dir, args.images, out=args.out, n=args.n, data_root=args.data_root)
+    explainers = [e.strip() for e in args.explainers.split(",") if e.strip()]
+    for name in explainers or [""]:
+        if name not in EXPLAINERS:
+            known = ", ".join(EXPLAINERS)
+            raise UsageError(f"invalid --explainers={args.explainers!r}: unknown explainer {name!r}; known: {known}")
+    path = explain_run(
+        args.run_dir, args.images, out=args.out, n=args.n, data_root=args.data_root, explainers=explainers
+    )
     print(path)
     return 0
 
@@ -312,13 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
         f"insertion_random (saved in RUN_DIR/{RunDir.INTERPRETABILITY}; default with --explainer, --floor or -n: "
         "vii,alignment,deletion,insertion)",
     )
-    p.add_argument("--explainer", help="attribution method: gradient (default), saliency, smoothgrad, "
-                   "integrated-gradients, input-x-gradient")  # fmt: skip
+    p.add_argument(
+        "--explainer",
+        help="attribution method: gradient (default), saliency, smoothgrad, integrated-gradients, input-x-gradient",
+    )
     p.add_argument(
         "--floor", action="store_true", help="also each metric for a freshly initialized model (the run's seed)"
     )
     p.add_argument("-n", "--n", type=_typed("n", int), help="the first N test images (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object: metric -> value (and <metric>_floor)")
+    p.add_argument(
+        "--cascading",
+        action="store_true",
+        help="instead: cascading randomization (Adebayo et al. 2018), the Spearman correlation between the "
+        "explanations of the model and of the model re-initialized from the top module down (n default 100)",
+    )
     p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
     p.add_argument("-q", "--quiet", action="store_true")
@@ -333,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: a grid of test images)")
     p.add_argument("--out", help=f"PNG path (default: RUN_DIR/{RunDir.GRADIENTS})")
     p.add_argument("-n", type=_typed("n", int, 1), default=12, help="number of test images (default: 12)")
+    p.add_argument(
+        "--explainers",
+        default="gradient",
+        help="comma-separated, one row each: gradient (default), saliency, smoothgrad, integrated-gradients, "
+        "input-x-gradient",
+    )
     p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
     p.set_defaults(func=cmd_explain)
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .gradients import input_gradients
 from .plots import save_image_rows
 
-__all__ = ["explain_run", "interpret_run", "load_images", "test_images"]
+__all__ = ["cascade_run", "explain_run", "interpret_run", "load_images", "test_images"]
 
 
 def load_images(paths: Sequence, channels: int, size: tuple[int, int]) -> Tensor:
@@ -45,13 +44,24 @@ def test_images(data, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
 
 
 def explain_run(
-    run_dir, images: Sequence | None = None, *, out=None, n: int = 12, data_root: str | None = None
+    run_dir,
+    images: Sequence | None = None,
+    *,
+    out=None,
+    n: int = 12,
+    data_root: str | None = None,
+    explainers: Sequence[str] = ("gradient",),
 ) -> Path:
-    """Write a PNG of the best model's loss input-gradients beside their inputs.
+    """Write a PNG of the best model's explanations beside their inputs: one row per explainer
+    (:mod:`noisemod.explainers`; default the loss input-gradient), each map scaled to [0, 1].
 
     Without ``images``, ``n`` seeded test images with their true labels; with image files, the
-    gradient of the loss of the model's own prediction (no label is known).
+    explanation of the model's own prediction (no label is known).
     """
+    from .explainers import explain, get_explainer
+
+    for name in explainers:
+        get_explainer(name)  # an unknown name fails before anything is computed
     from .data import load_dataset
     from .rundir import RunDir
 
@@ -70,14 +80,15 @@ def explain_run(
         with torch.no_grad():
             pred = model(x).argmax(1)
         titles = [f"y={int(a)} p={int(b)}" for a, b in zip(y, pred)]
-    grads = input_gradients(model, x, y)
+    maps = {f"{config.method}\n{name}": explain(model, x, y, name) for name in explainers}
     out = Path(out) if out else run.file(run.GRADIENTS)
+    what = "input-gradients" if list(explainers) == ["gradient"] else "explanations"
     return save_image_rows(
-        {"input": x, f"{config.method}\ngradient": grads},
+        {"input": x, **maps},
         out,
         titles=titles,
-        scale=(f"{config.method}\ngradient",),
-        suptitle=f"{config.model} on {config.dataset}: input-gradients scaled to [0, 1]",
+        scale=tuple(maps),
+        suptitle=f"{config.model} on {config.dataset}: {what}, each scaled to [0, 1]",
     )
 
 
@@ -134,3 +145,30 @@ def interpret_run(
     entry["ms_per_image"] = ms_per_image
     run.write_interpretability(explainer, {**entry, "scores": scores})
     return scores
+
+
+def cascade_run(
+    run_dir, *, explainer: str = "gradient", n: int = 100, seed: int = 42, data_root: str | None = None, device=None
+) -> list[tuple[str, float]]:
+    """:func:`noisemod.metrics.cascading_randomization` of a run's best model on its first ``n`` test
+    images: the Spearman correlation between the explanations of the model and of the model with its
+    modules re-initialized from the top down, one more at a time. Saved in interpretability.json
+    under ``"<explainer>/cascading"``."""
+    from .data import load_dataset
+    from .explainers import get_explainer
+    from .metrics import cascading_randomization
+    from .rundir import RunDir
+
+    get_explainer(explainer)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"invalid n={n!r}: expected a positive integer")
+    run = RunDir(run_dir)
+    config = run.read_config()
+    data = load_dataset(config.dataset, root=data_root or config.data_root, val_size=config.val_size)
+    if n > len(data.test):
+        raise ValueError(f"invalid n={n}: the test set of {config.dataset} has {len(data.test)} images")
+    model = run.load_model(device=device)
+    x, y = data.test.images[:n].float().div_(255), data.test.labels[:n]
+    layers = cascading_randomization(model, x, y, explainer, seed=seed)
+    run.write_interpretability(f"{explainer}/cascading", {"n": n, "seed": seed, "layers": layers})
+    return layers

@@ -44,6 +44,8 @@ __all__ = [
     "fig4",
     "fig5",
     "gradient_maps",
+    "interpretability_figure",
+    "interpretability_scores",
     "load_results",
     "main_conditions",
     "make_figures",
@@ -447,6 +449,74 @@ def tradeoff(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     return _save(fig, path)
 
 
+def interpretability_scores(rows: Sequence[Mapping]) -> dict[str, list[str]]:
+    """Explainer -> the metrics the rows have scores of (results.csv's ``<explainer>_<metric>`` columns)."""
+    from .explainers import EXPLAINERS
+    from .metrics import METRICS
+    from .rundir import interpretability_column
+
+    found = {}
+    for e in EXPLAINERS:
+        metrics = [m for m in METRICS if any(_valid(r.get(interpretability_column(e, m))) for r in rows)]
+        if metrics:
+            found[e] = metrics
+    return found
+
+
+def interpretability_figure(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
+    """Each interpretability metric per method (x) and explainer (colour), mean ± std over seeds, with
+    the floor (the same architecture freshly initialized) as a black bar over each bar and, for
+    deletion and insertion, the random-order reference as a dashed line; one row per dataset and model."""
+    from .rundir import interpretability_column
+
+    found = interpretability_scores(results_rows)
+    if not found:
+        raise ValueError("no interpretability scores in the results (a spec's interpretability section makes them)")
+    explainers = list(found)
+    metrics = [m for m in ("vii", "alignment", "deletion", "insertion") if any(m in v for v in found.values())]
+
+    def scored(r) -> bool:
+        return any(_valid(r.get(interpretability_column(e, m))) for e in explainers for m in metrics)
+
+    rows = [dict(r, label=condition_label(r)) for r in results_rows if scored(r)]
+    pairs = _unique((r.get("dataset"), r.get("model")) for r in rows)
+    fig = _figure(3.6 * len(metrics), 3.0 * len(pairs))
+    axes = fig.subplots(len(pairs), len(metrics), squeeze=False)
+    for i, pair in enumerate(pairs):
+        here = [r for r in rows if (r.get("dataset"), r.get("model")) == pair]
+        for j, metric in enumerate(metrics):
+            _interpretability_panel(axes[i, j], here, metric, explainers)
+            axes[i, j].set_title(f"{pair[0]}, {pair[1]}: {metric}", fontsize=9)
+    handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="outside right upper")
+    return _save(fig, path)
+
+
+def _interpretability_panel(ax, rows: Sequence[Mapping], metric: str, explainers: Sequence[str]) -> None:
+    """One metric's bars per condition and explainer, the floors over them, the random-order line."""
+    from .rundir import interpretability_column
+
+    labels = _unique(r["label"] for r in rows)
+    width = 0.8 / len(explainers)
+    for k, e in enumerate(explainers):
+        score, floor = interpretability_column(e, metric), interpretability_column(e, metric + "_floor")
+        agg = aggregate(rows, keys=("label",), metrics=(score, floor))
+        pos = [labels.index(g["label"]) + (k - (len(explainers) - 1) / 2) * width for g in agg]
+        means, stds = [g[score + "_mean"] for g in agg], [g[score + "_std"] for g in agg]
+        ax.bar(pos, means, width, yerr=stds, capsize=2, color=f"C{k}", label=e)
+        floors = [g[floor + "_mean"] for g in agg]
+        left, right = [p - width / 2 for p in pos], [p + width / 2 for p in pos]
+        ax.hlines(floors, left, right, colors="k", linewidth=2, label="floor (fresh model)")
+    if metric in ("deletion", "insertion"):
+        random = interpretability_column(explainers[0], metric + "_random")
+        for g in aggregate(rows, keys=("label",), metrics=(random,)):
+            if _valid(g[random + "_mean"]):
+                x = labels.index(g["label"])
+                ax.hlines(g[random + "_mean"], x - 0.45, x + 0.45, colors="0.4", linestyles="--", label="random order")
+    ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=20)
+    ax.set_ylim(bottom=0)
+
+
 # ----------------------------------------------------------------------------- a sweep's figures
 
 
@@ -490,6 +560,8 @@ def plan_figures(rows: Sequence[Mapping], spec: str = "") -> list[str]:
         plan.append("fig5")
     if _tradeoff_panels(rows):
         plan.append("tradeoff")
+    if interpretability_scores(rows):
+        plan.append("interpretability")
     return plan
 
 
@@ -516,4 +588,6 @@ def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root
             written += fig5(rows, paths)
         elif name == "tradeoff":
             written += tradeoff(rows, paths)
+        elif name == "interpretability":
+            written += interpretability_figure(rows, paths)
     return written

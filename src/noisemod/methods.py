@@ -283,8 +283,9 @@ class Adversarial(Method):
         attack = PGD(model, eps=eps, alpha=eps / 4, steps=10, norm=norm, generator=generator) if eps > 0 else None
         probe_acc = robust_accuracy(model, *probe, attack=attack) if attack is not None else float("nan")
         check = EpochCheck({"attack_eps": self.attack.eps, "probe_robust_accuracy": probe_acc})
-        best = max((r["probe_robust_accuracy"] for r in history if r.get("probe_robust_accuracy") is not None),
-                   default=None)  # fmt: skip
+        best = max(
+            (r["probe_robust_accuracy"] for r in history if r.get("probe_robust_accuracy") is not None), default=None
+        )
         if self.early_stop and best is not None and probe_acc < best - self.COLLAPSE:
             check.stop = (
                 f"catastrophic overfitting: PGD accuracy on the probe images fell from {best:.3f} to {probe_acc:.3f}"

@@ -137,8 +137,14 @@ def accuracy(
 
 FLIP_STEPS = 20  # pixel flipping: the curve has 21 points, 5% of the features more at each
 METRICS = ("vii", "alignment", "deletion", "insertion", "deletion_random", "insertion_random")
-HIGHER_IS_BETTER = {"vii": True, "alignment": True, "deletion": False, "insertion": True,
-                    "deletion_random": False, "insertion_random": True}  # fmt: skip
+HIGHER_IS_BETTER = {
+    "vii": True,
+    "alignment": True,
+    "deletion": False,
+    "insertion": True,
+    "deletion_random": False,
+    "insertion_random": True,
+}
 
 
 def alignment_scores(x: Tensor, attribution: Tensor, mean: Tensor) -> Tensor:

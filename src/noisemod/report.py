@@ -17,13 +17,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .config import condition_names, field_names
-from .figures import aggregate, load_results, make_figures, read_sweep
+from .figures import aggregate, condition_label, interpretability_scores, load_results, make_figures, read_sweep
 from .io import atomic_write
 from .rundir import SweepDir
 
 __all__ = ["report_sections", "write_report"]
 
-METRIC_COLUMNS = ("test_accuracy", "vii", "train_seconds")
+METRIC_COLUMNS = ("test_accuracy", "robust_accuracy", "vii", "train_seconds")
 RUN_COLUMNS = ("test_accuracy", "vii", "best_epoch", "val_accuracy", "train_seconds")
 CAPTIONS = {
     "fig1": "Figure 1: test inputs and the input-gradients of standard, noise-modulated and adversarially "
@@ -133,10 +133,11 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     conditions = [k for k in ("dataset", "model", "method") if k not in varied] + [
         k for k in varied if k in condition_names()
     ]
-    groups = aggregate(rows, keys=conditions, metrics=METRIC_COLUMNS)
+    columns = [c for c in METRIC_COLUMNS if c != "robust_accuracy" or any(r.get(c) is not None for r in rows)]
+    groups = aggregate(rows, keys=conditions, metrics=columns)
     results = (
-        [*conditions, "runs", *METRIC_COLUMNS],
-        [[*(_fmt(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in METRIC_COLUMNS)] for g in groups],
+        [*conditions, "runs", *columns],
+        [[*(_fmt(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in columns)] for g in groups],
     )
     run_keys = [
         "run_id",
@@ -151,6 +152,7 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     env = _environment(sweep_dir, rows)
     env_keys = list(dict.fromkeys(k for e in env for k in e))
     return {
+        "interpretability": _interpretability_table(rows),
         "title": f"noisemod sweep report: {spec}",
         "summary": summary,
         "settings": settings,
@@ -162,7 +164,39 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     }
 
 
-TABLES = (("settings", "Settings"), ("results", "Results (mean ± std over seeds)"), ("runs", "Every run"))
+TABLES = (
+    ("settings", "Settings"),
+    ("results", "Results (mean ± std over seeds)"),
+    ("interpretability", "Interpretability (mean ± std over seeds; [floor: a freshly initialized model])"),
+    ("runs", "Every run"),
+)
+
+
+def _interpretability_table(rows: Sequence[Mapping]) -> tuple[list, list]:
+    """Per dataset, model, method condition and explainer: each metric's mean ± std and its floor."""
+    from .rundir import interpretability_column
+
+    found = interpretability_scores(rows)
+    metrics = list(dict.fromkeys(m for ms in found.values() for m in ms))
+    header = ["dataset", "model", "condition", "explainer", "runs", *metrics]
+    body = []
+    labelled = [dict(r, label=condition_label(r)) for r in rows]
+    for explainer in found:
+        keys = [interpretability_column(explainer, s) for m in metrics for s in (m, m + "_floor")]
+        have = [r for r in labelled if r.get(interpretability_column(explainer, found[explainer][0])) is not None]
+        for g in aggregate(have, keys=("dataset", "model", "label"), metrics=keys):
+            cells = []
+            for m in metrics:
+                score, floor = interpretability_column(explainer, m), interpretability_column(explainer, m + "_floor")
+                text = _mean_std(g, score)
+                cells.append(f"{text} [{_metric(g[floor + '_mean'])}]" if _isnumber(g[floor + "_mean"]) else text)
+            body.append([_fmt(g["dataset"]), _fmt(g["model"]), g["label"], explainer, str(g["n"]), *cells])
+    return header, body
+
+
+def _isnumber(v) -> bool:
+    return isinstance(v, float) and v == v
+
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
@@ -180,7 +214,7 @@ def _html(s: dict) -> str:
         f"<h1>{html.escape(s['title'])}</h1>",
         "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in s["summary"]) + "</ul>",
     ]
-    parts += [f"<h2>{title}</h2>{table(*s[key])}" for key, title in TABLES]
+    parts += [f"<h2>{title}</h2>{table(*s[key])}" for key, title in TABLES if s[key][1]]
     if s["figures"]:
         parts.append("<h2>Figures</h2>")
     for name, png in s["figures"].items():
@@ -205,7 +239,7 @@ def _markdown(s: dict, base: Path) -> str:
         return "\n".join([line(header), "| " + " | ".join("---" for _ in header) + " |", *map(line, body)])
 
     parts = [f"# {s['title']}", "\n".join(f"- {line}" for line in s["summary"])]
-    parts += [f"## {title}\n\n{table(*s[key])}" for key, title in TABLES]
+    parts += [f"## {title}\n\n{table(*s[key])}" for key, title in TABLES if s[key][1]]
     if s["figures"]:
         parts.append("## Figures")
     for name, png in s["figures"].items():

@@ -196,7 +196,9 @@ class RunDir(_Folder):
         ``<explainer>_ms_per_image``."""
         out = {}
         for explainer, entry in self.read_interpretability().items():
-            out.update({interpretability_column(explainer, k): v for k, v in entry.get("scores", {}).items()})
+            if "scores" not in entry:  # e.g. a cascading randomization: layers, not scores
+                continue
+            out.update({interpretability_column(explainer, k): v for k, v in entry["scores"].items()})
             out[interpretability_column(explainer, "ms_per_image")] = entry.get("ms_per_image")
         return out
 

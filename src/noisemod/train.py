@@ -520,8 +520,9 @@ def _probe(split, device, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
     return split.images[:n].to(device).float().div_(255), split.labels[:n].to(device)
 
 
-def _train_epochs(run: RunDir, training: Training, state: RunState, *, train_loader, val_loader, probe, dist, progress,
-                  say):  # fmt: skip
+def _train_epochs(
+    run: RunDir, training: Training, state: RunState, *, train_loader, val_loader, probe, dist, progress, say
+):
     """The epochs left: train, reduce over ranks, stop on divergence, step the schedule, record
     (main process), and stop with a checkpoint on SIGINT/SIGTERM or when the method asks."""
     config = training.config
@@ -597,8 +598,16 @@ def _result(run: RunDir, training: Training, data, *, state: RunState, train_ima
     threat = training.method.threat
     images = config.robust_images if config.robust_images is not None else (1000 if threat is not None else 0)
     eps, norm = threat if threat is not None else (None, "linf")
-    evaluation = evaluate(best, data, batch_size=config.eval_batch_size, device=device, robust=images > 0, eps=eps,
-                          norm=norm, robust_images=images)  # fmt: skip
+    evaluation = evaluate(
+        best,
+        data,
+        batch_size=config.eval_batch_size,
+        device=device,
+        robust=images > 0,
+        eps=eps,
+        norm=norm,
+        robust_images=images,
+    )
     stopped = {"stopped_epoch": state.stopped["epoch"], "stop_reason": state.stopped["reason"]} if state.stopped else {}
     return {
         **evaluation,
@@ -686,8 +695,18 @@ def evaluate(
         "vii": vii(model, _progress(test, progress, "VII")),
     }
     if robust:
-        result.update(_robust(model, data, norm=norm, eps=eps, images=robust_images, batch_size=batch_size,
-                              device=device, progress=progress))  # fmt: skip
+        result.update(
+            _robust(
+                model,
+                data,
+                norm=norm,
+                eps=eps,
+                images=robust_images,
+                batch_size=batch_size,
+                device=device,
+                progress=progress,
+            )
+        )
     return result
 
 

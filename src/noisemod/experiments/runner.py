@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ..config import identity
 from ..rundir import RunDir, SweepDir, write_results_table
-from .spec import Run, Spec, expand, load_spec
+from .spec import Run, Spec, expand, interpreted, load_spec
 
 __all__ = ["exit_code", "interpret_command", "plan_action", "run_sweep", "train_command", "write_results"]
 
@@ -249,7 +249,7 @@ def run_sweep(
         progress.started(k, run, resume)
         t0 = time.perf_counter()
         ok, code = _train(run, sweep.run(run.run_id), resume, env)
-        if ok and spec.interpretability is not None:
+        if ok and interpreted(spec, run.config):
             ok, code = _interpret(sweep.run(run.run_id), spec.interpretability, env)
         progress.ended(k, rec, run, ok, code, time.perf_counter() - t0)
 
@@ -267,8 +267,9 @@ def run_sweep(
     pool = ThreadPoolExecutor(max_workers=jobs)
     try:
         futures = [pool.submit(one, k, rec, run) for k, (rec, run) in enumerate(todo, 1)]
-        if spec.interpretability is not None:
-            futures += [pool.submit(interpret_finished, rec, run) for rec, run in finished_before]
+        futures += [
+            pool.submit(interpret_finished, rec, run) for rec, run in finished_before if interpreted(spec, run.config)
+        ]
         for future in futures:
             future.result()
     finally:  # on Ctrl-C start nothing new; the running runs stop too (same process group) and resume later

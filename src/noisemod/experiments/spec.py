@@ -43,7 +43,7 @@ from ..methods import get_method
 __all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
 
 SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets", "interpretability")
-INTERPRETABILITY_KEYS = ("metrics", "explainers", "n", "floor")
+INTERPRETABILITY_KEYS = ("metrics", "explainers", "n", "floor", "only")
 BUDGET_KEYS = ("datasets", "cases", "only")
 CASE_KEYS = ("when", "set")
 DEFAULTS = TrainConfig()
@@ -160,17 +160,28 @@ def load_spec(path) -> Spec:
 
 
 def _check_interpretability(check: _Checker, section) -> dict[str, Any] | None:
-    """``interpretability: {metrics: [...], explainers: [...], n: N, floor: true}``: what the runner
-    computes for every finished run (``noisemod evaluate --metrics``); defaults: VII, alignment,
-    deletion and insertion of the gradient on all test images, with the floor."""
+    """``interpretability: {metrics: [...], explainers: [...], n: N, floor: true, only: {...}}``: what
+    the runner computes for every finished run (``noisemod evaluate --metrics``), or for the runs
+    whose settings ``only`` lists (as a budget's ``only``); defaults: VII, alignment, deletion and
+    insertion of the gradient on all test images, with the floor."""
     if section is None:
         return None
     from ..explainers import EXPLAINERS
     from ..metrics import METRICS
 
     check.mapping("interpretability", section, INTERPRETABILITY_KEYS)
-    values = {"metrics": ["vii", "alignment", "deletion", "insertion"], "explainers": ["gradient"], "n": None,
-              "floor": True, **section}  # fmt: skip
+    values = {
+        "metrics": ["vii", "alignment", "deletion", "insertion"],
+        "explainers": ["gradient"],
+        "n": None,
+        "floor": True,
+        "only": {},
+        **section,
+    }
+    for key, allowed in check.mapping("interpretability.only", values["only"]).items():
+        check.key("interpretability.only", key)
+        for j, value in enumerate(check.nonempty_list(f"interpretability.only.{key}", allowed)):
+            check.value(f"interpretability.only.{key}[{j}]", key, value)
     for key, known in (("metrics", METRICS), ("explainers", EXPLAINERS)):
         for j, name in enumerate(check.nonempty_list(f"interpretability.{key}", values[key])):
             if name not in known:
@@ -197,6 +208,12 @@ def _check_budget(check: _Checker, where: str, budget) -> None:
         check.key(f"{where}.only", key)
         for j, value in enumerate(check.nonempty_list(f"{where}.only.{key}", values)):
             check.value(f"{where}.only.{key}[{j}]", key, value)
+
+
+def interpreted(spec: Spec, config: TrainConfig) -> bool:
+    """Whether the spec's interpretability section applies to a run."""
+    section = spec.interpretability
+    return section is not None and all(getattr(config, k) in v for k, v in section["only"].items())
 
 
 def normalize(values: dict[str, Any]) -> dict[str, Any]:
