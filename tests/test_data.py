@@ -29,6 +29,7 @@ from noisemod.data import (
     default_val_size,
     load_dataset,
 )
+from noisemod.data.datasets import interleave_classes
 from noisemod.data.formats import load_pickle
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -189,7 +190,12 @@ def write_zip(path: Path, files: dict[str, np.ndarray | bytes], prefix: str = ""
 
 
 def expected_split(files: dict[str, np.ndarray], split: str) -> tuple[torch.Tensor, list[int]]:
+    """train: sorted by path; test: dealt out class by class (the first of each class, then the second, ...)."""
     names = sorted(n for n in files if n.startswith(f"{split}/"))
+    if split == "test":
+        names = sorted(
+            names, key=lambda n: (sorted(m for m in names if m.split("/")[1] == n.split("/")[1]).index(n), n)
+        )
     images = np.stack([files[n] if files[n].ndim == 3 else files[n][..., None] for n in names])
     return torch.from_numpy(images).permute(0, 3, 1, 2), [0 if "/ant/" in n else 1 for n in names]
 
@@ -210,6 +216,31 @@ def test_imagefolder(tmp_path, kind):
         images, labels = expected_split(files, split)
         assert torch.equal(getattr(data, split).images, images)
         assert getattr(data, split).labels.tolist() == labels
+
+
+def test_interleave_classes_by_hand():
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    assert interleave_classes(labels).tolist() == [0, 3, 4, 1, 5, 2]  # 0 1 2, then 0 2, then 0
+    assert interleave_classes(torch.tensor([3, 1, 3, 1])).tolist() == [1, 0, 3, 2]
+
+
+def test_imagefolder_test_split_starts_with_every_class(tmp_path):
+    # 3 classes stored class by class: the test split's first 3 images are one of each, in label order
+    rng = np.random.default_rng(0)
+    files = {f"{s}/{c}/{i}.png": rng.integers(0, 256, (4, 4), dtype=np.uint8) for s in ("train", "test")
+             for c in ("a", "b", "c") for i in range(4)}  # fmt: skip
+    data = load_dataset("imagefolder", root=write_tree(tmp_path / "t", files), val_size=0)
+    assert data.test.labels.tolist() == [0, 1, 2] * 4
+    assert data.train.labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4  # training keeps its order (and subsets)
+    assert torch.equal(data.test.images[1, 0], torch.from_numpy(files["test/b/0.png"]))
+
+
+def test_spread_is_evenly_spaced_and_covers_a_sorted_split():
+    split = Split(torch.arange(12, dtype=torch.uint8).view(12, 1, 1, 1), torch.arange(12) // 4)
+    assert split.spread(3).images.flatten().tolist() == [0, 4, 8]
+    assert split.spread(3).labels.tolist() == [0, 1, 2]
+    assert split.spread(5).images.flatten().tolist() == [0, 2, 4, 7, 9]
+    assert len(split.spread(100)) == 12
 
 
 def test_imagefolder_grayscale_and_mixed_modes(tmp_path):

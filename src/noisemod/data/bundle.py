@@ -52,6 +52,14 @@ class Split:
         """The images at ``indices`` (a new Split that owns its memory)."""
         return Split(self.images[indices], self.labels[indices])
 
+    def spread(self, n: int) -> Split:
+        """``n`` images evenly spaced over the split (all of them if ``n >= len(self)``), in order: a fixed
+        batch that covers every class even when the split is stored class by class, as an image-folder
+        tree's training split is."""
+        if n >= len(self):
+            return self.take(torch.arange(len(self)))
+        return self.take(torch.arange(n) * len(self) // n)
+
     def subset(self, n: int, seed: int = 0) -> Split:
         """A seeded random subset of ``n`` images, kept in their original order.
 

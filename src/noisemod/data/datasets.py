@@ -94,7 +94,26 @@ def _fashion_mnist(root: Path, *, download: bool, cache: bool) -> dict:
     return _idx_dataset("fashion-mnist", root, "FashionMNIST", FASHION_MNIST_CLASSES, download, cache)
 
 
+def interleave_classes(labels: torch.Tensor) -> torch.Tensor:
+    """The order that deals a split's images out class by class: the first image of each class (in label
+    order), then the second of each, and so on, each class keeping its own order. An image-folder tree is
+    stored class by class, so without it "the first N test images" would all be airplanes on CIFAR-10."""
+    rank = torch.empty_like(labels)
+    for c in labels.unique():
+        where = (labels == c).nonzero().flatten()
+        rank[where] = torch.arange(len(where))
+    return torch.argsort(rank * (int(labels.max()) + 1) + labels, stable=True)
+
+
 def _image_folder(name: str, source: Path, classes: tuple[str, ...] | None, cache: bool) -> dict:
+    """The train split in file order (so seeded subsets stay what they were), the test split interleaved
+    across classes (:func:`interleave_classes`), so that its first N images cover every class."""
+    raw = _image_folder_files(name, source, classes, cache)
+    order = interleave_classes(raw["test_labels"])
+    return {**raw, "test_images": raw["test_images"][order].contiguous(), "test_labels": raw["test_labels"][order]}
+
+
+def _image_folder_files(name: str, source: Path, classes: tuple[str, ...] | None, cache: bool) -> dict:
     if not source.exists():
         raise DataNotFoundError(f"{name}: no image-folder tree or zip at {source}")
     sources = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
