@@ -34,7 +34,13 @@ def test_every_field_is_described():
             assert methods_using(s.name) and s.tag is not None, s.name
     # the roles as documented: the seed repeats a condition; these four do not change what a run computes
     assert [s.name for s in described if s.role == "repeat"] == ["seed"]
-    assert [s.name for s in described if s.runtime] == ["data_root", "device", "compile", "channels_last"]
+    assert [s.name for s in described if s.runtime] == [
+        "data_root",
+        "device",
+        "compile",
+        "channels_last",
+        "tensorboard",
+    ]
     assert [s.name for s in described if s.resume_may_change] == ["epochs"]
     assert "seed" not in condition_names() and "compile" not in condition_names() and "beta" in condition_names()
 
@@ -86,13 +92,13 @@ def test_identity_leaves_out_runtime_settings_and_hashes_stay_stable():
     a = TrainConfig(dataset="synthetic", model="mlp", lr=0.003, epochs=3, train_size=300)
     b = a.replace(compile=True, channels_last=True, device="cpu", data_root="/data")
     assert identity(a) == identity(b) and config_hash(a) == config_hash(b)
-    assert set(identity(a)) == set(field_names()) - {"data_root", "device", "compile", "channels_last"}
+    assert set(identity(a)) == set(field_names()) - {"data_root", "device", "compile", "channels_last", "tensorboard"}
     assert config_hash(a) != config_hash(a.replace(seed=1))
     # the hash a sweep written before settings described themselves gave this run (its run id suffix)
     assert config_hash(a) == "0f9c25"
-    # the settings added since (eps_warmup, early_stop, sigma, robust_images) are left out at their defaults
+    # the settings added since are left out of the hash at their defaults
     later = {s.name for s in settings() if s.since is not None}
-    assert later == {"eps_warmup", "early_stop", "sigma", "robust_images"}
+    assert later == {"eps_warmup", "early_stop", "sigma", "robust_images", "tensorboard"}
     assert hash_values(a) == {k: v for k, v in identity(a).items() if k not in later}
     assert "eps_warmup" in hash_values(a.replace(method="pgd", eps_warmup=1.0))
 

@@ -42,7 +42,11 @@ def test_write_report(sweep):
         assert "torch" in text and rows[0]["git_sha"] in text  # hardware and versions from result.json
     assert page.count('<img src="data:image/png;base64,') == 3
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)|url\(|@import|<script|<link""", page)
-    assert "| dataset | model | method | steps | runs | test_accuracy | vii | train_seconds |" in md
+    header = "| dataset | model | method | steps | runs | test_accuracy | robust_accuracy | vii | train_seconds |"
+    assert header in md  # robust accuracy because a pgd run is in the sweep
+    [pgd] = [r for r in rows if r["method"] == "pgd"]
+    assert f"| pgd | 2 | 1 | {pgd['test_accuracy']:.4f} | {pgd['robust_accuracy']:.4f} |" in md
+    assert f"| 2 | {nm['test_accuracy_mean']:.4f} ± {nm['test_accuracy_std']:.4f} | - |" in md  # nm has none
     assert "| --- |" in md and "](figures/fig1.png)" in md and "](figures/fig3.png)" in md
     assert sorted(p.name for p in (sweep / "figures").iterdir()) == [
         "fig1.png",

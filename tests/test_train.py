@@ -39,7 +39,14 @@ CASES = [(m, {}) for m in list_methods()] + [
 def test_every_method_trains_and_writes_a_complete_run(tmp_path, method, extra):
     run = tmp_path / "run"
     result = fit(TrainConfig(method=method, **QUICK, **extra), run, progress=False, log=quiet)
-    assert sorted(p.name for p in run.iterdir()) == ["best.pt", "config.json", "last.pt", "metrics.csv", "result.json"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "best.pt",
+        "config.json",
+        "last.pt",
+        "metrics.csv",
+        "result.json",
+        "tensorboard",
+    ]
     saved = json.loads((run / "result.json").read_text())
     assert saved == json.loads(json.dumps(result))
     optional = {"robust_accuracy", "robust_attack", "stopped_epoch", "stop_reason"}

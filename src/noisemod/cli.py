@@ -22,7 +22,7 @@ GROUPS = {  # --help sections, in order
     "optimization": "optimization",
     "data": "data",
     "evaluation": "evaluation (of the best checkpoint, after training)",
-    "hardware": "hardware and speed (runtime settings: a run may be resumed with others)",
+    "hardware": "hardware, speed and monitoring (runtime settings: a run may be resumed with others)",
 }
 
 
@@ -169,6 +169,7 @@ def cmd_evaluate(args) -> int:
         norm=norm,
         device=device,
         robust=args.robust,
+        robust_images=args.robust_images,
         progress=not args.quiet,
     )
     run.write_evaluation(result)
@@ -283,9 +284,23 @@ def cmd_sweep(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
 
-    records = run_sweep(
-        args.spec, args.out, jobs=args.jobs, budget=args.budget, data_root=args.data_root, dry_run=args.dry_run
-    )
+    from .experiments.executors import ExecutorError
+
+    if args.executor not in ("local", "ray"):
+        raise UsageError(f"invalid --executor={args.executor!r}: expected local or ray")
+    try:
+        records = run_sweep(
+            args.spec,
+            args.out,
+            jobs=args.jobs,
+            budget=args.budget,
+            data_root=args.data_root,
+            dry_run=args.dry_run,
+            executor=args.executor,
+            ray_address=args.ray_address,
+        )
+    except ExecutorError as e:
+        raise UsageError(str(e)) from None
     return exit_code(records)
 
 
@@ -336,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also robust accuracy on the whole test set: PGD-50 from a random start, at the run's eps and norm "
         "for adversarial methods, else the dataset's PGD eps (Linf)",
+    )
+    p.add_argument(
+        "--robust-images", type=_typed("robust_images", int, 1), help="with --robust: the first N test images"
     )
     p.add_argument(
         "--metrics",
@@ -411,6 +429,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", default="paper", help="budget named in the spec, e.g. paper or cpu (default: paper)")
     p.add_argument("--data-root", help="folder holding the datasets, passed to every run")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their commands, run nothing")
+    p.add_argument(
+        "--executor",
+        default="local",
+        help="local (default: a process pool here, GPUs round-robin) or ray (one Ray task per run: a GPU each, or "
+        "CPUs / --jobs of the cluster's)",
+    )
+    p.add_argument("--ray-address", help="the Ray cluster (default: $RAY_ADDRESS; none: start a local Ray instance)")
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser(

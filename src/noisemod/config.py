@@ -347,7 +347,7 @@ class TrainConfig:
     )
     early_stop: bool = setting(
         False,
-        "stop when PGD accuracy on the first 256 training images falls more than 0.2 below its best so far "
+        "stop when PGD accuracy on 256 fixed training images (evenly spaced) falls more than 0.2 below its best so far "
         "(catastrophic overfitting, Wong et al. 2020); the best checkpoint is then of an epoch before",
         check=flag(),
         method=True,
@@ -428,6 +428,14 @@ class TrainConfig:
         check=flag(),
         group="hardware",
         role="runtime",
+    )
+    tensorboard: bool = setting(
+        True,
+        "TensorBoard event files in RUN_DIR/tensorboard: loss, accuracy and VII per epoch, gradient maps",
+        check=flag(),
+        group="hardware",
+        role="runtime",
+        since="0.2.0",
     )
 
     def __post_init__(self):

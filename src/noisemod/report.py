@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -47,12 +48,16 @@ def _fmt(v) -> str:
 
 
 def _metric(v) -> str:
-    return "" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
+    """A result for display: missing (None or NaN, e.g. robust accuracy of a non-adversarial run) is '-'."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
 def _mean_std(agg: Mapping, metric: str) -> str:
     mean, std = agg[f"{metric}_mean"], agg[f"{metric}_std"]
-    return _metric(mean) if agg["n"] == 1 else f"{_metric(mean)} ± {_metric(std)}"
+    missing = mean is None or (isinstance(mean, float) and math.isnan(mean))
+    return _metric(mean) if agg["n"] == 1 or missing else f"{_metric(mean)} ± {_metric(std)}"
 
 
 def _settings(rows: Sequence[Mapping]) -> tuple[dict, dict]:

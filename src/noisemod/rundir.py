@@ -46,7 +46,9 @@ RESULT_FIELDS: dict[str, tuple[type, str]] = {
     "vii": (float, "VII (Definition 3) of best.pt on the test set, x_bar the mean test image"),
     "val_accuracy": (float, "validation accuracy of best.pt (NaN without a validation split)"),
     "best_epoch": (int, "the epoch of best.pt"),
-    "train_seconds": (float, "seconds spent in training epochs (not evaluation)"),
+    "train_seconds": (float, "seconds spent in training epochs (not evaluation, not the one-time costs below)"),
+    "setup_seconds": (float, "one-time: loading (and caching) the data, building the model, method and optimizer"),
+    "compile_seconds": (float, "one-time: compiling the trained module and the fused noise kernel (a warm-up step)"),
     "train_images": (int, "training images used (train_size, or the whole training split)"),
     "robust_accuracy": (
         float,
@@ -113,7 +115,7 @@ class RunDir(_Folder):
 
     CONFIG, METRICS, LAST, BEST = "config.json", "metrics.csv", "last.pt", "best.pt"
     RESULT, EVALUATION, ERROR_LOG, GRADIENTS = "result.json", "evaluation.json", "error.log", "gradients.png"
-    INTERPRETABILITY = "interpretability.json"
+    INTERPRETABILITY, TENSORBOARD = "interpretability.json", "tensorboard"
 
     # -- state
 

@@ -219,6 +219,30 @@ class Training:
             self.optimizer.step()
         return loss, logits
 
+    def warm_up(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Compile what training compiles (``compile``, ``fused_noise``) on one batch, then put
+        everything back: the weights, batch-norm statistics, gradients and RNG states are as before,
+        so the run computes exactly what it would have. Returns the seconds it took."""
+        t0 = time.perf_counter()
+        model_state = {k: v.clone() for k, v in self.model.state_dict().items()}
+        rng = (torch.get_rng_state(), self.generator.get_state())
+        cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+        self.net.train()
+        if self.config.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast:
+            loss, _ = self.method.step(self.net, x, y)
+        loss.backward()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.model.load_state_dict(model_state)
+        torch.set_rng_state(rng[0])
+        self.generator.set_state(rng[1])
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter() - t0
+
     def state_dict(self) -> dict:
         """The states a checkpoint keeps besides the model: optimizer, scheduler, scaler, RNGs."""
         rng = {"torch": torch.get_rng_state(), "noise": self.generator.get_state()}
@@ -304,6 +328,8 @@ class RunState:
     train_seconds: float = 0.0
     partial: dict | None = None  # an interrupted epoch: next step, running sums, seconds
     stopped: dict | None = None  # training stopped early: {"epoch", "reason"}
+    setup_seconds: float = 0.0  # one-time costs, summed over the processes that trained the run
+    compile_seconds: float = 0.0
 
 
 @dataclass
@@ -486,6 +512,7 @@ def fit(
     dist, device = _init_distributed(config)
     ckpt = _check_run_dir(run, config, resume) if dist.main else (run.read_checkpoint("last") if resume else None)
     say = log if dist.main else (lambda *_: None)
+    t0 = time.perf_counter()
     data, train_split = load_data(config)
     training = build_training(config, data, device=device, rank=dist.rank, world_size=dist.world_size)
     state = RunState()
@@ -494,6 +521,7 @@ def fit(
         state = RunState(**ckpt["progress"])
         at = f"step {state.partial['step']} of epoch {state.epoch + 1}" if state.partial else f"epoch {state.epoch}"
         say(f"resuming {run.path} after {at}")
+    state.setup_seconds += time.perf_counter() - t0
     if dist.main:
         run.write_config(config)
     shard = dict(rank=dist.rank, world=dist.world_size)
@@ -504,8 +532,16 @@ def fit(
         f"{len(data.test)} test images, {config.epochs} epochs, device {device}"
     )
     probe = _probe(train_split, device)
+    if (config.compile or config.fused_noise) and state.epoch < config.epochs:
+        x, y = next(iter(train_loader.batches()))
+        state.compile_seconds += training.warm_up(x, y)
     loaders = dict(train_loader=train_loader, val_loader=val_loader, probe=probe)
-    _train_epochs(run, training, state, **loaders, dist=dist, progress=progress, say=say)
+    monitor = Monitor(run, data.val, device, start=state.epoch) if config.tensorboard and dist.main else None
+    try:
+        _train_epochs(run, training, state, **loaders, dist=dist, progress=progress, say=say, monitor=monitor)
+    finally:
+        if monitor is not None:
+            monitor.close()
     _end_distributed(dist)
     if not dist.main:
         return {}
@@ -516,12 +552,14 @@ def fit(
 
 
 def _probe(split, device, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` training images (float in [0, 1]) and labels: the fixed batch methods check after each epoch."""
-    return split.images[:n].to(device).float().div_(255), split.labels[:n].to(device)
+    """``n`` training images evenly spaced over the split (``Split.spread``: every class, also for a split
+    stored class by class), float in [0, 1], and labels: the fixed batch methods check after each epoch."""
+    batch = split.spread(n)
+    return batch.images.to(device).float().div_(255), batch.labels.to(device)
 
 
 def _train_epochs(
-    run: RunDir, training: Training, state: RunState, *, train_loader, val_loader, probe, dist, progress, say
+    run: RunDir, training: Training, state: RunState, *, train_loader, val_loader, probe, dist, progress, say, monitor
 ):
     """The epochs left: train, reduce over ranks, stop on divergence, step the schedule, record
     (main process), and stop with a checkpoint on SIGINT/SIGTERM or when the method asks."""
@@ -553,6 +591,8 @@ def _train_epochs(
                 row = _end_epoch(
                     run, training, state, totals=totals, seconds=seconds, lr=lr, val_loader=val_loader, probe=probe
                 )
+                if monitor is not None:
+                    monitor.epoch(training.model, row, last=epoch + 1 == config.epochs)
                 say(
                     f"epoch {epoch + 1}/{config.epochs}: loss {row['train_loss']:.4f}, train acc "
                     f"{row['train_accuracy']:.4f}, val acc {row['val_accuracy']:.4f}, {seconds:.1f}s "
@@ -568,6 +608,50 @@ def _train_epochs(
                     "--resume",
                     stop.requested,
                 )
+
+
+class Monitor:
+    """TensorBoard event files in ``RUN_DIR/tensorboard`` (``torch.utils.tensorboard``): per epoch the
+    train loss and accuracy, validation accuracy, the VII of a fixed validation batch (256 images evenly
+    spaced over the split, ``Split.spread``; x_bar their mean), and every ``every`` epochs (and the first
+    and last) a grid of 8 of them (evenly spaced over the batch) above their input-gradient maps, each
+    scaled to [0, 1]. A resumed run drops the events
+    after its checkpoint (``purge_step``), so curves are never doubled."""
+
+    def __init__(self, run: RunDir, val, device, *, start: int = 0, every: int = 5, images: int = 256):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(run.file(run.TENSORBOARD)), purge_step=start + 1)
+        self.every = every
+        batch = val.spread(images) if len(val) else None
+        self.x = batch.images.to(device).float().div_(255) if batch is not None else None
+        self.y = batch.labels.to(device) if batch is not None else None
+
+    def epoch(self, model: nn.Module, row: dict, *, last: bool = False) -> None:
+        step = row["epoch"]
+        scalars = {"loss/train": "train_loss", "accuracy/train": "train_accuracy"}
+        scalars.update({"accuracy/validation": "val_accuracy", "lr": "lr"})
+        for tag, key in scalars.items():
+            self.writer.add_scalar(tag, row[key], step)
+        if "probe_robust_accuracy" in row:
+            self.writer.add_scalar("accuracy/probe_robust", row["probe_robust_accuracy"], step)
+        if self.x is None:
+            return
+        self.writer.add_scalar("vii/validation_batch", vii(model, self.x, self.y), step)
+        if step % self.every == 0 or step == 1 or last:
+            from torchvision.utils import make_grid
+
+            from .gradients import input_gradients
+            from .plots import scale01
+
+            pick = torch.arange(8, device=self.x.device) * len(self.x) // 8 if len(self.x) >= 8 else slice(None)
+            x, y = self.x[pick], self.y[pick]
+            maps = torch.cat([x, scale01(input_gradients(model, x, y))]).cpu()
+            self.writer.add_image("input-gradients", make_grid(maps, nrow=8, pad_value=1.0), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _stopped_early(state: RunState, world_size: int) -> bool:
@@ -615,6 +699,8 @@ def _result(run: RunDir, training: Training, data, *, state: RunState, train_ima
         "best_epoch": state.best_epoch,
         "val_accuracy": state.best_val,
         "train_seconds": state.train_seconds,
+        "setup_seconds": state.setup_seconds,
+        "compile_seconds": state.compile_seconds,
         "train_images": train_images,
         "train_device": str(device),
         "world_size": dist.world_size,

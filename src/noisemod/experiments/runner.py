@@ -1,5 +1,6 @@
-"""Run a sweep: every run of a spec as its own ``noisemod train`` process, N at a time, into a
-sweep folder (:class:`noisemod.rundir.SweepDir`: sweep.json, results.csv, runs/<run_id>/).
+"""Run a sweep: every run of a spec as its own ``noisemod train`` process, N at a time, on this
+machine or a Ray cluster (:mod:`noisemod.experiments.executors`), into a sweep folder
+(:class:`noisemod.rundir.SweepDir`: sweep.json, results.csv, runs/<run_id>/).
 
 Each run gets its settings as a file: the runner writes ``runs/<run_id>/config.json`` and starts
 ``noisemod train --config runs/<run_id>/config.json --out runs/<run_id>``. Rerunning the same
@@ -11,16 +12,15 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import identity
 from ..rundir import RunDir, SweepDir, write_results_table
+from .executors import EXECUTORS, ExecutorError, make_executor
 from .spec import Run, Spec, expand, interpreted, load_spec
 
 __all__ = ["exit_code", "interpret_command", "plan_action", "run_sweep", "train_command", "write_results"]
@@ -79,10 +79,6 @@ def _duration(seconds: float) -> str:
     return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s" if m else f"{s}s"
 
 
-def _cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 def _plan(spec: Spec, budget: str, sweep: SweepDir, data_root) -> tuple[list[Run], list[dict]]:
     """The runs and one record per run (run_id, dir, config, action, status), after checking that
     the folder holds this sweep and each existing run directory was trained with the same settings."""
@@ -110,11 +106,11 @@ def _plan(spec: Spec, budget: str, sweep: SweepDir, data_root) -> tuple[list[Run
     return runs, records
 
 
-def _train(run: Run, run_dir: RunDir, resume: bool, env: dict) -> tuple[bool, int]:
-    """Train one run in its own process; on failure its output's tail goes to error.log."""
+def _train(config, run_dir: RunDir, resume: bool, env: dict, child: Callable) -> tuple[bool, int]:
+    """Train one run in its own process (``child(command, env)``); on failure its output's tail goes to error.log."""
     run_dir.clear_error_log()
-    run_dir.write_config(run.config)  # the process reads its settings from here
-    proc = subprocess.run(train_command(run.config, run_dir.path, resume), env=env, capture_output=True, text=True)
+    run_dir.write_config(config)  # the process reads its settings from here
+    proc = child(train_command(config, run_dir.path, resume), env)
     ok = proc.returncode == 0 and run_dir.is_complete()
     if not ok:
         tail = "\n".join((proc.stderr or proc.stdout or "").splitlines()[-40:])
@@ -134,14 +130,14 @@ class _Progress:
         rows = [_row(r, self.sweep.run(r.run_id), self.spec.name, self.budget) for r in self.runs]
         self.sweep.write_results([row for row in rows if row is not None])
 
-    def started(self, k: int, run: Run, resume: bool) -> None:
+    def started(self, k: int, run: Run, what: str) -> None:
         with self.lock:
-            self.log(f"[{k}/{self.total}] start {run.run_id}{' (resume)' if resume else ''}")
+            self.log(f"[{k}/{self.total}] start {run.run_id}{what}")
 
     def ended(self, k: int, rec: dict, run: Run, ok: bool, code: int, seconds: float) -> None:
         with self.lock:
             self.finished += 1
-            rec["status"] = "completed" if ok else "failed"
+            rec["status"] = ("skipped" if rec["action"] == "skip" else "completed") if ok else "failed"
             self.table()
             elapsed = time.perf_counter() - self.start
             eta = elapsed / self.finished * (self.total - self.finished)
@@ -179,17 +175,20 @@ def interpret_command(run_dir, explainer: str, settings: dict) -> list[str]:
     return cmd + (["--n", str(settings["n"])] if settings["n"] is not None else [])
 
 
-def _interpret(run_dir: RunDir, settings: dict, env: dict) -> tuple[bool, int]:
+def _missing_explainers(run_dir: RunDir, settings: dict) -> list[str]:
+    """The spec's explainers whose metrics are not yet in the run's interpretability.json."""
+    return [
+        e
+        for e in settings["explainers"]
+        if not run_dir.has_interpretability(e, metrics=settings["metrics"], n=settings["n"], floor=settings["floor"])
+    ]
+
+
+def _interpret(run_dir: RunDir, settings: dict, env: dict, child: Callable) -> tuple[bool, int]:
     """The spec's interpretability metrics for a finished run, each explainer not yet done; on
     failure the output's tail goes to error.log."""
-    for explainer in settings["explainers"]:
-        if run_dir.has_interpretability(
-            explainer, metrics=settings["metrics"], n=settings["n"], floor=settings["floor"]
-        ):
-            continue
-        proc = subprocess.run(
-            interpret_command(run_dir.path, explainer, settings), env=env, capture_output=True, text=True
-        )
+    for explainer in _missing_explainers(run_dir, settings):
+        proc = child(interpret_command(run_dir.path, explainer, settings), env)
         if proc.returncode != 0:
             tail = "\n".join((proc.stderr or proc.stdout or "").splitlines()[-40:])
             run_dir.write_error_log(f"exit status {proc.returncode}\n{shlex.join(proc.args)}\n{tail}\n")
@@ -205,20 +204,25 @@ def run_sweep(
     budget: str = "paper",
     data_root=None,
     dry_run: bool = False,
+    executor: str = "local",
+    ray_address: str | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Run every run of the spec at ``spec_path`` under ``budget`` into ``out_dir``.
 
-    Each run is a ``noisemod train`` process, ``jobs`` at a time, each with ``max(1, cores // jobs)``
-    threads (OMP_NUM_THREADS); ``data_root`` is passed to every run. Completed runs are
-    skipped, interrupted ones resumed; ``OUT/results.csv`` is rewritten after each run. A failed
+    Each run is a ``noisemod train`` process, ``jobs`` at a time, on this machine (``executor``
+    ``"local"``: ``max(1, cores // jobs)`` threads each, GPUs round-robin) or as Ray tasks
+    (``"ray"``, on the cluster at ``ray_address`` or ``RAY_ADDRESS``, else a local Ray instance;
+    see :mod:`noisemod.experiments.executors`); ``data_root`` is passed to every run. Completed runs
+    are skipped, interrupted ones resumed; ``OUT/results.csv`` is rewritten after each run. A failed
     run leaves its stderr tail in ``OUT/runs/<id>/error.log`` and the sweep goes on.
     ``dry_run`` only logs the plan (the command of each run) and writes nothing.
 
     Returns one dict per run: ``run_id``, ``dir``, ``config``, ``action`` (skip/resume/new) and
     ``status``: ``skipped`` (already complete), ``completed``, ``failed`` or ``planned`` (dry run).
     Raises ``ValueError`` for an invalid spec, or an ``out_dir`` holding another sweep or runs
-    trained with other settings.
+    trained with other settings, and :class:`~noisemod.experiments.executors.ExecutorError` for an
+    unknown executor, an unreachable cluster or a folder its workers cannot write, before any run starts.
     """
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"invalid jobs={jobs!r}: expected a positive integer")
@@ -226,54 +230,66 @@ def run_sweep(
     sweep = SweepDir(Path(out_dir).resolve())
     runs, records = _plan(spec, budget, sweep, data_root)
     todo = [(rec, run) for rec, run in zip(records, runs) if rec["action"] != "skip"]
-    threads = max(1, _cores() // max(1, min(jobs, len(todo))))
-    log(
-        f"sweep {spec.name} (budget {budget}): {len(runs)} runs, {len(runs) - len(todo)} complete already, "
-        f"{len(todo)} to run, {jobs} at a time with {threads} thread(s) each -> {sweep.path}"
-    )
+    if executor not in EXECUTORS:
+        raise ExecutorError(f"invalid executor={executor!r}: expected one of {', '.join(EXECUTORS)}")
     if dry_run:
+        log(f"sweep {spec.name} (budget {budget}): {len(runs)} runs, {len(todo)} to run, executor {executor}")
         for rec, run in zip(records, runs):
             command = train_command(run.config, rec["dir"], rec["action"] == "resume")
             log(f"  {rec['action']:6s} {run.run_id}: {shlex.join(command)}")
         return records
 
+    pool = make_executor(executor, jobs, ray_address=ray_address)
+    log(
+        f"sweep {spec.name} (budget {budget}): {len(runs)} runs, {len(runs) - len(todo)} complete already, "
+        f"{len(todo)} to run, {pool.describe(len(todo))} -> {sweep.path}"
+    )
+    created = not sweep.path.exists()
+    sweep.path.mkdir(parents=True, exist_ok=True)
+    try:
+        pool.check_folder(sweep.path)  # before anything is written
+    except ExecutorError:
+        if created:
+            sweep.path.rmdir()
+        raise
     sweep.write_sweep(_sweep_info(spec, spec_path, out_dir, budget, jobs, data_root, runs))
     for rec in records:
         if rec["action"] == "skip":
             rec["status"] = "skipped"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    progress = _Progress(sweep, spec, budget, runs, len(todo), log)
+    # the runs to train, then the finished ones that still miss the spec's interpretability
+    work = todo + [
+        (rec, run)
+        for rec, run in zip(records, runs)
+        if rec["action"] == "skip"
+        and interpreted(spec, run.config)
+        and _missing_explainers(sweep.run(run.run_id), spec.interpretability)
+    ]
+    progress = _Progress(sweep, spec, budget, runs, len(work), log)
+    keyed = {k: (rec, run) for k, (rec, run) in enumerate(work, 1)}
+    starts: dict[int, float] = {}
 
-    def one(k: int, rec: dict, run: Run) -> None:
-        resume = rec["action"] == "resume"
-        progress.started(k, run, resume)
-        t0 = time.perf_counter()
-        ok, code = _train(run, sweep.run(run.run_id), resume, env)
-        if ok and interpreted(spec, run.config):
-            ok, code = _interpret(sweep.run(run.run_id), spec.interpretability, env)
-        progress.ended(k, rec, run, ok, code, time.perf_counter() - t0)
+    def on_start(k: int) -> None:
+        rec, run = keyed[k]
+        starts[k] = time.perf_counter()
+        what = {"resume": " (resume)", "skip": " (interpretability)"}.get(rec["action"], "")
+        progress.started(k, run, what)
 
-    def interpret_finished(rec: dict, run: Run) -> None:  # runs finished before: add what the spec asks
-        ok, code = _interpret(sweep.run(run.run_id), spec.interpretability, env)
-        if not ok:
-            rec["status"] = "failed"
-            log(
-                f"fail {run.run_id}: interpretability (exit {code}), see {sweep.run(run.run_id).file(RunDir.ERROR_LOG)}"
-            )
+    def on_end(k: int, ok: bool, code: int, resumed: bool) -> None:
+        rec, run = keyed[k]
+        progress.ended(k, rec, run, ok, code, time.perf_counter() - starts[k])
 
     sweep.runs_dir.mkdir(parents=True, exist_ok=True)
     progress.table()
-    finished_before = [(rec, run) for rec, run in zip(records, runs) if rec["action"] == "skip"]
-    pool = ThreadPoolExecutor(max_workers=jobs)
-    try:
-        futures = [pool.submit(one, k, rec, run) for k, (rec, run) in enumerate(todo, 1)]
-        futures += [
-            pool.submit(interpret_finished, rec, run) for rec, run in finished_before if interpreted(spec, run.config)
-        ]
-        for future in futures:
-            future.result()
-    finally:  # on Ctrl-C start nothing new; the running runs stop too (same process group) and resume later
-        pool.shutdown(wait=True, cancel_futures=True)
+    tasks = [
+        (
+            k,
+            run.config.to_dict(),
+            str(sweep.run(run.run_id).path),
+            spec.interpretability if interpreted(spec, run.config) else None,
+        )
+        for k, (rec, run) in keyed.items()
+    ]
+    pool.run(tasks, on_start, on_end)
     progress.table()
     failed = [rec["run_id"] for rec in records if rec["status"] == "failed"]
     log(
