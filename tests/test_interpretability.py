@@ -153,6 +153,19 @@ def test_cascading_randomization_matches_quantus_mprt():
         assert value == pytest.approx(float(np.mean(theirs[name])), abs=1e-9)
 
 
+def test_absolute_cascading_keeps_the_ranking_of_zeros_that_the_input_dictates():
+    # input x gradient is 0 wherever the input is: the absolute values keep that ranking under any
+    # model (fails the test), the signed values put those zeros in the middle (correlation near 0)
+    torch.manual_seed(0)
+    model = lenet()
+    x = torch.rand(8, 1, 16, 16) * (torch.rand(1, 1, 16, 16) < 0.25)  # 3/4 of the pixels black in every image
+    y = torch.randint(0, 10, (8,))
+    signed = dict(cascading_randomization(model, x, y, "input-x-gradient"))
+    absolute = dict(cascading_randomization(model, x, y, "input-x-gradient", absolute=True))
+    last = list(signed)[-1]  # every module re-initialized
+    assert absolute[last] > 0.5 and abs(signed[last]) < 0.3
+
+
 def test_explainers_agree_with_their_definitions():
     from captum.attr import IntegratedGradients
 
@@ -377,3 +390,8 @@ def test_evaluate_cascading_prints_and_saves_layers(run, capsys):
     assert saved["n"] == 10 and [name for name, _ in saved["layers"]] == list(layers)
     assert "input-x-gradient/cascading_ms_per_image" not in RunDir(run).interpretability_columns()
     assert main(["evaluate", str(run), "--cascading", "--n", "0"]) == 2
+    assert main(["evaluate", str(run), "--cascading", "--absolute", "--n", "10", "--json"]) == 0
+    assert RunDir(run).read_interpretability()["gradient/cascading-absolute"]["absolute"] is True
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--absolute"]) == 2
+    assert "--absolute applies to --cascading only" in capsys.readouterr().err

@@ -151,6 +151,8 @@ def cmd_evaluate(args) -> int:
     from .train import evaluate, resolve_device
 
     _check_device(args.device)
+    if args.absolute and not args.cascading:
+        raise UsageError("--absolute applies to --cascading only")
     if args.cascading:
         return _cascade(args)
     if args.metrics is not None or args.explainer is not None or args.floor or args.n is not None:
@@ -229,6 +231,7 @@ def _cascade(args) -> int:
             args.run_dir,
             explainer=args.explainer or "gradient",
             n=args.n if args.n is not None else 100,
+            absolute=args.absolute,
             data_root=args.data_root,
             device=resolve_device(args.device),
         )
@@ -375,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="instead: cascading randomization (Adebayo et al. 2018), the Spearman correlation between the "
         "explanations of the model and of the model re-initialized from the top module down (n default 100)",
+    )
+    p.add_argument(
+        "--absolute",
+        action="store_true",
+        help="with --cascading: correlate the attributions' absolute values (the harder test)",
     )
     p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto")

@@ -148,12 +148,20 @@ def interpret_run(
 
 
 def cascade_run(
-    run_dir, *, explainer: str = "gradient", n: int = 100, seed: int = 42, data_root: str | None = None, device=None
+    run_dir,
+    *,
+    explainer: str = "gradient",
+    n: int = 100,
+    seed: int = 42,
+    absolute: bool = False,
+    data_root: str | None = None,
+    device=None,
 ) -> list[tuple[str, float]]:
     """:func:`noisemod.metrics.cascading_randomization` of a run's best model on its first ``n`` test
     images: the Spearman correlation between the explanations of the model and of the model with its
-    modules re-initialized from the top down, one more at a time. Saved in interpretability.json
-    under ``"<explainer>/cascading"``."""
+    modules re-initialized from the top down, one more at a time (of the attributions' absolute
+    values with ``absolute``). Saved in interpretability.json under ``"<explainer>/cascading"``
+    (``"<explainer>/cascading-absolute"``)."""
     from .data import load_dataset
     from .explainers import get_explainer
     from .metrics import cascading_randomization
@@ -169,6 +177,7 @@ def cascade_run(
         raise ValueError(f"invalid n={n}: the test set of {config.dataset} has {len(data.test)} images")
     model = run.load_model(device=device)
     x, y = data.test.images[:n].float().div_(255), data.test.labels[:n]
-    layers = cascading_randomization(model, x, y, explainer, seed=seed)
-    run.write_interpretability(f"{explainer}/cascading", {"n": n, "seed": seed, "layers": layers})
+    layers = cascading_randomization(model, x, y, explainer, seed=seed, absolute=absolute)
+    key = f"{explainer}/cascading" + ("-absolute" if absolute else "")
+    run.write_interpretability(key, {"n": n, "seed": seed, "absolute": absolute, "layers": layers})
     return layers
