@@ -287,10 +287,10 @@ def cmd_sweep(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
 
-    from .experiments.executors import ExecutorError
+    from .experiments.executors import EXECUTORS, ExecutorError
 
-    if args.executor not in ("local", "ray"):
-        raise UsageError(f"invalid --executor={args.executor!r}: expected local or ray")
+    if args.executor not in EXECUTORS:
+        raise UsageError(f"invalid --executor={args.executor!r}: expected one of {', '.join(EXECUTORS)}")
     try:
         records = run_sweep(
             args.spec,
