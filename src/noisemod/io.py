@@ -1,4 +1,5 @@
-"""Files that must never be half-written or run code when read: atomic writes and safe loads."""
+"""Files that must never be half-written or run code when read: atomic writes and safe loads; the
+cache folder."""
 
 from __future__ import annotations
 
@@ -16,11 +17,20 @@ __all__ = [
     "CheckpointError",
     "CorruptFileError",
     "atomic_write",
+    "cache_dir",
     "load_checkpoint",
     "read_json",
     "save_checkpoint",
     "write_json",
 ]
+
+
+def cache_dir() -> Path:
+    """The noisemod cache folder (decoded datasets, compiled kernels): ``$NOISEMOD_CACHE``, else
+    ``$XDG_CACHE_HOME/noisemod``, else ``~/.cache/noisemod``."""
+    if os.environ.get("NOISEMOD_CACHE"):
+        return Path(os.environ["NOISEMOD_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "noisemod"
 
 
 class CorruptFileError(ValueError):

@@ -10,9 +10,11 @@ active in training mode and the identity in eval mode, like Dropout.
 
 ``NoiseModulation(fused=True)`` is the fast path for Gaussian noise: ``counter_gaussian`` draws
 the noise from a counter-based generator (a hash of a per-call key and the element's index, then
-Box-Muller), so sampling and modulation compile into one parallel kernel (``torch.compile``)
-instead of torch's serial CPU generator followed by four passes. Same definitions, same noise
-distribution, a different random stream.
+Box-Muller), so sampling and modulation compile into one parallel kernel instead of torch's
+serial CPU generator followed by four passes. Same definitions, same noise distribution, a
+different random stream. The kernel is built ahead of time once per sample shape, dtype and
+device and cached on disk (:mod:`noisemod.kernels`), so a new process loads it in milliseconds
+instead of paying ``torch.compile``'s start-up again.
 """
 
 from __future__ import annotations
@@ -256,10 +258,17 @@ def counter_gaussian(numel: int, key: Tensor) -> Tensor:
     """
     if not isinstance(key, Tensor) or key.shape != (2,) or key.dtype != torch.int32:
         raise ValueError(f"key must be an int32 tensor of shape (2,), got {key!r}")
-    half = (int(numel) + 1) // 2
-    if not 0 < half < 2**30:
+    if not 0 < int(numel) <= _MAX_COUNTER_VALUES:
         raise ValueError(f"counter_gaussian draws between 1 and 2**31 - 2 values, got {numel}")
-    counter = torch.arange(0, 2 * half, 2, dtype=torch.int32, device=key.device)
+    return _counter_gaussian(int(numel), key)
+
+
+_MAX_COUNTER_VALUES = 2**31 - 2
+
+
+def _counter_gaussian(numel, key: Tensor) -> Tensor:
+    # counter_gaussian without the checks; ``numel`` may be symbolic (torch.export), so no int().
+    counter = torch.arange(0, 2 * ((numel + 1) // 2), 2, dtype=torch.int32, device=key.device)
     u1 = _unit_interval(_keyed_hash(counter, key), 0.5)
     u2 = _unit_interval(_keyed_hash(counter + 1, key), 0.0)
     radius = torch.sqrt(-2.0 * torch.log(u1))
@@ -274,7 +283,7 @@ def _fused_modulate(x: Tensor, key: Tensor, beta: Tensor) -> Tensor:
     C0 can underflow only if every ``|c|`` of a sample is below about 1e-19."""
     work = _work_dtype(x.dtype)
     n = x[0].numel()
-    c = counter_gaussian(x.numel(), key).to(work).view(x.shape[0], n) * (1.0 - beta) + beta
+    c = _counter_gaussian(x.numel(), key).to(work).view(x.shape[0], n) * (1.0 - beta) + beta
     c2 = c * c
     c0 = c2.sum(dim=1, keepdim=True)
     factor = torch.where(c0 > 0, c2 * (n / c0), 1.0)
@@ -298,18 +307,32 @@ def fused_modulate(
         beta: ratio of the constant component, in [0, 1].
         generator: optional ``torch.Generator`` on ``x``'s device.
         check: validate that ``x`` is finite (one device sync).
-        compiled: run through ``torch.compile`` (the point of this function; it needs a C++
-            compiler on CPU and Triton on CUDA). ``False`` runs the same code eagerly, for tests.
+        compiled: run compiled (the point of this function; it needs a C++ compiler on CPU and
+            Triton on CUDA): an ahead-of-time kernel built once per sample shape, dtype and
+            device and cached across processes (:mod:`noisemod.kernels`, loads in ms) for a
+            contiguous ``x`` that needs no gradient and has an even number of values per sample,
+            else ``torch.compile``; both give the same numbers. ``False`` runs the same code eagerly, for tests.
     """
     global _compiled_fused_modulate
     beta = _check_beta(beta)
     _check_batch(x, check)
     if beta == 1.0:
         return x
+    if x.numel() > _MAX_COUNTER_VALUES:
+        raise ValueError(f"fused noise modulation takes at most 2**31 - 2 values a batch, got shape {tuple(x.shape)}")
     key = torch.randint(-(2**31), 2**31, (2,), dtype=torch.int32, generator=generator, device=x.device)
     beta_t = torch.full((), beta, dtype=_work_dtype(x.dtype), device=x.device)
     if not compiled:
         return _fused_modulate(x, key, beta_t)
+    # The kernel: for a contiguous x needing no gradient, with an even number of values per sample
+    # (for an odd one, torch.export cannot show that the batch's values fill the last Box-Muller pair)
+    if x[0].numel() % 2 == 0 and x.is_contiguous() and not (x.requires_grad and torch.is_grad_enabled()):
+        from .kernels import aot_kernel
+
+        args = (x, key, beta_t)
+        kernel = aot_kernel(_fused_modulate, args, (True, False, False), max_batch=_MAX_COUNTER_VALUES // x[0].numel())
+        if kernel is not None:
+            return kernel(*args)
     if _compiled_fused_modulate is None:
         _compiled_fused_modulate = torch.compile(_fused_modulate)
     try:

@@ -1,4 +1,4 @@
-"""Where data lives (data root, cache folder) and the on-disk cache of decoded datasets."""
+"""Where data lives (data root; the cache folder is io.cache_dir) and the on-disk cache of decoded datasets."""
 
 from __future__ import annotations
 
@@ -10,16 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ..io import save_checkpoint
+from ..io import cache_dir, save_checkpoint
 
 CACHE_FORMAT = 1  # bump when the layout of cached entries changes
-
-
-def cache_dir() -> Path:
-    """The noisemod cache folder: ``$NOISEMOD_CACHE``, else ``$XDG_CACHE_HOME/noisemod``, else ``~/.cache/noisemod``."""
-    if os.environ.get("NOISEMOD_CACHE"):
-        return Path(os.environ["NOISEMOD_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache").expanduser() / "noisemod"
 
 
 def default_data_root() -> Path:
