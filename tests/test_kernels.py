@@ -134,3 +134,22 @@ def test_the_key_names_what_the_machine_code_depends_on():
     assert key != kernels._key(_fused_modulate, (args[0].double(), *args[1:]), (True, False, False))
     assert key != kernels._key(_fused_modulate, (torch.rand(4, 1, 6, 6), *args[1:]), (False, False, False))
     assert key.startswith("fused_modulate-")
+
+
+def test_inside_a_compiled_model_the_modulation_is_traced_not_loaded(kernel_cache):
+    # `--compile --fused-noise`: torch.compile traces into the modulation and fuses it with the
+    # model; the numbers are those of the uncompiled model with the kernel
+    from torch import nn
+
+    from noisemod.modulation import NoiseModulation
+
+    def model():
+        torch.manual_seed(0)
+        return nn.Sequential(NoiseModulation(0.5, fused=True, check=False), nn.Flatten(), nn.Linear(36, 3))
+
+    x = torch.rand(8, 1, 6, 6, generator=torch.Generator().manual_seed(9))
+    plain, compiled = model(), torch.compile(model())
+    torch.manual_seed(1)  # the key is drawn from the global generator
+    expected = plain(x)
+    torch.manual_seed(1)
+    torch.testing.assert_close(compiled(x), expected)

@@ -322,7 +322,7 @@ def fused_modulate(
         raise ValueError(f"fused noise modulation takes at most 2**31 - 2 values a batch, got shape {tuple(x.shape)}")
     key = torch.randint(-(2**31), 2**31, (2,), dtype=torch.int32, generator=generator, device=x.device)
     beta_t = torch.full((), beta, dtype=_work_dtype(x.dtype), device=x.device)
-    if not compiled:
+    if not compiled or torch.compiler.is_compiling():  # eager, or traced into a compiled model
         return _fused_modulate(x, key, beta_t)
     # The kernel: for a contiguous x needing no gradient, with an even number of values per sample
     # (for an odd one, torch.export cannot show that the batch's values fill the last Box-Muller pair)
