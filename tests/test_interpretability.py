@@ -14,6 +14,7 @@ from torch import nn
 
 from noisemod.cli import main
 from noisemod.config import TrainConfig
+from noisemod.data import load_dataset
 from noisemod.explainers import EXPLAINERS, explain, list_explainers
 from noisemod.gradients import input_gradients
 from noisemod.metrics import (
@@ -270,6 +271,27 @@ def test_evaluate_metrics_json_and_saved_file(run, capsys):
     assert json.loads(capsys.readouterr().out)["vii"] == pytest.approx(result["vii"])
     assert set(RunDir(run).read_interpretability()) == {"smoothgrad", "gradient"}
     assert json.loads((run / "result.json").read_text()) == result  # untouched
+
+
+def test_evaluate_on_the_first_n_images_uses_the_test_sets_mean(run, capsys):
+    # Definition 3's x_bar is the mean over the whole dataset: scoring the first n images must not
+    # swap in the mean of those n (which zeroes every pixel that none of them lights, raising VII)
+    data = load_dataset("synthetic", val_size=RunDir(run).read_config().val_size)
+    images, labels = data.test.images.float() / 255, data.test.labels
+    model = RunDir(run).load_model()
+    full_mean = data.test.images.double().mean(0) / 255
+    assert main(["evaluate", str(run), "--metrics", "vii,alignment", "--n", "20", "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["vii"] == pytest.approx(vii(model, images[:20], labels[:20], mean=full_mean))
+    assert scores["vii"] != pytest.approx(vii(model, images[:20], labels[:20]), abs=1e-6)
+    grads = input_gradients(model, images[:20], labels[:20])
+    assert scores["alignment"] == pytest.approx(float(alignment_scores(images[:20], grads, full_mean).mean()))
+    entry = RunDir(run).read_interpretability()["gradient"]
+    assert entry["mean"] == "test set"
+    assert RunDir(run).has_interpretability("gradient", metrics=["vii"], n=20, floor=False)
+    # an entry written before (no "mean": the subset's) is not taken as done, so a sweep redoes it
+    RunDir(run).write_interpretability("gradient", {k: v for k, v in entry.items() if k != "mean"})
+    assert not RunDir(run).has_interpretability("gradient", metrics=["vii"], n=20, floor=False)
 
 
 @pytest.mark.parametrize(

@@ -104,7 +104,9 @@ def interpret_run(
 ) -> dict[str, float]:
     """Interpretability metrics (:func:`noisemod.metrics.interpretability`) of the explanations of a
     run's best model on its first ``n`` test images (default: all), with the randomization floor
-    (a fresh model from the run's seed) when ``floor``. The scores, with the explainer's cost in
+    (a fresh model from the run's seed) when ``floor``. ``x_bar`` (VII, alignment) is the mean of
+    the whole test set whatever ``n`` (Definition 3: "the average of x over the whole dataset"),
+    so a score on the first ``n`` images estimates the score on all of them. The scores, with the explainer's cost in
     ms per image and the settings, go into the run's interpretability.json under the explainer's
     name; result.json is not touched. Returns the scores (metric -> mean, ``<metric>_floor``).
 
@@ -138,10 +140,20 @@ def interpret_run(
     t0 = time.perf_counter()
     attributions = explain(model, x, y, explainer)
     ms_per_image = 1000 * (time.perf_counter() - t0) / count
+    mean = data.test.images.double().mean(0).div_(255)
     scores = interpretability(
-        model, x, y, metrics=metrics, explainer=explainer, floor=floor, seed=config.seed, attributions=attributions
+        model,
+        x,
+        y,
+        metrics=metrics,
+        explainer=explainer,
+        floor=floor,
+        seed=config.seed,
+        mean=mean,
+        attributions=attributions,
     )
     entry = {"n": count, "n_requested": n, "metrics": metrics, "floor": floor, "seed": config.seed}
+    entry["mean"] = RunDir.MEAN_OF
     entry["ms_per_image"] = ms_per_image
     run.write_interpretability(explainer, {**entry, "scores": scores})
     return scores

@@ -116,6 +116,7 @@ class RunDir(_Folder):
     CONFIG, METRICS, LAST, BEST = "config.json", "metrics.csv", "last.pt", "best.pt"
     RESULT, EVALUATION, ERROR_LOG, GRADIENTS = "result.json", "evaluation.json", "error.log", "gradients.png"
     INTERPRETABILITY, TENSORBOARD = "interpretability.json", "tensorboard"
+    MEAN_OF = "test set"  # the x_bar of interpretability.json's scores (see has_interpretability)
 
     # -- state
 
@@ -184,10 +185,13 @@ class RunDir(_Folder):
         return write_json(self.file(self.INTERPRETABILITY), {**self.read_interpretability(), explainer: entry})
 
     def has_interpretability(self, explainer: str, *, metrics, n: int | None, floor: bool) -> bool:
-        """Whether interpretability.json already holds these metrics of ``explainer`` on the same images."""
+        """Whether interpretability.json already holds these metrics of ``explainer`` on the same images,
+        with ``x_bar`` the test set's mean (entries without ``"mean"`` used the mean of the ``n``
+        images scored, before 2026-12-01, and are computed again)."""
         entry = self.read_interpretability().get(explainer)
         return (
             entry is not None
+            and entry.get("mean") == self.MEAN_OF
             and entry.get("n_requested") == n
             and (entry.get("floor") or not floor)
             and set(metrics) <= set(entry.get("metrics", ()))
