@@ -354,6 +354,14 @@ def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, ca
     lines = []
     run_sweep(spec, out, budget="cpu", log=lines.append)
     assert not any("start" in line or "fail" in line for line in lines)
+    # an entry that is missing (or outdated) is planned, and a dry run says so
+    run_dir = out / "runs" / scored[0]["run_id"]
+    saved = json.loads((run_dir / "interpretability.json").read_text())
+    (run_dir / "interpretability.json").write_text(json.dumps({"gradient": saved["gradient"]}))
+    lines = []
+    run_sweep(spec, out, budget="cpu", log=lines.append, dry_run=True)
+    assert "4 runs, 0 to run, 1 finished to interpret" in lines[0]
+    assert sum(line.startswith(f"  interp {scored[0]['run_id']}:") for line in lines) == 1
 
 
 @pytest.mark.parametrize(

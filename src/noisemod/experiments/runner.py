@@ -232,11 +232,24 @@ def run_sweep(
     todo = [(rec, run) for rec, run in zip(records, runs) if rec["action"] != "skip"]
     if executor not in EXECUTORS:
         raise ExecutorError(f"invalid executor={executor!r}: expected one of {', '.join(EXECUTORS)}")
+    # the finished runs that still miss the spec's interpretability (done after the runs to train)
+    to_interpret = [
+        (rec, run)
+        for rec, run in zip(records, runs)
+        if rec["action"] == "skip"
+        and interpreted(spec, run.config)
+        and _missing_explainers(sweep.run(run.run_id), spec.interpretability)
+    ]
     if dry_run:
-        log(f"sweep {spec.name} (budget {budget}): {len(runs)} runs, {len(todo)} to run, executor {executor}")
+        log(
+            f"sweep {spec.name} (budget {budget}): {len(runs)} runs, {len(todo)} to run, "
+            f"{len(to_interpret)} finished to interpret, executor {executor}"
+        )
+        interpret_ids = {run.run_id for _, run in to_interpret}
         for rec, run in zip(records, runs):
             command = train_command(run.config, rec["dir"], rec["action"] == "resume")
-            log(f"  {rec['action']:6s} {run.run_id}: {shlex.join(command)}")
+            action = "interp" if run.run_id in interpret_ids else rec["action"]
+            log(f"  {action:6s} {run.run_id}: {shlex.join(command)}")
         return records
 
     pool = make_executor(executor, jobs, ray_address=ray_address)
@@ -256,14 +269,7 @@ def run_sweep(
     for rec in records:
         if rec["action"] == "skip":
             rec["status"] = "skipped"
-    # the runs to train, then the finished ones that still miss the spec's interpretability
-    work = todo + [
-        (rec, run)
-        for rec, run in zip(records, runs)
-        if rec["action"] == "skip"
-        and interpreted(spec, run.config)
-        and _missing_explainers(sweep.run(run.run_id), spec.interpretability)
-    ]
+    work = todo + to_interpret
     progress = _Progress(sweep, spec, budget, runs, len(work), log)
     keyed = {k: (rec, run) for k, (rec, run) in enumerate(work, 1)}
     starts: dict[int, float] = {}
