@@ -64,6 +64,12 @@ def _device_signature(device: torch.device) -> str:
     return f"{device.type} {_cpu_signature()}"
 
 
+def _shapes(args: tuple[Tensor, ...], batched: tuple[bool, ...]) -> tuple:
+    """What a kernel is specialized on besides the device: each argument's dtype and its shape
+    without the batch dimension where it has one."""
+    return tuple((a.dtype, tuple(a.shape[1:]) if b else tuple(a.shape), b) for a, b in zip(args, batched, strict=True))
+
+
 def _key(fn: Callable, args: tuple[Tensor, ...], batched: tuple[bool, ...]) -> str:
     import inspect
 
@@ -71,8 +77,8 @@ def _key(fn: Callable, args: tuple[Tensor, ...], batched: tuple[bool, ...]) -> s
     h = hashlib.sha256(f"noisemod-kernel-{KERNEL_FORMAT} {torch.__version__} {fn.__qualname__}\n".encode())
     h.update(hashlib.sha256(source).digest())
     h.update(_device_signature(args[0].device).encode())
-    for a, b in zip(args, batched, strict=True):
-        h.update(f"\n{a.dtype} {tuple(a.shape[1:]) if b else tuple(a.shape)} {b}".encode())
+    for dtype, shape, b in _shapes(args, batched):
+        h.update(f"\n{dtype} {shape} {b}".encode())
     return f"{fn.__name__.strip('_')}-{h.hexdigest()[:20]}"
 
 
@@ -104,8 +110,7 @@ def _load(path: Path, device: torch.device) -> Callable[..., Tensor]:
     except (AttributeError, TypeError):  # another torch's signature: the public loader
         from torch._inductor import aoti_load_package
 
-        package = aoti_load_package(str(path))
-        return lambda *args: package(*args)
+        return aoti_load_package(str(path))
     return lambda *args: loader.boxed_run(list(args))[0]
 
 
@@ -129,7 +134,7 @@ def aot_kernel(
         package (tens of seconds on CPU); every later one, in any process, loads it. None, with
         one warning, when the kernel cannot be exported, compiled or loaded.
     """
-    fast = (fn, args[0].device, tuple((a.dtype, a.shape[1:] if b else a.shape) for a, b in zip(args, batched)))
+    fast = (fn, args[0].device, _shapes(args, batched))
     if fast in _loaded:
         return _loaded[fast]
     kernel = None
