@@ -153,6 +153,79 @@ def test_early_stop_keeps_the_last_good_checkpoint_and_says_so(tmp_path, monkeyp
     assert again["stopped_epoch"] == 3 and len(RunDir(tmp_path / "run").read_metrics()) == 3
 
 
+# ----------------------------------------------------------------------------- best.pt and the warm-up
+
+
+def fake_validation(monkeypatch, accuracies):
+    """validate() returns ``accuracies`` epoch by epoch (so a test chooses which epoch is best)."""
+    seen = iter(accuracies)
+    monkeypatch.setattr(train_module, "validate", lambda model, loader: next(seen))
+
+
+def test_end_epoch_is_eligible_only_at_the_full_eps():
+    config = TrainConfig(dataset="mnist", method="pgd", eps=0.3, alpha=0.01, steps=1, eps_warmup=2)
+    model = tiny_model()
+    method = build_method(config, model, None)
+    probe = (torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,)))
+    eligible = []
+    for epoch in (1, 2, 3):
+        method.set_progress(float(epoch))  # the last step of the epoch
+        eligible.append(method.end_epoch(model, probe, history=[]).eligible)
+    assert eligible == [False, True, True]
+    assert build_method(config.replace(method="standard"), model, None).end_epoch(model, probe, []).eligible
+
+
+def test_best_checkpoint_is_never_a_warmup_epoch_when_a_full_eps_one_exists(tmp_path, monkeypatch):
+    # epoch 1 (eps ramping to eps/2) has by far the best validation accuracy: the old rule kept it
+    fake_validation(monkeypatch, [0.9, 0.5, 0.7, 0.6])
+    config = TrainConfig(method="pgd", eps_warmup=2, steps=1, **{**QUICK, "epochs": 4})
+    result = fit(config, tmp_path / "run", progress=False, log=quiet)
+    assert (result["best_epoch"], result["val_accuracy"], result["best_eligible"]) == (3, 0.7, True)
+    assert RunDir(tmp_path / "run").read_checkpoint("best")["epoch"] == 3
+    # the first epoch at the full eps replaces a warm-up best.pt whatever its accuracy
+    fake_validation(monkeypatch, [0.9, 0.1, 0.05])
+    result = fit(config.replace(epochs=3), tmp_path / "low", progress=False, log=quiet)
+    assert (result["best_epoch"], result["val_accuracy"]) == (2, 0.1)
+    # standard training: the best validation accuracy, epoch 1 included
+    fake_validation(monkeypatch, [0.9, 0.5, 0.7])
+    result = fit(config.replace(method="standard", epochs=3), tmp_path / "std", progress=False, log=quiet)
+    assert (result["best_epoch"], result["best_eligible"]) == (1, True)
+
+
+def test_a_warmup_longer_than_training_keeps_the_best_warmup_epoch_and_says_so(tmp_path, monkeypatch):
+    fake_validation(monkeypatch, [0.4, 0.6, 0.5])
+    lines = []
+    config = TrainConfig(method="fgsm", eps_warmup=5, **{**QUICK, "epochs": 3})
+    result = fit(config, tmp_path / "run", progress=False, log=lines.append)
+    assert (result["best_epoch"], result["best_eligible"]) == (2, False)
+    assert any("no epoch ended at the method's full strength" in line and "epoch 2" in line for line in lines)
+
+
+def test_best_checkpoint_choice_resumes_exactly(tmp_path, monkeypatch):
+    # one epoch (inside the warm-up), then a resume to 4 epochs: the same choice as one run of 4
+    accuracies = [0.9, 0.5, 0.7, 0.6]
+    config = TrainConfig(method="pgd", eps_warmup=2, steps=1, **{**QUICK, "epochs": 4})
+    fake_validation(monkeypatch, accuracies)
+    full = fit(config, tmp_path / "full", progress=False, log=quiet)
+    fake_validation(monkeypatch, accuracies)
+    first = fit(config.replace(epochs=1), tmp_path / "cut", progress=False, log=quiet)
+    assert (first["best_epoch"], first["best_eligible"]) == (1, False)
+    resumed = fit(config, tmp_path / "cut", resume=True, progress=False, log=quiet)
+    keys = ("best_epoch", "best_eligible", "val_accuracy", "test_accuracy", "vii")
+    assert {k: resumed[k] for k in keys} == {k: full[k] for k in keys}
+
+
+def test_a_checkpoint_from_before_the_eligibility_rule_resumes(tmp_path):
+    config = TrainConfig(method="pgd", steps=1, **{**QUICK, "epochs": 1})
+    fit(config, tmp_path / "run", progress=False, log=quiet)
+    run = RunDir(tmp_path / "run")
+    ckpt = run.read_checkpoint("last")
+    del ckpt["progress"]["best_eligible"]
+    run.write_checkpoint("last", ckpt)
+    result = fit(config.replace(epochs=2), tmp_path / "run", resume=True, progress=False, log=quiet)
+    assert result["best_eligible"] is True and len(run.read_metrics()) == 2
+
+
 # ----------------------------------------------------------------------------- robust accuracy
 
 

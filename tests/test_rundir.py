@@ -59,7 +59,7 @@ def test_reading_a_finished_run_does_not_import_the_trainer(tmp_path):
     code = (
         "import sys, torch\nfrom noisemod.rundir import RunDir\n"
         f"run = RunDir({str(run)!r})\nmodel = run.load_model()\n"
-        "print(model(torch.rand(2, 1, 16, 16)).shape, run.read_config().model, sorted(run.read_result())[0])\n"
+        "print(model(torch.rand(2, 1, 16, 16)).shape, run.read_config().model, sorted(run.read_result())[1])\n"
         "assert 'noisemod.train' not in sys.modules, 'the trainer was imported'\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -170,10 +170,14 @@ def cross_entropy_step(net: nn.Module, x: Tensor, y: Tensor) -> tuple[Tensor, Te
 
 @dataclass
 class EpochCheck:
-    """What a method says after an epoch: extra metrics.csv columns, and a reason to stop (or None)."""
+    """What a method says after an epoch: extra metrics.csv columns, a reason to stop (or None), and
+    whether the epoch ended with the method at full strength (``eligible``; False while a warm-up
+    still ramps it up). best.pt prefers eligible epochs: a warm-up epoch is kept only while no
+    eligible one exists."""
 
     metrics: dict = field(default_factory=dict)
     stop: str | None = None
+    eligible: bool = True
 
 
 class Method:
@@ -257,7 +261,9 @@ class Adversarial(Method):
     forward pass on the adversarial batch.
 
     ``warmup`` epochs: eps and alpha rise linearly from 0 to the attack's values, step by step
-    (``set_progress``). After each epoch the PGD-10 accuracy (step eps/4, at the full eps) of the
+    (``set_progress``); an epoch that ends below the full eps is not eligible for best.pt
+    (:class:`EpochCheck`), since on clean validation accuracy a half-eps model often beats every
+    model trained at the full eps. After each epoch the PGD-10 accuracy (step eps/4, at the full eps) of the
     probe batch goes into metrics.csv; with ``early_stop``, a fall of more than
     :attr:`COLLAPSE` below its best so far stops training (catastrophic overfitting, Wong et al.
     2020: a single-step attack stops being one the model cannot fit).
@@ -282,7 +288,10 @@ class Adversarial(Method):
         generator = torch.Generator(device=probe[0].device).manual_seed(0)  # the same attack every epoch
         attack = PGD(model, eps=eps, alpha=eps / 4, steps=10, norm=norm, generator=generator) if eps > 0 else None
         probe_acc = robust_accuracy(model, *probe, attack=attack) if attack is not None else float("nan")
-        check = EpochCheck({"attack_eps": self.attack.eps, "probe_robust_accuracy": probe_acc})
+        check = EpochCheck(
+            {"attack_eps": self.attack.eps, "probe_robust_accuracy": probe_acc},
+            eligible=self.attack.eps >= self.attack.full_eps,
+        )
         best = max(
             (r["probe_robust_accuracy"] for r in history if r.get("probe_robust_accuracy") is not None), default=None
         )

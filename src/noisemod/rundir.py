@@ -46,6 +46,11 @@ RESULT_FIELDS: dict[str, tuple[type, str]] = {
     "vii": (float, "VII (Definition 3) of best.pt on the test set, x_bar the mean test image"),
     "val_accuracy": (float, "validation accuracy of best.pt (NaN without a validation split)"),
     "best_epoch": (int, "the epoch of best.pt"),
+    "best_eligible": (
+        bool,
+        "whether best.pt's epoch ended at the method's full strength (False only when every epoch was in the eps "
+        "warm-up or the run stopped inside it); runs before this field chose best.pt among warm-up epochs too",
+    ),
     "train_seconds": (float, "seconds spent in training epochs (not evaluation, not the one-time costs below)"),
     "setup_seconds": (float, "one-time: loading (and caching) the data, building the model, method and optimizer"),
     "compile_seconds": (float, "one-time: compiling the trained module and the fused noise kernel (a warm-up step)"),

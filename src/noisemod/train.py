@@ -324,6 +324,7 @@ class RunState:
     epoch: int = 0  # completed epochs
     best_val: float = -1.0
     best_epoch: int = 0
+    best_eligible: bool = True  # whether best.pt's epoch was eligible (EpochCheck); True in checkpoints before it
     history: list = field(default_factory=list)
     train_seconds: float = 0.0
     partial: dict | None = None  # an interrupted epoch: next step, running sums, seconds
@@ -462,7 +463,12 @@ def _end_epoch(
     run: RunDir, training: Training, state: RunState, *, totals: list, seconds: float, lr: float, val_loader, probe
 ) -> dict:
     """Record a finished epoch (main process): validation, the method's check (which may stop
-    training: then this epoch cannot become best.pt), metrics.csv, best.pt and last.pt."""
+    training: then this epoch cannot become best.pt), metrics.csv, best.pt and last.pt.
+
+    best.pt is the epoch with the best validation accuracy (the paper's protocol; without a
+    validation split, the last epoch) among the eligible epochs (:class:`EpochCheck`); an eligible
+    epoch replaces an ineligible best.pt whatever its accuracy, so ineligible (warm-up) epochs are
+    kept only while no eligible epoch exists."""
     loss_total, correct_total, seen_total, _ = totals
     val_acc = validate(training.model, val_loader)
     check = training.method.end_epoch(training.model, probe, state.history)
@@ -479,12 +485,19 @@ def _end_epoch(
     state.history.append(row)
     if check.stop:
         state.stopped = {"epoch": state.epoch, "reason": check.stop}
-    elif val_loader is None or val_acc > state.best_val:  # best by validation accuracy; without one, the last
-        state.best_val, state.best_epoch = val_acc, state.epoch
+    elif _better(state, val_acc, check.eligible, has_val=val_loader is not None):
+        state.best_val, state.best_epoch, state.best_eligible = val_acc, state.epoch, check.eligible
         run.write_checkpoint("best", RunDir.model_record(training.config, training.model, state.epoch, val_acc))
     _save_last(run, training, state, val_acc)
     run.write_metrics(state.history)
     return row
+
+
+def _better(state: RunState, val_acc: float, eligible: bool, *, has_val: bool) -> bool:
+    """Whether a finished epoch replaces best.pt: ranked by (eligible, validation accuracy)."""
+    if state.best_epoch == 0 or eligible != state.best_eligible:
+        return state.best_epoch == 0 or eligible
+    return not has_val or val_acc > state.best_val
 
 
 def _reduce(totals: torch.Tensor, world_size: int) -> list[float]:
@@ -547,6 +560,8 @@ def fit(
         return {}
     result = _result(run, training, data, state=state, train_images=len(train_split), device=device, dist=dist)
     run.write_result(result)
+    if not state.best_eligible:
+        say(f"no epoch ended at the method's full strength (eps warm-up): {RunDir.BEST} is epoch {state.best_epoch}")
     say(f"test accuracy {result['test_accuracy']:.4f}, VII {result['vii']:.4f} (best epoch {state.best_epoch})")
     return result
 
@@ -697,6 +712,7 @@ def _result(run: RunDir, training: Training, data, *, state: RunState, train_ima
         **evaluation,
         **stopped,
         "best_epoch": state.best_epoch,
+        "best_eligible": state.best_eligible,
         "val_accuracy": state.best_val,
         "train_seconds": state.train_seconds,
         "setup_seconds": state.setup_seconds,
