@@ -495,9 +495,11 @@ def _end_epoch(
 
 def _better(state: RunState, val_acc: float, eligible: bool, *, has_val: bool) -> bool:
     """Whether a finished epoch replaces best.pt: ranked by (eligible, validation accuracy)."""
-    if state.best_epoch == 0 or eligible != state.best_eligible:
-        return state.best_epoch == 0 or eligible
-    return not has_val or val_acc > state.best_val
+    if state.best_epoch == 0:
+        return True
+    if eligible != state.best_eligible:
+        return eligible
+    return not has_val or val_acc > state.best_val  # without a validation split, the last epoch
 
 
 def _reduce(totals: torch.Tensor, world_size: int) -> list[float]:
