@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import noisemod.train as train_module
+import noisemod.training.checkpoints as checkpoints_module
 from noisemod import modulate, sample_carrier
 from noisemod.attacks import PGD, eps_warmup_default, evaluation_attack, robust_accuracy
 from noisemod.cli import main
@@ -159,7 +160,7 @@ def test_early_stop_keeps_the_last_good_checkpoint_and_says_so(tmp_path, monkeyp
 def fake_validation(monkeypatch, accuracies):
     """validate() returns ``accuracies`` epoch by epoch (so a test chooses which epoch is best)."""
     seen = iter(accuracies)
-    monkeypatch.setattr(train_module, "validate", lambda model, loader: next(seen))
+    monkeypatch.setattr(checkpoints_module, "validate", lambda model, loader: next(seen))
 
 
 def test_end_epoch_is_eligible_only_at_the_full_eps():

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-import noisemod.train as train_module
+import noisemod.training.build as build_module
 from noisemod.config import TrainConfig
 from noisemod.io import CheckpointError, load_checkpoint
 from noisemod.train import TrainingInterrupted, fit, load_model
@@ -32,7 +32,7 @@ def metrics(run):
 
 def patch_steps(monkeypatch, on_call):
     """Make the training method call ``on_call(n, loss)`` at its n-th step (1-based); it may return a new loss."""
-    real_build = train_module.build_method
+    real_build = build_module.build_method
     calls = {"n": 0}
 
     def build(config, model, generator=None):
@@ -47,7 +47,7 @@ def patch_steps(monkeypatch, on_call):
         method.step = step
         return method
 
-    monkeypatch.setattr(train_module, "build_method", build)
+    monkeypatch.setattr(build_module, "build_method", build)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])

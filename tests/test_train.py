@@ -355,3 +355,26 @@ def test_fused_noise_trains_like_nm_and_composes_with_compile(tmp_path):
     fit(config.replace(fused_noise=True, compile=True), tmp_path / "both", progress=False, log=quiet)
     a, b = read_metrics(tmp_path / "fused"), read_metrics(tmp_path / "both")
     assert abs(float(a[0]["train_loss"]) - float(b[0]["train_loss"])) < 1e-4
+
+
+def test_robust_accuracy_attacks_the_first_test_images_in_their_order(tmp_path, monkeypatch):
+    """The attack's random starts are drawn batch by batch, so the images must come in test-set
+    order, as they do for the accuracy and VII (a shuffled loader gives other starts: a bug the
+    train.py split once had, caught by comparing result.json before and after)."""
+    import noisemod.attacks
+    from noisemod.data import load_dataset
+    from noisemod.evaluation import evaluate
+
+    seen = []
+
+    def record(model, loader, *, attack):
+        seen.extend((x.clone(), y.clone()) for x, y in loader)
+        return 0.5
+
+    monkeypatch.setattr(noisemod.attacks, "robust_accuracy", record)
+    data = load_dataset("synthetic")
+    model = noisemod.create_model("mlp", in_channels=1, num_classes=10, input_size=16)
+    got = evaluate(model, data, batch_size=50, robust=True, eps=0.1, robust_images=150)
+    assert got["robust_accuracy"] == 0.5 and got["robust_attack"]["images"] == 150
+    assert torch.equal(torch.cat([y for _, y in seen]), data.test.labels[:150])
+    assert torch.equal(torch.cat([x for x, _ in seen]), data.test.images[:150].float() / 255)

@@ -51,7 +51,7 @@ _EXPORTS = {
     "RunDir": "rundir",
     "SweepDir": "rundir",
     "load_model": "rundir",
-    "evaluate": "train",
+    "evaluate": "evaluation",
     "fit": "train",
 }
 
