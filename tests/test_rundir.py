@@ -14,7 +14,7 @@ import pytest
 
 from noisemod.cli import main
 from noisemod.config import TrainConfig
-from noisemod.experiments import executors, run_sweep
+from noisemod.experiments import run_sweep, task
 from noisemod.io import CorruptFileError
 from noisemod.rundir import RESULT_FIELDS, RunDir, SweepDir
 from noisemod.train import fit
@@ -132,7 +132,7 @@ def test_a_sweep_written_before_still_reports_and_reruns(tmp_path, monkeypatch):
     assert main(["report", str(out)]) == 0
     assert "train_size (images): 540" in (out / "report.md").read_text()
     # a rerun skips them (no process starts) and writes today's table
-    monkeypatch.setattr(executors.subprocess, "run", lambda *a, **k: pytest.fail("a complete run was started"))
+    monkeypatch.setattr(task.subprocess, "run", lambda *a, **k: pytest.fail("a complete run was started"))
     assert [r["status"] for r in run_sweep(spec, out, budget="cpu", log=quiet)] == ["skipped", "skipped"]
     assert SweepDir(out).read_results() == new_rows
     assert "result_train_size" not in (out / "results.csv").read_text()

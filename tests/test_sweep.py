@@ -13,7 +13,7 @@ import yaml
 
 from noisemod.cli import _config, build_parser
 from noisemod.config import TrainConfig
-from noisemod.experiments import executors, exit_code, expand, load_spec, run_sweep, runner, write_results
+from noisemod.experiments import exit_code, expand, load_spec, run_sweep, task, write_results
 from noisemod.experiments.runner import train_command
 from noisemod.methods import get_method, list_methods
 from noisemod.rundir import RunDir
@@ -180,7 +180,7 @@ def test_sweep_runs_in_parallel_skips_and_resumes(tmp_path, monkeypatch):
     def no_process(*args, **kwargs):
         raise AssertionError("a completed run was started again")
 
-    monkeypatch.setattr(executors.subprocess, "run", no_process)
+    monkeypatch.setattr(task.subprocess, "run", no_process)
     lines.clear()
     assert [r["status"] for r in run_sweep(spec, out, jobs=2, budget="cpu", log=lines.append)] == ["skipped"] * 2
     assert rows(out) == table and not any("start" in line for line in lines)
@@ -206,7 +206,7 @@ def test_sweep_runs_in_parallel_skips_and_resumes(tmp_path, monkeypatch):
     saved = json.loads(config_path.read_text())
     del saved["fused_noise"]
     config_path.write_text(json.dumps(saved))
-    monkeypatch.setattr(executors.subprocess, "run", no_process)
+    monkeypatch.setattr(task.subprocess, "run", no_process)
     assert [r["status"] for r in run_sweep(spec, out, budget="cpu", log=lines.append)] == ["skipped"] * 2
     # but a run trained with another value is refused, naming the setting
     config_path.write_text(json.dumps({**saved, "beta": 0.25}))
@@ -228,7 +228,7 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
             f"(d / 'result.json').write_text({result!r})",
         ]
 
-    monkeypatch.setattr(runner, "train_command", failing_mlp)
+    monkeypatch.setattr(task, "train_command", failing_mlp)
     out, lines = tmp_path / "out", []
     runs = run_sweep(spec, out, jobs=2, data_root=tmp_path, log=lines.append)
     assert [r["status"] for r in runs] == ["failed", "completed"] and exit_code(runs) == 1
@@ -319,7 +319,7 @@ def test_a_sweep_rerun_may_change_runtime_settings_only(tmp_path, monkeypatch):
     run_sweep(spec, out, budget="cpu", log=lambda *_: None)
     config_path = out / "runs" / "synthetic-mlp-standard-s0" / "config.json"
     saved = json.loads(config_path.read_text())
-    monkeypatch.setattr(executors.subprocess, "run", lambda *a, **k: pytest.fail("a complete run was started"))
+    monkeypatch.setattr(task.subprocess, "run", lambda *a, **k: pytest.fail("a complete run was started"))
     for change in ({"compile": True}, {"channels_last": True}, {"device": "cpu"}, {"data_root": "/elsewhere"}):
         config_path.write_text(json.dumps({**saved, **change}))
         assert [r["status"] for r in run_sweep(spec, out, budget="cpu", log=lambda *_: None)] == ["skipped"]

@@ -96,6 +96,20 @@ def results_only(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_REQUIRED = object()
+
+
+def _read_object(path: Path, what: str, missing: Any = _REQUIRED) -> dict[str, Any]:
+    """The JSON object in ``path``; ``missing`` when the file does not exist (when given). A file
+    that is not valid JSON, or not an object, raises :class:`CorruptFileError` saying it should hold ``what``."""
+    if missing is not _REQUIRED and not path.is_file():
+        return missing
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise CorruptFileError(f"{path} does not hold {what}")
+    return value
+
+
 class _Folder:
     """A folder whose files are named by its class's constants: ``folder.file(folder.CONFIG)``."""
 
@@ -145,9 +159,7 @@ class RunDir(_Folder):
         path = self.file(self.CONFIG)
         if not path.is_file():
             raise RunDirError(f"{self.path} is not a noisemod run directory: {path} is missing")
-        values = read_json(path)
-        if not isinstance(values, dict):
-            raise CorruptFileError(f"{path} does not hold a config (a JSON object of settings)")
+        values = _read_object(path, "a config (a JSON object of settings)")
         try:
             return TrainConfig.from_dict(values, saved=True)
         except ValueError as e:
@@ -161,10 +173,7 @@ class RunDir(_Folder):
         path = self.file(self.RESULT)
         if not path.is_file():
             raise RunDirError(f"{self.path} is not a finished noisemod run: {path} is missing")
-        result = read_json(path)
-        if not isinstance(result, dict):
-            raise CorruptFileError(f"{path} does not hold a result (a JSON object)")
-        return results_only(result)
+        return results_only(_read_object(path, "a result (a JSON object)"))
 
     def write_result(self, result: dict[str, Any]) -> Path:
         unknown = sorted(set(result) - set(RESULT_FIELDS))
@@ -177,13 +186,7 @@ class RunDir(_Folder):
 
     def read_interpretability(self) -> dict[str, dict]:
         """interpretability.json: explainer name -> its last evaluation (settings and scores); ``{}`` if absent."""
-        path = self.file(self.INTERPRETABILITY)
-        if not path.is_file():
-            return {}
-        entries = read_json(path)
-        if not isinstance(entries, dict):
-            raise CorruptFileError(f"{path} does not hold interpretability results (a JSON object)")
-        return entries
+        return _read_object(self.file(self.INTERPRETABILITY), "interpretability results (a JSON object)", {})
 
     def write_interpretability(self, explainer: str, entry: dict[str, Any]) -> Path:
         """Set one explainer's entry in interpretability.json, keeping the others'."""
@@ -339,13 +342,7 @@ class SweepDir(_Folder):
 
     def read_sweep(self) -> dict:
         """sweep.json (spec name, budget, run ids, reproduce command), ``{}`` if absent."""
-        path = self.file(self.SWEEP)
-        if not path.is_file():
-            return {}
-        info = read_json(path)
-        if not isinstance(info, dict):
-            raise CorruptFileError(f"{path} does not describe a sweep (a JSON object)")
-        return info
+        return _read_object(self.file(self.SWEEP), "a sweep's description (a JSON object)", {})
 
     def write_sweep(self, info: dict) -> Path:
         return write_json(self.file(self.SWEEP), info)

@@ -1,8 +1,8 @@
 """Where a sweep's runs execute: a local process pool (default) or a Ray cluster.
 
-Both run the same per-run work, :func:`run_task`: ``noisemod train --config`` in a child process
-(then ``noisemod evaluate --metrics`` when the spec asks), in the run's directory. What the
-executor decides is where and with which resources:
+Both run the same per-run work, :func:`noisemod.experiments.task.run_task`: ``noisemod train
+--config`` in a child process (then ``noisemod evaluate --metrics`` when the spec asks), in the run's
+directory. What the executor decides is where and with which resources:
 
 - ``local``: ``jobs`` runs at a time on this machine, each with ``cores // jobs`` CPU threads; on a
   machine with K GPUs the concurrent runs take GPUs round-robin (``CUDA_VISIBLE_DEVICES``), one each.
@@ -11,18 +11,15 @@ executor decides is where and with which resources:
   cluster; none starts a local Ray instance. The sweep folder must be on a filesystem every node
   sees: a probe task checks it before any run starts.
 
-A run decides whether it resumes where it executes (``last.pt`` without ``result.json``), so a
-task that Ray retries after its worker died continues the run instead of starting over.
+Adding an executor: a class with ``name``, ``describe(runs)``, ``check_folder(folder)`` and
+``run(tasks, on_start, on_end)``, listed in :data:`EXECUTORS` and built by :func:`make_executor`.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import uuid
@@ -30,45 +27,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-__all__ = ["EXECUTORS", "ExecutorError", "LocalExecutor", "RayExecutor", "make_executor", "run_task"]
+from .task import run_task
+
+__all__ = ["EXECUTORS", "ExecutorError", "LocalExecutor", "RayExecutor", "check_executor", "make_executor", "run_task"]
 
 EXECUTORS = ("local", "ray")
 
 
 class ExecutorError(ValueError):
     """The executor cannot run this sweep (unknown name, unreachable cluster, unwritable folder)."""
-
-
-def _die_with_parent() -> None:
-    """In a child process: get SIGKILL when the parent dies (Linux), so that a killed worker leaves
-    no run training on, and the run resumes from its last checkpoint."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
-def _child(command: list[str], env: dict) -> subprocess.CompletedProcess:
-    preexec = _die_with_parent if sys.platform.startswith("linux") else None
-    return subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=preexec)
-
-
-def run_task(config: dict, run_dir: str, interpretability: dict | None, env: dict) -> tuple[bool, int, bool]:
-    """One run of a sweep, wherever it executes: train it unless it is complete (resuming it when
-    interrupted), then the interpretability the spec asks for. Returns ``(ok, exit code, resumed)``;
-    on failure the child's output tail is in the run's error.log."""
-    from ..config import TrainConfig
-    from ..rundir import RunDir
-    from . import runner
-
-    run = RunDir(run_dir)
-    resumed = run.status() == "interrupted"
-    ok, code = True, 0
-    if not run.is_complete():
-        ok, code = runner._train(TrainConfig.from_dict(config), run, resumed, {**os.environ, **env}, _child)
-    if ok and interpretability is not None:
-        ok, code = runner._interpret(run, interpretability, {**os.environ, **env}, _child)
-    return ok, code, resumed
 
 
 def _cores() -> int:
@@ -227,10 +194,15 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
 
 
-def make_executor(name: str, jobs: int, *, ray_address: str | None = None):
-    """The executor ``name`` (:data:`EXECUTORS`) for ``jobs`` concurrent runs."""
+def check_executor(name: str) -> None:
+    """Raise :class:`ExecutorError` unless ``name`` is one of :data:`EXECUTORS`."""
     if name not in EXECUTORS:
         raise ExecutorError(f"invalid executor={name!r}: expected one of {', '.join(EXECUTORS)}")
+
+
+def make_executor(name: str, jobs: int, *, ray_address: str | None = None):
+    """The executor ``name`` (:data:`EXECUTORS`) for ``jobs`` concurrent runs."""
+    check_executor(name)
     if name == "ray":
         return RayExecutor(jobs, address=ray_address)
     if ray_address is not None:

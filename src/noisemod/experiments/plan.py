@@ -1,0 +1,110 @@
+"""What a sweep has to do, decided before anything runs: for each run of the spec, whether it is
+new, interrupted (resume) or complete (skip), and which complete runs still miss the spec's
+interpretability. Planning reads the sweep folder and writes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import identity
+from ..rundir import RunDir, SweepDir
+from .spec import Run, Spec, expand, interpreted
+from .task import missing_explainers
+
+__all__ = ["ACTIONS", "PlannedRun", "SweepPlan", "plan_action", "plan_sweep"]
+
+#: run directory status -> what the sweep does with it
+ACTIONS = {"complete": "skip", "interrupted": "resume", "new": "new"}
+
+
+def plan_action(run_dir) -> str:
+    """``skip`` (complete: result.json), ``resume`` (last.pt, no result.json) or ``new``."""
+    return ACTIONS[RunDir(run_dir).status()]
+
+
+@dataclass
+class PlannedRun:
+    """One run of the plan. ``record`` is what :func:`~noisemod.experiments.run_sweep` returns for it
+    (``run_id``, ``dir``, ``config``, ``action``, ``status``); ``interpretability`` the spec's metrics
+    settings when the run gets them (else None); ``interpret``: complete, but missing some of them."""
+
+    run: Run
+    dir: RunDir
+    action: str
+    interpretability: dict | None = None
+    interpret: bool = False
+    record: dict = field(init=False)
+
+    def __post_init__(self):
+        self.record = {
+            "run_id": self.run.run_id,
+            "dir": str(self.dir.path),
+            "config": self.run.config.to_dict(),
+            "action": self.action,
+            "status": "planned",
+        }
+
+
+@dataclass
+class SweepPlan:
+    """Every run of a spec under one budget in one sweep folder, and the work left."""
+
+    spec: Spec
+    budget: str
+    sweep: SweepDir
+    runs: list[PlannedRun]
+
+    @property
+    def to_train(self) -> list[PlannedRun]:
+        return [p for p in self.runs if p.action != "skip"]
+
+    @property
+    def to_interpret(self) -> list[PlannedRun]:
+        return [p for p in self.runs if p.interpret]
+
+    @property
+    def work(self) -> list[PlannedRun]:
+        """The runs to train (new or resumed), then the finished runs to interpret."""
+        return self.to_train + self.to_interpret
+
+    @property
+    def records(self) -> list[dict]:
+        return [p.record for p in self.runs]
+
+
+def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None) -> SweepPlan:
+    """The plan of ``spec`` under ``budget`` in ``sweep`` (``data_root`` given to every run), after
+    checking that the folder holds this sweep (or none) and that each existing run directory was
+    trained with the same settings; raises ``ValueError`` naming what differs."""
+    runs = expand(spec, budget)
+    if data_root is not None:
+        runs = [Run(r.run_id, r.config.replace(data_root=str(data_root))) for r in runs]
+    saved = sweep.read_sweep()
+    if saved and (saved.get("spec"), saved.get("budget")) != (spec.name, budget):
+        raise ValueError(
+            f"{sweep.path} holds sweep {saved.get('spec')!r} with budget {saved.get('budget')!r}, "
+            f"not {spec.name!r} with budget {budget!r}: use another --out"
+        )
+    planned = []
+    for run in runs:
+        run_dir = sweep.run(run.run_id)
+        _check_existing(run, run_dir)
+        settings = spec.interpretability if interpreted(spec, run.config) else None
+        p = PlannedRun(run, run_dir, plan_action(run_dir.path), settings)
+        p.interpret = p.action == "skip" and settings is not None and bool(missing_explainers(run_dir, settings))
+        planned.append(p)
+    return SweepPlan(spec, budget, sweep, planned)
+
+
+def _check_existing(run: Run, run_dir: RunDir) -> None:
+    """Refuse to skip or resume a run directory trained with other settings (runtime settings,
+    e.g. data_root, device or compile, may differ: they do not change what a run computes)."""
+    if not run_dir.file(run_dir.CONFIG).is_file():
+        return
+    saved, planned = identity(run_dir.read_config()), identity(run.config)
+    diff = [f"{k}={saved[k]!r} there, {v!r} in the spec" for k, v in planned.items() if saved[k] != v]
+    if diff:
+        raise ValueError(
+            f"{run_dir.path} was trained with other settings ({'; '.join(diff)}): "
+            f"use another --out, or delete that run directory"
+        )

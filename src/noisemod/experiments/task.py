@@ -1,0 +1,104 @@
+"""One run of a sweep, wherever an executor runs it (:func:`run_task`): ``noisemod train --config``
+in a child process, then ``noisemod evaluate --metrics`` for each explainer the spec asks for.
+
+Each run gets its settings as a file: ``runs/<run_id>/config.json`` is written first, and
+``noisemod train --config runs/<run_id>/config.json --out runs/<run_id>`` reads it, so no setting is
+re-serialized as a flag. A run decides whether it resumes where it executes (``last.pt`` without
+``result.json``), so a task retried after its worker died continues the run instead of starting over.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+
+from ..config import TrainConfig
+from ..rundir import RunDir
+
+__all__ = ["interpret_command", "interpret_run", "missing_explainers", "run_task", "train_command", "train_run"]
+
+
+def train_command(config, run_dir, resume: bool) -> list[str]:
+    """The ``noisemod train`` process of one run. It reads its settings from the run's config.json,
+    which :func:`train_run` writes first from ``config``."""
+    run = RunDir(run_dir)
+    cmd = [sys.executable, "-m", "noisemod", "train", "--config", str(run.file(run.CONFIG)), "--out", str(run.path)]
+    return [*cmd, "--quiet"] + (["--resume"] if resume else [])
+
+
+def interpret_command(run_dir, explainer: str, settings: dict) -> list[str]:
+    """The ``noisemod evaluate --metrics`` process that adds one explainer's scores to a finished run."""
+    cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--metrics", ",".join(settings["metrics"])]
+    cmd += ["--explainer", explainer, "--json", "--quiet"] + (["--floor"] if settings["floor"] else [])
+    return cmd + (["--n", str(settings["n"])] if settings["n"] is not None else [])
+
+
+def missing_explainers(run_dir: RunDir, settings: dict) -> list[str]:
+    """The spec's explainers whose metrics are not yet in the run's interpretability.json."""
+    return [
+        e
+        for e in settings["explainers"]
+        if not run_dir.has_interpretability(e, metrics=settings["metrics"], n=settings["n"], floor=settings["floor"])
+    ]
+
+
+def _die_with_parent() -> None:
+    """In a child process: get SIGKILL when the parent dies (Linux), so that a killed worker leaves
+    no run training on, and the run resumes from its last checkpoint."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def child_process(command: list[str], env: dict) -> subprocess.CompletedProcess:
+    """Run ``command`` to its end with ``env``, capturing its output; it dies with this process."""
+    preexec = _die_with_parent if sys.platform.startswith("linux") else None
+    return subprocess.run(command, env=env, capture_output=True, text=True, preexec_fn=preexec)
+
+
+def _failed(run_dir: RunDir, proc: subprocess.CompletedProcess) -> None:
+    tail = "\n".join((proc.stderr or proc.stdout or "").splitlines()[-40:])
+    run_dir.write_error_log(f"exit status {proc.returncode}\n{shlex.join(proc.args)}\n{tail}\n")
+
+
+def train_run(config: TrainConfig, run_dir: RunDir, resume: bool, env: dict, child: Callable) -> tuple[bool, int]:
+    """Train one run in its own process (``child(command, env)``); on failure its output's tail goes to error.log."""
+    run_dir.clear_error_log()
+    run_dir.write_config(config)  # the process reads its settings from here
+    proc = child(train_command(config, run_dir.path, resume), env)
+    ok = proc.returncode == 0 and run_dir.is_complete()
+    if not ok:
+        _failed(run_dir, proc)
+    return ok, proc.returncode
+
+
+def interpret_run(run_dir: RunDir, settings: dict, env: dict, child: Callable) -> tuple[bool, int]:
+    """The spec's interpretability metrics for a finished run, each explainer not yet done; on
+    failure the output's tail goes to error.log."""
+    for explainer in missing_explainers(run_dir, settings):
+        proc = child(interpret_command(run_dir.path, explainer, settings), env)
+        if proc.returncode != 0:
+            _failed(run_dir, proc)
+            return False, proc.returncode
+    return True, 0
+
+
+def run_task(config: dict, run_dir: str, interpretability: dict | None, env: dict) -> tuple[bool, int, bool]:
+    """One run of a sweep, wherever it executes: train it unless it is complete (resuming it when
+    interrupted), then the interpretability the spec asks for. Returns ``(ok, exit code, resumed)``;
+    on failure the child's output tail is in the run's error.log."""
+    run = RunDir(run_dir)
+    resumed = run.status() == "interrupted"
+    ok, code = True, 0
+    full_env = {**os.environ, **env}
+    if not run.is_complete():
+        ok, code = train_run(TrainConfig.from_dict(config), run, resumed, full_env, child_process)
+    if ok and interpretability is not None:
+        ok, code = interpret_run(run, interpretability, full_env, child_process)
+    return ok, code, resumed
