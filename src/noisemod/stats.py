@@ -1,0 +1,147 @@
+"""Statistics over seeds: a condition's mean with its 95% confidence interval, and the comparison
+of two conditions (difference, Welch CI and t-test, exact permutation test), Holm-corrected within
+one claim. Plain formulas on small samples (scipy for the t distribution); tests check them
+against ``scipy.stats``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+__all__ = ["Comparison", "Summary", "compare", "holm", "permutation_p", "summarize"]
+
+LEVEL = 0.95  # confidence level of every interval
+EXACT_UP_TO = 10  # the permutation test is exact (every split) when both sides have at most this many values
+
+
+def _values(values: Sequence[float], what: str) -> list[float]:
+    out = [float(v) for v in values]
+    if not out or any(not math.isfinite(v) for v in out):
+        raise ValueError(f"{what}: expected finite numbers, got {list(values)!r}")
+    return out
+
+
+def _mean(x: list[float]) -> float:
+    return sum(x) / len(x)
+
+
+def _var(x: list[float]) -> float:
+    """Sample variance (n - 1); 0 for one value."""
+    if len(x) < 2:
+        return 0.0
+    m = _mean(x)
+    return sum((v - m) ** 2 for v in x) / (len(x) - 1)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One condition over seeds: ``n``, mean, sample standard deviation, and the 95% t interval of
+    the mean (``ci_low``/``ci_high`` are None with one value: no interval from one seed)."""
+
+    n: int
+    mean: float
+    std: float
+    ci_low: float | None
+    ci_high: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Mean ± std and the 95% confidence interval (Student t, n - 1 degrees of freedom)."""
+    from scipy.stats import t
+
+    x = _values(values, "summarize")
+    n, m, s = len(x), _mean(x), math.sqrt(_var(x))
+    if n < 2:
+        return Summary(n, m, s, None, None)
+    half = t.ppf(0.5 + LEVEL / 2, n - 1) * s / math.sqrt(n)
+    return Summary(n, m, s, m - half, m + half)
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``a - b`` over seeds: the difference of means, its 95% Welch interval, Welch's two-sided
+    t-test p-value, the exact permutation p-value (None when a side has more than
+    :data:`EXACT_UP_TO` values), and ``p_holm`` once :func:`holm` has corrected a family."""
+
+    n_a: int
+    n_b: int
+    diff: float
+    ci_low: float | None
+    ci_high: float | None
+    p_welch: float | None
+    p_permutation: float | None
+    p_holm: float | None = None
+
+    @property
+    def p(self) -> float | None:
+        """The p-value a verdict uses: the permutation test's when exact, else Welch's."""
+        return self.p_permutation if self.p_permutation is not None else self.p_welch
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "p": self.p}
+
+
+def _welch(a: list[float], b: list[float]) -> tuple[float | None, float | None, float | None]:
+    """(CI low, CI high, two-sided p) of Welch's t for ``mean(a) - mean(b)``; Nones when it is undefined
+    (a side with one value, or both sides without spread)."""
+    from scipy.stats import t
+
+    if len(a) < 2 or len(b) < 2:
+        return None, None, None
+    va, vb = _var(a) / len(a), _var(b) / len(b)
+    se2 = va + vb
+    diff = _mean(a) - _mean(b)
+    if se2 == 0:
+        return diff, diff, (1.0 if diff == 0 else 0.0)
+    df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    se = math.sqrt(se2)
+    half = t.ppf(0.5 + LEVEL / 2, df) * se
+    return diff - half, diff + half, float(2 * t.sf(abs(diff) / se, df))
+
+
+def permutation_p(a: Sequence[float], b: Sequence[float]) -> float:
+    """Exact two-sided permutation p-value of the difference of means, over every way to split the
+    pooled values into groups of ``len(a)`` and ``len(b)`` (the observed split among them):
+    ``min(1, 2 min(P(D >= d), P(D <= d)))``, the convention of ``scipy.stats.permutation_test``."""
+    a, b = _values(a, "a"), _values(b, "b")
+    pooled, k = a + b, len(a)
+    total, rest = sum(pooled), len(pooled) - k
+    observed = _mean(a) - _mean(b)
+    tol = 1e-12 * max(1.0, max(abs(v) for v in pooled))
+    above = below = count = 0
+    for idx in itertools.combinations(range(len(pooled)), k):
+        s = sum(pooled[i] for i in idx)
+        d = s / k - (total - s) / rest
+        above += d >= observed - tol
+        below += d <= observed + tol
+        count += 1
+    return min(1.0, 2 * min(above, below) / count)
+
+
+def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
+    """Condition ``a`` against condition ``b`` (seeds of each): difference, Welch CI and p, and
+    the exact permutation p when both have at most :data:`EXACT_UP_TO` values."""
+    a, b = _values(a, "a"), _values(b, "b")
+    low, high, p = _welch(a, b)
+    exact = permutation_p(a, b) if len(a) <= EXACT_UP_TO and len(b) <= EXACT_UP_TO else None
+    return Comparison(len(a), len(b), _mean(a) - _mean(b), low, high, p, exact)
+
+
+def holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
+    """Holm's step-down correction of the family's p-values (:attr:`Comparison.p`), in the given
+    order: the k-th smallest of m is multiplied by m - k + 1, kept monotone, capped at 1. A
+    comparison without a p-value keeps ``p_holm`` None and does not count in m."""
+    from dataclasses import replace
+
+    ranked = sorted((c.p, i) for i, c in enumerate(comparisons) if c.p is not None)
+    m, running, adjusted = len(ranked), 0.0, {}
+    for k, (p, i) in enumerate(ranked):
+        running = max(running, min(1.0, (m - k) * p))
+        adjusted[i] = running
+    return [replace(c, p_holm=adjusted.get(i)) for i, c in enumerate(comparisons)]

@@ -1,0 +1,59 @@
+"""Statistics over seeds, checked against scipy.stats on hand-made numbers."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sp
+
+from noisemod.stats import compare, holm, permutation_p, summarize
+
+A = [0.121, 0.134, 0.118, 0.129, 0.140]
+B = [0.101, 0.097, 0.112, 0.095]
+
+
+def test_summary_is_the_mean_std_and_t_interval():
+    s = summarize(A)
+    assert (s.n, s.mean, s.std) == (5, pytest.approx(np.mean(A)), pytest.approx(np.std(A, ddof=1)))
+    low, high = sp.t.interval(0.95, 4, loc=np.mean(A), scale=sp.sem(A))
+    assert (s.ci_low, s.ci_high) == (pytest.approx(low), pytest.approx(high))
+    one = summarize([0.5])
+    assert (one.n, one.mean, one.std, one.ci_low, one.ci_high) == (1, 0.5, 0.0, None, None)
+
+
+def test_welch_p_and_interval_match_scipy():
+    c = compare(A, B)
+    ref = sp.ttest_ind(A, B, equal_var=False)
+    assert c.diff == pytest.approx(np.mean(A) - np.mean(B)) and c.p_welch == pytest.approx(ref.pvalue)
+    ci = ref.confidence_interval(0.95)
+    assert (c.ci_low, c.ci_high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+
+
+def test_the_permutation_test_is_exact_and_matches_scipy():
+    ref = sp.permutation_test(
+        (A, B), lambda x, y: np.mean(x) - np.mean(y), permutation_type="independent", n_resamples=np.inf
+    )
+    assert permutation_p(A, B) == pytest.approx(ref.pvalue)
+    # every value of a above every value of b: only the observed split (and none other) is as extreme
+    assert permutation_p([3, 4, 5], [0, 1, 2]) == pytest.approx(2 / math.comb(6, 3))  # two-sided: both extremes
+    assert compare(A, B).p == compare(A, B).p_permutation
+    big = compare(list(range(11)), list(range(11)))
+    assert big.p_permutation is None and big.p == big.p_welch
+
+
+def test_holm_matches_the_step_down_rule():
+    cs = [compare(A, B), compare(B, A[:4]), compare([1, 2, 3], [1.1, 2.1, 2.9])]
+    ps = [c.p for c in cs]
+    order = np.argsort(ps)
+    expected, running = [0.0] * 3, 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (3 - k) * ps[i]))
+        expected[i] = running
+    assert [c.p_holm for c in holm(cs)] == pytest.approx(expected)
+    assert holm([compare([1.0], [2.0])])[0].p_holm == pytest.approx(1.0)  # one split each way: p = 1
+
+
+@pytest.mark.parametrize("bad", [[], [float("nan")], [1.0, float("inf")]])
+def test_bad_values_are_refused_naming_them(bad):
+    with pytest.raises(ValueError, match="expected finite numbers"):
+        summarize(bad)
