@@ -1,0 +1,90 @@
+"""The results archive: a finished sweep copied into results/NAME without checkpoints, all or nothing."""
+
+import filecmp
+import json
+import shutil
+import subprocess
+
+import pytest
+
+from noisemod.archive import ARCHIVED_FILES, SPEC, ArchiveError, archive_sweep, restore_runs
+from noisemod.experiments import run_sweep
+from noisemod.rundir import SweepDir
+
+TINY = """name: tiny
+description: two one-epoch runs on synthetic data
+grids: [{dataset: [synthetic], model: [mlp], method: [standard, nm]}]
+budgets: {paper: {epochs: 1, tensorboard: false}}
+"""
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished two-run sweep (never modified: tests copy it)."""
+    root = tmp_path_factory.mktemp("archive")
+    (root / "tiny.yaml").write_text(TINY)
+    records = run_sweep(root / "tiny.yaml", root / "sweep", log=lambda *_: None)
+    assert [r["status"] for r in records] == ["completed", "completed"]
+    return root / "sweep"
+
+
+def tree(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+def test_an_archive_holds_the_results_without_checkpoints_and_is_idempotent(finished, tmp_path):
+    summary = archive_sweep(finished, tmp_path / "results" / "tiny")
+    dest = tmp_path / "results" / "tiny"
+    assert summary.archived == ["synthetic-mlp-standard-s0", "synthetic-mlp-nm-b0.5-gaussian-s0"]
+    assert summary.pending == [] and summary.bytes == sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+    files = tree(dest)
+    assert {SPEC, "sweep.json", "results.csv"} <= set(files)
+    for run_id in summary.archived:
+        assert {f"runs/{run_id}/{name}" for name in ARCHIVED_FILES[:3]} <= set(files)
+    assert not [f for f in files if f.endswith((".pt", ".png")) or "tensorboard" in f]
+    assert (dest / SPEC).read_text() == TINY
+    first = {f: (dest / f).read_bytes() for f in files}
+    archive_sweep(finished, dest)  # again: the same files, nothing left beside them
+    assert {f: (dest / f).read_bytes() for f in tree(dest)} == first
+    assert [p.name for p in dest.parent.iterdir()] == ["tiny"]
+
+
+def test_an_unfinished_or_corrupt_run_is_refused_naming_it_and_nothing_is_written(finished, tmp_path):
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep)
+    run = sweep / "runs" / "synthetic-mlp-nm-b0.5-gaussian-s0"
+    (run / "result.json").unlink()
+    with pytest.raises(ArchiveError, match="run synthetic-mlp-nm-b0.5-gaussian-s0 is not finished"):
+        archive_sweep(sweep, tmp_path / "out")
+    assert not (tmp_path / "out").exists() and [p.name for p in tmp_path.iterdir()] == ["sweep"]
+    partial = archive_sweep(sweep, tmp_path / "out", partial=True)  # a sweep still running: its finished runs
+    assert partial.archived == ["synthetic-mlp-standard-s0"] and partial.pending == [run.name]
+    assert {r.split("/")[1] for r in tree(tmp_path / "out") if r.startswith("runs/")} == {"synthetic-mlp-standard-s0"}
+    before = {f: (tmp_path / "out" / f).read_bytes() for f in tree(tmp_path / "out")}
+    (sweep / "runs" / "synthetic-mlp-standard-s0" / "metrics.csv").write_text("epoch,train_loss\n1,abc\n")
+    with pytest.raises(ArchiveError, match="cannot archive run synthetic-mlp-standard-s0: .*metrics.csv"):
+        archive_sweep(sweep, tmp_path / "out", partial=True)
+    assert {f: (tmp_path / "out" / f).read_bytes() for f in tree(tmp_path / "out")} == before  # the old archive
+
+
+def test_a_folder_that_is_not_a_sweep_is_refused(tmp_path):
+    with pytest.raises(ArchiveError, match="is not a sweep folder: .*sweep.json is missing"):
+        archive_sweep(tmp_path, tmp_path / "out")
+
+
+def test_restored_runs_are_skipped_by_the_sweep_on_another_machine(finished, tmp_path, monkeypatch):
+    archive_sweep(finished, tmp_path / "archive")
+    fresh = tmp_path / "new-machine"
+    assert restore_runs(tmp_path / "archive", fresh) == sorted(
+        ["synthetic-mlp-standard-s0", "synthetic-mlp-nm-b0.5-gaussian-s0"]
+    )
+    assert restore_runs(tmp_path / "archive", fresh) == []  # nothing twice
+    for run in (fresh / "runs").iterdir():
+        assert filecmp.cmp(run / "result.json", finished / "runs" / run.name / "result.json", shallow=False)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("an archived run was trained again"))
+    spec = finished.parent / "tiny.yaml"
+    records = run_sweep(spec, fresh, log=lambda *_: None)
+    assert [r["status"] for r in records] == ["skipped", "skipped"]
+    original = json.loads((finished / "runs" / "synthetic-mlp-standard-s0" / "result.json").read_text())
+    [row] = [r for r in SweepDir(fresh).read_results() if r["run_id"] == "synthetic-mlp-standard-s0"]
+    assert row["test_accuracy"] == original["test_accuracy"] and row["vii"] == original["vii"]
