@@ -1,0 +1,184 @@
+"""Claims as data, verdicts as computation.
+
+A claims file (``docs/claims.yaml``) lists the paper's claims and our own questions. Each names an
+archived sweep (``results/<archive>/``), a metric (a results.csv column: ``vii``,
+``test_accuracy``, ``robust_accuracy``, ``gradient_alignment``, ...), the direction the paper (or
+the question) expects, and the two sides compared: settings that select runs (``a`` and ``b``),
+one comparison per group of ``by`` settings found in the archive::
+
+    claims:
+      - id: fig3
+        title: noise modulation gives a higher VII than standard training (Fig. 3)
+        source: paper
+        archive: fig3-cpu
+        metric: vii
+        direction: higher            # a's metric is higher than b's
+        a: {method: nm, beta: 0.5}
+        b: {method: standard}
+        by: [dataset, model]
+
+The rule (docs/RESULTS.md says it too): each comparison is the difference of the seed means with
+its 95% Welch interval, Welch's p and the exact permutation p (:mod:`noisemod.stats`); the
+comparison's p is the larger of the two, Holm-corrected within the claim. A comparison *agrees*
+when that p < 0.05 and the difference has the expected sign, *disagrees* when p < 0.05 the other
+way, and is *not significant* otherwise. A claim is **reproduced** when every comparison agrees,
+**partly** when some agree and none disagrees, **contradicted** when some disagree and none
+agrees, **mixed** when some of each, **inconclusive** when none is significant.
+
+A comparison never mixes budgets: both sides must have the same epochs, training images and (for
+an interpretability column) number of images scored, or the claim is refused naming them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .rundir import SweepDir
+from .stats import Comparison, Summary, compare, holm, summarize
+
+__all__ = ["ALPHA", "VERDICTS", "ClaimError", "ClaimResult", "evaluate_claims", "load_claims", "verdict"]
+
+ALPHA = 0.05
+VERDICTS = ("reproduced", "partly", "contradicted", "mixed", "inconclusive")
+DIRECTIONS = {"higher": 1, "lower": -1}
+BUDGET = ("epochs", "train_size")  # settings a comparison may not mix (and the images scored, below)
+KEYS = {"id", "title", "source", "archive", "metric", "direction", "a", "b", "by", "note"}
+
+
+class ClaimError(ValueError):
+    """A claim that cannot be evaluated: a missing archive, condition or metric, or mixed budgets."""
+
+
+@dataclass
+class ClaimResult:
+    """One claim evaluated: its comparisons (dicts with the group, both summaries and the
+    comparison) and its verdict."""
+
+    claim: dict
+    comparisons: list[dict] = field(default_factory=list)
+    verdict: str = "inconclusive"
+
+    def to_dict(self) -> dict:
+        def plain(c: dict) -> dict:
+            return {k: (v.to_dict() if isinstance(v, (Summary, Comparison)) else v) for k, v in c.items()}
+
+        return {**self.claim, "verdict": self.verdict, "comparisons": [plain(c) for c in self.comparisons]}
+
+
+def load_claims(path) -> list[dict]:
+    """The claims of a YAML file, each checked for its keys and values (errors name the claim)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ClaimError(f"claims file not found: {path}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    claims = data.get("claims") if isinstance(data, dict) else None
+    if not isinstance(claims, list) or not claims:
+        raise ClaimError(f"{path}: expected a mapping with a non-empty list 'claims'")
+    seen = set()
+    for i, c in enumerate(claims):
+        where = f"{path}: claim {c.get('id', i) if isinstance(c, dict) else i}"
+        if not isinstance(c, dict):
+            raise ClaimError(f"{where}: expected a mapping")
+        missing = sorted({"id", "title", "archive", "metric", "direction", "a", "b"} - set(c))
+        unknown = sorted(set(c) - KEYS)
+        if missing or unknown:
+            raise ClaimError(f"{where}: missing {', '.join(missing) or '-'}; unknown {', '.join(unknown) or '-'}")
+        if c["direction"] not in DIRECTIONS:
+            raise ClaimError(f"{where}: direction must be higher or lower, got {c['direction']!r}")
+        if not isinstance(c["a"], dict) or not isinstance(c["b"], dict):
+            raise ClaimError(f"{where}: a and b must be mappings of settings")
+        if c["id"] in seen:
+            raise ClaimError(f"{where}: the id is used twice")
+        seen.add(c["id"])
+    return claims
+
+
+def _matches(row: Mapping, selection: Mapping) -> bool:
+    return all(row.get(k) == v for k, v in selection.items())
+
+
+def _images_scored(archive: SweepDir, row: Mapping, metric: str) -> object:
+    """For an interpretability column (``<explainer>_<metric>``): the images its explainer scored."""
+    explainer = next(
+        (e for e in archive.run(row["run_id"]).read_interpretability() if metric.startswith(e + "_")), None
+    )
+    if explainer is None:
+        return None
+    entry = archive.run(row["run_id"]).read_interpretability()[explainer]
+    return entry.get("n")
+
+
+def _side(claim: dict, rows: list[dict], selection: Mapping, group: Mapping, side: str) -> list[dict]:
+    chosen = [r for r in rows if _matches(r, selection) and _matches(r, group)]
+    if not chosen:
+        raise ClaimError(
+            f"claim {claim['id']}: no finished run in results/{claim['archive']} matches {side}={dict(selection)}"
+            + (f" for {dict(group)}" if group else "")
+        )
+    return chosen
+
+
+def _budget(claim: dict, archive: SweepDir, rows: list[dict]) -> dict:
+    budget = {k: sorted({repr(r.get(k)) for r in rows}) for k in BUDGET}
+    budget["images scored"] = sorted({repr(_images_scored(archive, r, claim["metric"])) for r in rows})
+    return budget
+
+
+def _comparison(claim: dict, archive: SweepDir, rows: list[dict], group: dict) -> dict:
+    a = _side(claim, rows, claim["a"], group, "a")
+    b = _side(claim, rows, claim["b"], group, "b")
+    budget_a, budget_b = _budget(claim, archive, a), _budget(claim, archive, b)
+    for k in budget_a:
+        if len(budget_a[k]) > 1 or len(budget_b[k]) > 1 or budget_a[k] != budget_b[k]:
+            raise ClaimError(
+                f"claim {claim['id']}: mixes budgets ({k}: {', '.join(budget_a[k])} on side a, "
+                f"{', '.join(budget_b[k])} on side b{' for ' + str(group) if group else ''}); compare like with like"
+            )
+    metric = claim["metric"]
+    values = [[r.get(metric) for r in side] for side in (a, b)]
+    if any(v is None for side in values for v in side):
+        raise ClaimError(
+            f"claim {claim['id']}: metric {metric!r} is missing for some runs in results/{claim['archive']}"
+        )
+    return {"group": group, "a": summarize(values[0]), "b": summarize(values[1]), "comparison": compare(*values)}
+
+
+def verdict(comparisons: Sequence[Comparison], direction: str) -> str:
+    """The verdict of one claim from its Holm-corrected comparisons (the module's rule)."""
+    sign = DIRECTIONS[direction]
+    agree = sum(1 for c in comparisons if c.p_holm is not None and c.p_holm < ALPHA and c.diff * sign > 0)
+    disagree = sum(1 for c in comparisons if c.p_holm is not None and c.p_holm < ALPHA and c.diff * sign < 0)
+    if agree and disagree:
+        return "mixed"
+    if disagree:
+        return "contradicted"
+    if agree:
+        return "reproduced" if agree == len(comparisons) else "partly"
+    return "inconclusive"
+
+
+def evaluate_claim(claim: dict, results_root) -> ClaimResult:
+    """One claim against the archive it names under ``results_root``."""
+    archive = SweepDir(Path(results_root) / claim["archive"])
+    if not archive.file(archive.RESULTS).is_file():
+        raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} (results.csv missing)")
+    rows = archive.read_results()
+    if rows and claim["metric"] not in rows[0]:
+        raise ClaimError(f"claim {claim['id']}: no metric {claim['metric']!r} in {archive.file(archive.RESULTS)}")
+    by = list(claim.get("by") or [])
+    selected = [r for r in rows if _matches(r, claim["a"]) or _matches(r, claim["b"])]
+    groups = list(dict.fromkeys(tuple(r.get(k) for k in by) for r in selected)) if by else [()]
+    found = [_comparison(claim, archive, rows, dict(zip(by, g))) for g in groups]
+    corrected = holm([c["comparison"] for c in found])
+    for c, fixed in zip(found, corrected):
+        c["comparison"] = fixed
+    return ClaimResult(claim, found, verdict(corrected, claim["direction"]))
+
+
+def evaluate_claims(path, results_root) -> list[ClaimResult]:
+    """Every claim of the file at ``path`` against the archives under ``results_root``."""
+    return [evaluate_claim(c, results_root) for c in load_claims(path)]

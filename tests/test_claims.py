@@ -1,0 +1,97 @@
+"""Claims as data: verdicts computed from an archive by the written rule, and refused when they cannot be."""
+
+import pytest
+
+from noisemod.claims import ClaimError, evaluate_claims, verdict
+from noisemod.rundir import SweepDir
+from noisemod.stats import Comparison, compare, holm
+
+NM = [0.20, 0.21, 0.22, 0.205, 0.215]
+STANDARD = [0.10, 0.11, 0.12, 0.105, 0.115]
+FGSM = [0.30, 0.18, 0.25, 0.22, 0.15]
+
+
+def archive(root, extra=()):
+    rows = []
+    for method, values in (("nm", NM), ("standard", STANDARD), ("fgsm", FGSM)):
+        for seed, v in enumerate(values):
+            rows.append(
+                {"run_id": f"{method}-s{seed}", "spec": "t", "budget": "cpu", "status": "completed", "dataset": "mnist",
+                 "model": "lenet", "method": method, "seed": seed, "epochs": 5, "test_accuracy": 0.9, "vii": v}
+            )  # fmt: skip
+    SweepDir(root / "results" / "toy").write_results(rows + list(extra))
+    return root / "results"
+
+
+def claims_file(tmp_path, text):
+    path = tmp_path / "claims.yaml"
+    path.write_text(text)
+    return path
+
+
+CLAIM = """claims:
+  - id: fig3
+    title: nm raises VII
+    source: paper
+    archive: toy
+    metric: {metric}
+    direction: {direction}
+    a: {{method: nm}}
+    b: {{method: {b}}}
+    by: [dataset, model]
+"""
+
+
+def test_a_clear_difference_in_the_expected_direction_is_reproduced(tmp_path):
+    results = archive(tmp_path)
+    [r] = evaluate_claims(claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="standard")), results)
+    [c] = r.comparisons
+    assert c["group"] == {"dataset": "mnist", "model": "lenet"} and c["a"].n == 5
+    assert c["comparison"].diff == pytest.approx(0.1) and c["comparison"].p_holm < 0.05
+    assert r.verdict == "reproduced"
+    [r] = evaluate_claims(claims_file(tmp_path, CLAIM.format(metric="vii", direction="lower", b="standard")), results)
+    assert r.verdict == "contradicted"
+    [r] = evaluate_claims(claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="fgsm")), results)
+    assert r.verdict == "inconclusive"  # a noisy side: the difference is inside the spread
+    assert r.to_dict()["comparisons"][0]["comparison"]["p"] >= 0.05
+
+
+def test_the_verdict_rule():
+    agree, disagree, weak = (
+        Comparison(5, 5, 0.1, 0.05, 0.15, 0.001, 0.008, p_holm=0.01),
+        Comparison(5, 5, -0.1, -0.15, -0.05, 0.001, 0.008, p_holm=0.01),
+        Comparison(5, 5, 0.1, -0.1, 0.3, 0.3, 0.4, p_holm=0.6),
+    )
+    assert verdict([agree, agree], "higher") == "reproduced"
+    assert verdict([agree, weak], "higher") == "partly"
+    assert verdict([disagree, weak], "higher") == "contradicted"
+    assert verdict([agree, disagree], "higher") == "mixed"
+    assert verdict([weak, weak], "higher") == "inconclusive"
+    assert verdict([disagree], "lower") == "reproduced"
+    # Holm within a claim: two comparisons each at p = 0.03 are not both significant after correction
+    three = [0.1, 0.2, 0.3]
+    assert holm([compare([x + 1 for x in three], three)] * 2)[0].p_holm >= compare([x + 1 for x in three], three).p
+
+
+def test_mixed_budgets_are_refused_naming_them(tmp_path):
+    extra = {"run_id": "standard-s9", "spec": "t", "budget": "cpu", "status": "completed", "dataset": "mnist",
+             "model": "lenet", "method": "standard", "seed": 9, "epochs": 10, "vii": 0.1}  # fmt: skip
+    results = archive(tmp_path, [extra])
+    with pytest.raises(ClaimError, match="claim fig3: mixes budgets \\(epochs: 5 on side a, 10, 5 on side b"):
+        evaluate_claims(claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="standard")), results)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("archive: toy", "archive: nowhere"), "no archived sweep .*nowhere"),
+        (("metric: vii", "metric: sharpness"), "no metric 'sharpness'"),
+        (("b: {method: standard}", "b: {method: pgd}"), "no finished run in results/toy matches b={'method': 'pgd'}"),
+        (("direction: higher", "direction: up"), "direction must be higher or lower"),
+    ],
+)
+def test_a_claim_naming_what_is_not_there_is_refused(tmp_path, change, message):
+    results = archive(tmp_path)
+    text = CLAIM.format(metric="vii", direction="higher", b="standard").replace(*change)
+    with pytest.raises(ClaimError, match=message):
+        evaluate_claims(claims_file(tmp_path, text), results)
