@@ -88,3 +88,20 @@ def test_restored_runs_are_skipped_by_the_sweep_on_another_machine(finished, tmp
     original = json.loads((finished / "runs" / "synthetic-mlp-standard-s0" / "result.json").read_text())
     [row] = [r for r in SweepDir(fresh).read_results() if r["run_id"] == "synthetic-mlp-standard-s0"]
     assert row["test_accuracy"] == original["test_accuracy"] and row["vii"] == original["vii"]
+
+
+def test_a_sweep_archives_as_runs_finish_and_a_new_machine_resumes_from_the_archive(finished, tmp_path, monkeypatch):
+    spec, sweep, store = finished.parent / "tiny.yaml", tmp_path / "sweep", tmp_path / "results" / "tiny"
+    shutil.copytree(finished, sweep)
+    shutil.rmtree(sweep / "runs" / "synthetic-mlp-nm-b0.5-gaussian-s0")  # one run left to train
+    lines = []
+    records = run_sweep(spec, sweep, archive=store, log=lines.append)
+    assert [r["status"] for r in records] == ["skipped", "completed"]
+    assert sorted(p.name for p in (store / "runs").iterdir()) == [
+        "synthetic-mlp-nm-b0.5-gaussian-s0",
+        "synthetic-mlp-standard-s0",
+    ]
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: pytest.fail("an archived run was trained again"))
+    records = run_sweep(spec, tmp_path / "new-machine", archive=store, log=lines.append)
+    assert [r["status"] for r in records] == ["skipped", "skipped"]
+    assert any("restored the finished runs archived in" in line for line in lines)

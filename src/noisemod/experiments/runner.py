@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..archive import archive_sweep, restore_runs
 from ..rundir import SweepDir, write_results_table
 from .executors import ExecutorError, check_executor, make_executor
 from .plan import PlannedRun, SweepPlan, plan_action, plan_sweep
@@ -56,8 +57,8 @@ class _Progress:
     """What a running sweep shares between its runs (under one lock): the table, the log lines
     with elapsed time and ETA, and each record's status."""
 
-    def __init__(self, plan: SweepPlan, total: int, log):
-        self.plan, self.total, self.log = plan, total, log
+    def __init__(self, plan: SweepPlan, total: int, log, archive=None):
+        self.plan, self.total, self.log, self.archive = plan, total, log, archive
         self.lock, self.start, self.finished = threading.Lock(), time.perf_counter(), 0
 
     def table(self) -> None:
@@ -74,6 +75,8 @@ class _Progress:
             self.finished += 1
             p.record["status"] = ("skipped" if p.action == "skip" else "completed") if ok else "failed"
             self.table()
+            if self.archive is not None and ok:
+                archive_sweep(self.plan.sweep.path, self.archive, partial=True)
             elapsed = time.perf_counter() - self.start
             eta = elapsed / self.finished * (self.total - self.finished)
             if ok:
@@ -159,6 +162,7 @@ def run_sweep(
     dry_run: bool = False,
     executor: str = "local",
     ray_address: str | None = None,
+    archive=None,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Run every run of the spec at ``spec_path`` under ``budget`` into ``out_dir``.
@@ -169,7 +173,10 @@ def run_sweep(
     see :mod:`noisemod.experiments.executors`); ``data_root`` is passed to every run. Completed runs
     are skipped, interrupted ones resumed; ``OUT/results.csv`` is rewritten after each run. A failed
     run leaves its stderr tail in ``OUT/runs/<id>/error.log`` and the sweep goes on.
-    ``dry_run`` only logs the plan (the command of each run) and writes nothing.
+    ``dry_run`` only logs the plan (the command of each run) and writes nothing. With ``archive``
+    (e.g. ``results/NAME``), the runs archived there that ``out_dir`` lacks are restored first (a
+    campaign continued on another machine skips them), and the archive is rewritten with every
+    finished run after each run ends (:func:`noisemod.archive.archive_sweep`).
 
     Returns one dict per run: ``run_id``, ``dir``, ``config``, ``action`` (skip/resume/new) and
     ``status``: ``skipped`` (already complete), ``completed``, ``failed`` or ``planned`` (dry run).
@@ -179,7 +186,11 @@ def run_sweep(
     """
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"invalid jobs={jobs!r}: expected a positive integer")
-    plan = plan_sweep(load_spec(spec_path), budget, SweepDir(Path(out_dir).resolve()), data_root)
+    spec, sweep = load_spec(spec_path), SweepDir(Path(out_dir).resolve())
+    plan = plan_sweep(spec, budget, sweep, data_root)  # checks the folder before anything is written
+    if archive is not None and not dry_run and Path(archive).is_dir() and restore_runs(archive, sweep.path):
+        plan = plan_sweep(spec, budget, sweep, data_root)
+        log(f"restored the finished runs archived in {archive}")
     check_executor(executor)
     if dry_run:
         _log_plan(plan, executor, log)
@@ -190,7 +201,7 @@ def run_sweep(
         f"complete already, {len(plan.to_train)} to run, {pool.describe(len(plan.to_train))} -> {plan.sweep.path}"
     )
     _open_folder(plan.sweep, pool, _sweep_info(plan, spec_path, out_dir, jobs, data_root))
-    progress = _Progress(plan, len(plan.work), log)
+    progress = _Progress(plan, len(plan.work), log, archive)
     _execute(plan, pool, progress)
     failed = [r["run_id"] for r in plan.records if r["status"] == "failed"]
     log(
