@@ -25,9 +25,8 @@ class Blend(Method):
 
 
 @pytest.fixture
-def toy(monkeypatch):
-    """``toy-blend`` registered for one test (the registry is restored afterwards)."""
-    monkeypatch.setattr(methods_module, "METHODS", dict(methods_module.METHODS))
+def toy():
+    """``toy-blend`` registered for one test (unregistered afterwards)."""
 
     @register_method(
         "toy-blend", settings=("beta",), family="control", summary="cross-entropy on a blend of x and its mirror"
@@ -35,7 +34,8 @@ def toy(monkeypatch):
     def build(config, model, generator):
         return Blend(config.beta)
 
-    return get_method("toy-blend")
+    yield get_method("toy-blend")
+    methods_module.METHODS.unregister("toy-blend")
 
 
 def metrics(run):

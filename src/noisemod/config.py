@@ -477,7 +477,7 @@ def _legacy_values(values: dict[str, Any]) -> dict[str, Any]:
     (for a method setting: when the config's method uses it)."""
     from .methods import METHODS
 
-    method = METHODS.get(values.get("method", get_setting("method").default))
+    method = METHODS.get(values.get("method", get_setting("method").default), None)
     out = {}
     for s in settings():
         if s.name not in values and s.legacy != s.default:

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from .gradients import full_precision
 from .modulation import NoiseModulation
+from .registry import Registry
 
 __all__ = [
     "CONTROL_SIGMA",
@@ -102,7 +103,8 @@ class MethodDef:
         return parts
 
 
-METHODS: dict[str, MethodDef] = {}
+#: The registered methods, by name, in registration order.
+METHODS: Registry[MethodDef] = Registry("method")
 
 
 def register_method(
@@ -122,8 +124,6 @@ def register_method(
     """
     from .config import field_names, get_setting
 
-    if not isinstance(name, str) or not name or name in METHODS:
-        raise ValueError(f"cannot register method {name!r}: the name is empty or taken")
     if family not in FAMILIES:
         raise ValueError(f"method {name!r}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
     for s in settings:
@@ -132,7 +132,7 @@ def register_method(
     needs = tuple((k, v, why) for k, (v, why) in (requires or {}).items())
 
     def add(build: Builder) -> Builder:
-        METHODS[name] = MethodDef(name, build, tuple(settings), family, summary, tag, needs)
+        METHODS.register(name, MethodDef(name, build, tuple(settings), family, summary, tag, needs))
         return build
 
     return add
@@ -140,13 +140,12 @@ def register_method(
 
 def list_methods() -> list[str]:
     """The registered method names, in registration order."""
-    return list(METHODS)
+    return METHODS.names()
 
 
 def get_method(name: str) -> MethodDef:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; registered: {', '.join(METHODS)}")
-    return METHODS[name]
+    """The definition of method ``name``; ``ValueError`` listing the registered ones when unknown."""
+    return METHODS.get(name)
 
 
 def methods_using(setting: str) -> list[str]:

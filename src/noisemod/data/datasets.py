@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..registry import Registry
 from .bundle import DataBundle, DataError, DataNotFoundError, Split, channel_stats, split_indices
 from .cache import cached, default_data_root
 from .formats import decode_images, index_image_folder, read_cifar_batch, read_idx_pair
@@ -22,12 +24,25 @@ SYNTHETIC_CLASSES = ("hbar", "vbar", "diagonal", "antidiagonal", "ring", "disc",
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DIGITS_TEST_SIZE, DIGITS_SPLIT_SEED = 360, 0
 
-#: name -> loader(root, *, download, cache, **options) returning the raw dict of :func:`_raw`.
-DATASETS: dict[str, Callable[..., dict]] = {}
+
+@dataclass(frozen=True)
+class Dataset:
+    """One registered dataset: its name and ``load(root, *, download, cache, **options)``, which returns
+    the raw dict of :func:`_raw`. Calling it calls ``load``."""
+
+    name: str
+    load: Callable[..., dict]
+
+    def __call__(self, root, **kwargs) -> dict:
+        return self.load(root, **kwargs)
+
+
+#: The registered datasets, by name, in registration order.
+DATASETS: Registry[Dataset] = Registry("dataset")
 
 
 def register_dataset(name: str) -> Callable:
-    """Decorator adding a loader to :data:`DATASETS` under ``name``.
+    """Decorator adding a loader to :data:`DATASETS` under ``name`` (which must be new).
 
     A loader is called as ``loader(root: Path | None, *, download: bool, cache: bool, **options)`` and returns
     ``{"train_images", "train_labels", "test_images", "test_labels", "classes"}`` (uint8 NCHW / int64 tensors,
@@ -35,7 +50,7 @@ def register_dataset(name: str) -> Callable:
     """
 
     def add(fn: Callable[..., dict]) -> Callable[..., dict]:
-        DATASETS[name] = fn
+        DATASETS.register(name, Dataset(name, fn))
         return fn
 
     return add
@@ -269,7 +284,7 @@ def load_dataset(
     if download is None:
         download = os.environ.get("NOISEMOD_DOWNLOAD", "").lower() in ("1", "true", "yes")
     root = Path(root).expanduser() if root is not None else default_data_root()
-    raw = DATASETS[key](root, download=download, cache=cache, **options)
+    raw = DATASETS[key].load(root, download=download, cache=cache, **options)
     full_train = Split(raw["train_images"], raw["train_labels"])
     test = Split(raw["test_images"], raw["test_labels"])
     classes = tuple(raw["classes"])
