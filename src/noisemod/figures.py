@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .config import condition_names, get_setting
+from .config import condition_names, get_setting, run_id_parts
 from .io import atomic_write
 from .plots import save_image_rows, scale01, to_numpy_image
 from .rundir import RunDir, SweepDir
@@ -399,7 +399,7 @@ def condition_label(row: Mapping) -> str:
     if row.get("method") not in METHODS:
         return str(row.get("method"))
     values = {s: row.get(s, get_setting(s).default) for s in METHODS[row["method"]].settings}
-    return " ".join(METHODS[row["method"]].run_id_parts(SimpleNamespace(**values)))
+    return " ".join(run_id_parts(SimpleNamespace(method=row["method"], **values)))
 
 
 def _tradeoff_panels(rows: Sequence[Mapping]) -> list[tuple]:

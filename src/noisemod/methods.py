@@ -7,6 +7,11 @@ name, the method settings it uses (fields of :class:`~noisemod.config.TrainConfi
 ``method=True``), its family, a one-line summary, its run-id tag and its builder. The command
 line, spec checks, run ids, figures and the docs table derive from the registry.
 
+This module does not import :mod:`noisemod.config`: the config is the layer above, which asks
+the registry for method names, the settings a method uses and what it cannot do, and derives run
+ids and the docs tables (``config.run_id_parts``, ``config.methods_table``). A builder takes the
+config as an argument and reads its fields.
+
 Adding a method::
 
     @register_method("my-method", settings=("beta",), family="control", summary="cross-entropy on ...")
@@ -45,10 +50,8 @@ __all__ = [
     "cross_entropy_step",
     "get_method",
     "list_methods",
-    "methods_table",
     "methods_using",
     "register_method",
-    "settings_table",
 ]
 
 #: What a method is, for figures and reports: the baseline, noise modulation, adversarial
@@ -82,25 +85,13 @@ class MethodDef:
     tag: str = ""
     requires: tuple[tuple[str, object, str], ...] = ()  # (setting, value, why)
 
-    def check(self, config) -> None:
-        """Raise :class:`~noisemod.config.ConfigError` when ``config`` asks for what this method cannot do."""
-        from .config import ConfigError
-
+    def problem(self, config) -> tuple[str, str] | None:
+        """What is wrong when ``config`` asks for what this method cannot do: ``(setting, what it
+        expects)``, which :class:`~noisemod.config.TrainConfig` raises as a ``ConfigError``; else None."""
         for name, value, why in self.requires:
             if getattr(config, name) != value:
-                raise ConfigError(name, getattr(config, name), f"{value!r} with method {self.name} ({why})")
-
-    def run_id_parts(self, config) -> list[str]:
-        """The method's part of a run id: its tag, then each of its settings' tags."""
-        from .config import get_setting
-
-        parts = [self.tag or self.name]
-        for name in self.settings:
-            s = get_setting(name)
-            part = s.tag(getattr(config, name), s.default) if s.tag is not None else None
-            if part:
-                parts.append(part)
-        return parts
+                return name, f"{value!r} with method {self.name} ({why})"
+        return None
 
 
 #: The registered methods, by name, in registration order.
@@ -118,17 +109,13 @@ def register_method(
 ) -> Callable[[Builder], Builder]:
     """Decorator: register ``build(config, model, generator) -> Method`` as method ``name``.
 
-    ``settings`` must be method settings of :class:`~noisemod.config.TrainConfig` (``method=True``);
-    ``requires`` maps a setting to ``(value, why)``. Raises ``ValueError`` for a taken name,
-    an unknown family or setting.
+    ``settings`` must be method settings of :class:`~noisemod.config.TrainConfig` (``method=True``):
+    :mod:`noisemod.config`, which imports this module, holds :data:`METHODS` to that rule
+    (``Registry.add_check``). ``requires`` maps a setting to ``(value, why)``. Raises ``ValueError``
+    for an empty or taken name, an unknown family or setting.
     """
-    from .config import field_names, get_setting
-
     if family not in FAMILIES:
         raise ValueError(f"method {name!r}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    for s in settings:
-        if s not in field_names() or not get_setting(s).method:
-            raise ValueError(f"method {name!r}: {s!r} is not a method setting of TrainConfig")
     needs = tuple((k, v, why) for k, (v, why) in (requires or {}).items())
 
     def add(build: Builder) -> Builder:
@@ -444,34 +431,3 @@ def _additive(config, model, generator):
 def _multiplicative(config, model, generator):
     sigma = config.sigma if config.sigma is not None else CONTROL_SIGMA["multiplicative-noise"]
     return NoiseAugmented("multiplicative", sigma, generator)
-
-
-def methods_table() -> str:
-    """The Markdown table of docs/training.md: each method, its objective, and its options with defaults."""
-    from .config import get_setting
-
-    def option(name: str) -> str:
-        s = get_setting(name)
-        shown = "" if s.default is None or s.type is bool else f" ({s.default})"
-        return f"`{s.option}`{shown}"
-
-    lines = ["| method | objective per batch | options |", "| --- | --- | --- |"]
-    for m in METHODS.values():
-        summary = m.summary.replace("|", "\\|")  # a table cell
-        lines.append(f"| `{m.name}` | {summary} | {', '.join(option(s) for s in m.settings)} |")
-    return "\n".join(lines)
-
-
-def settings_table() -> str:
-    """The Markdown table of docs/experiments.md: each method setting and the methods that use it
-    (specs reset a method setting to its default for the other methods)."""
-    from .config import settings
-
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for s in settings():
-        if s.method:
-            groups.setdefault(tuple(methods_using(s.name)), []).append(s.name)
-    lines = ["| setting | used by |", "| --- | --- |"]
-    for methods, names in groups.items():
-        lines.append(f"| {', '.join(f'`{n}`' for n in names)} | {', '.join(f'`{m}`' for m in methods)} |")
-    return "\n".join(lines)

@@ -37,7 +37,16 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, TrainConfig, field_names, get_setting, hash_values, identity, settings
+from ..config import (
+    ConfigError,
+    TrainConfig,
+    field_names,
+    get_setting,
+    hash_values,
+    identity,
+    run_id_parts,
+    settings,
+)
 from ..methods import get_method
 
 __all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
@@ -270,8 +279,8 @@ def _runtime_diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any]]:
 
 def readable_id(config: TrainConfig) -> str:
     """``dataset-model-<method part>-s<seed>``, e.g. ``mnist-lenet-nm-b0.5-gaussian-s0``; the method
-    part is the method's tag and its settings' tags (:meth:`~noisemod.methods.MethodDef.run_id_parts`)."""
-    parts = [config.dataset, config.model, *get_method(config.method).run_id_parts(config), f"s{config.seed}"]
+    part is the method's tag and its settings' tags (:func:`~noisemod.config.run_id_parts`)."""
+    parts = [config.dataset, config.model, *run_id_parts(config), f"s{config.seed}"]
     return re.sub(r"[^\w.-]", "_", "-".join(parts))
 
 
