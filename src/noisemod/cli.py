@@ -68,6 +68,15 @@ def _methods_epilog() -> str:
     return "methods:\n" + "\n".join(lines)
 
 
+def _metrics_help() -> str:
+    from .metrics import default_metrics, list_metrics
+
+    return (
+        f"interpretability metrics, comma-separated: {', '.join(list_metrics())} (saved in "
+        f"RUN_DIR/{RunDir.INTERPRETABILITY}; default with --explainer, --floor or -n: {','.join(default_metrics())})"
+    )
+
+
 def _typed(name: str, typ, minimum=None):
     def parse(text: str):
         try:
@@ -183,10 +192,10 @@ def _interpret(args) -> int:
     """``evaluate --metrics``: interpretability metrics of one explainer, saved in interpretability.json."""
     from .explain import interpret_run
     from .explainers import get_explainer
-    from .metrics import METRICS
+    from .metrics import METRICS, default_metrics
     from .train import resolve_device
 
-    text = args.metrics if args.metrics is not None else "vii,alignment,deletion,insertion"
+    text = args.metrics if args.metrics is not None else ",".join(default_metrics())
     metrics = [m.strip() for m in text.split(",") if m.strip()]
     for m in metrics or [""]:
         if m not in METRICS:
@@ -358,12 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--robust-images", type=_typed("robust_images", int, 1), help="with --robust: the first N test images"
     )
-    p.add_argument(
-        "--metrics",
-        help="interpretability metrics, comma-separated: vii, alignment, deletion, insertion, deletion_random, "
-        f"insertion_random (saved in RUN_DIR/{RunDir.INTERPRETABILITY}; default with --explainer, --floor or -n: "
-        "vii,alignment,deletion,insertion)",
-    )
+    p.add_argument("--metrics", help=_metrics_help())
     p.add_argument(
         "--explainer",
         help="attribution method: gradient (default), saliency, smoothgrad, integrated-gradients, input-x-gradient",

@@ -171,16 +171,16 @@ def load_spec(path) -> Spec:
 def _check_interpretability(check: _Checker, section) -> dict[str, Any] | None:
     """``interpretability: {metrics: [...], explainers: [...], n: N, floor: true, only: {...}}``: what
     the runner computes for every finished run (``noisemod evaluate --metrics``), or for the runs
-    whose settings ``only`` lists (as a budget's ``only``); defaults: VII, alignment, deletion and
-    insertion of the gradient on all test images, with the floor."""
+    whose settings ``only`` lists (as a budget's ``only``); defaults: the default metrics
+    (:func:`noisemod.metrics.default_metrics`) of the gradient on all test images, with the floor."""
     if section is None:
         return None
     from ..explainers import EXPLAINERS
-    from ..metrics import METRICS
+    from ..metrics import METRICS, default_metrics
 
     check.mapping("interpretability", section, INTERPRETABILITY_KEYS)
     values = {
-        "metrics": ["vii", "alignment", "deletion", "insertion"],
+        "metrics": default_metrics(),
         "explainers": ["gradient"],
         "n": None,
         "floor": True,
