@@ -472,10 +472,21 @@ class TrainConfig:
             raise ConfigError(
                 "fused_noise", True, f"false with noise {self.noise!r} (the fused path draws gaussian noise only)"
             )
-        problem = get_method(self.method).problem(self)
+        problem = get_method(self.method).problem(self) or _robust_problem(self)
         if problem is not None:
             name, expected = problem
             raise ConfigError(name, getattr(self, name), expected)
+
+
+def _robust_problem(config: TrainConfig) -> tuple[str, str] | None:
+    """Robust accuracy of a method without a radius of its own is measured at the dataset's PGD radius
+    (:func:`noisemod.train.evaluate`): refuse it, before training, on a dataset that declares none."""
+    from .attacks import declares_defaults
+
+    if config.robust_images and "eps" not in get_method(config.method).settings:
+        if not declares_defaults("pgd", config.dataset):
+            return "robust_images", f"0 (dataset {config.dataset} declares no default attack radius to attack at)"
+    return None
 
 
 def _legacy_values(values: dict[str, Any]) -> dict[str, Any]:

@@ -75,6 +75,8 @@ class MethodDef:
         tag: its part of run ids (default: the name).
         requires: settings it needs at given values, ``{"compile": False}``: a config with
             another value is refused, naming the setting.
+        check: ``check(config) -> (setting, what it expects) | None``, any other need of the
+            method (pgd: a radius, given or declared by the dataset).
     """
 
     name: str
@@ -84,6 +86,7 @@ class MethodDef:
     summary: str = ""
     tag: str = ""
     requires: tuple[tuple[str, object, str], ...] = ()  # (setting, value, why)
+    check: Callable[..., tuple[str, str] | None] | None = None
 
     def problem(self, config) -> tuple[str, str] | None:
         """What is wrong when ``config`` asks for what this method cannot do: ``(setting, what it
@@ -91,7 +94,7 @@ class MethodDef:
         for name, value, why in self.requires:
             if getattr(config, name) != value:
                 return name, f"{value!r} with method {self.name} ({why})"
-        return None
+        return self.check(config) if self.check is not None else None
 
 
 #: The registered methods, by name, in registration order.
@@ -106,20 +109,21 @@ def register_method(
     summary: str = "",
     tag: str = "",
     requires: dict[str, tuple[object, str]] | None = None,
+    check: Callable[..., tuple[str, str] | None] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator: register ``build(config, model, generator) -> Method`` as method ``name``.
 
     ``settings`` must be method settings of :class:`~noisemod.config.TrainConfig` (``method=True``):
     :mod:`noisemod.config`, which imports this module, holds :data:`METHODS` to that rule
-    (``Registry.add_check``). ``requires`` maps a setting to ``(value, why)``. Raises ``ValueError``
-    for an empty or taken name, an unknown family or setting.
+    (``Registry.add_check``). ``requires`` maps a setting to ``(value, why)``; ``check`` is any other
+    need (:class:`MethodDef`). Raises ``ValueError`` for an empty or taken name, an unknown family or setting.
     """
     if family not in FAMILIES:
         raise ValueError(f"method {name!r}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
     needs = tuple((k, v, why) for k, (v, why) in (requires or {}).items())
 
     def add(build: Builder) -> Builder:
-        METHODS.register(name, MethodDef(name, build, tuple(settings), family, summary, tag, needs))
+        METHODS.register(name, MethodDef(name, build, tuple(settings), family, summary, tag, needs, check))
         return build
 
     return add
@@ -360,7 +364,7 @@ def _nm(config, model, generator):
 def _attack(config, model, generator, method: str):
     from .attacks import PGD, attack_defaults, eps_warmup_default
 
-    values = attack_defaults(method, config.dataset)
+    values = attack_defaults(method, config.dataset, eps=config.eps)
     for key in ("eps", "alpha", "steps"):
         if key in values and getattr(config, key) is not None:
             values[key] = getattr(config, key)
@@ -370,11 +374,25 @@ def _attack(config, model, generator, method: str):
     return Adversarial(attack, warmup, config.early_stop)
 
 
+def _radius(method: str) -> Callable[..., tuple[str, str] | None]:
+    """The check of an attack ``method``: eps given, or a default radius declared by the dataset."""
+
+    def check(config) -> tuple[str, str] | None:
+        from .attacks import declares_defaults
+
+        if config.eps is None and not declares_defaults(method, config.dataset):
+            return "eps", f"an attack radius (dataset {config.dataset} declares no default one)"
+        return None
+
+    return check
+
+
 @register_method(
     "pgd",
     settings=("eps", "alpha", "steps", "norm", "eps_warmup", "early_stop"),
     family="adversarial",
     summary="cross-entropy on PGD adversarial examples, random start (Madry et al.)",
+    check=_radius("pgd"),
 )
 def _pgd(config, model, generator):
     return _attack(config, model, generator, "pgd")
@@ -385,6 +403,7 @@ def _pgd(config, model, generator):
     settings=("eps", "alpha", "norm", "eps_warmup", "early_stop"),
     family="adversarial",
     summary="PGD with one step and random start (Wong et al. 2020)",
+    check=_radius("fgsm"),
 )
 def _fgsm(config, model, generator):
     return _attack(config, model, generator, "fgsm")
