@@ -11,10 +11,20 @@ import torch
 import noisemod.train as train_module
 import noisemod.training.checkpoints as checkpoints_module
 from noisemod import modulate, sample_carrier
-from noisemod.attacks import PGD, eps_warmup_default, evaluation_attack, robust_accuracy
+from noisemod.attacks import (
+    ATTACK_DEFAULTS,
+    EPS_WARMUP_DEFAULTS,
+    FGSM_DEFAULTS,
+    PGD,
+    attack_defaults,
+    declares_defaults,
+    eps_warmup_default,
+    evaluation_attack,
+    robust_accuracy,
+)
 from noisemod.cli import main
 from noisemod.config import TrainConfig
-from noisemod.data import load_dataset
+from noisemod.data import DATASETS, load_dataset, register_dataset
 from noisemod.experiments import run_sweep
 from noisemod.methods import CONTROL_SIGMA, Adversarial, InputNoise, build_method, get_method
 from noisemod.models import create_model
@@ -73,6 +83,69 @@ def test_warmup_defaults_per_dataset():
     assert eps_warmup_default("cifar10") == eps_warmup_default("synthetic") == 1.0
     method = build_method(TrainConfig(dataset="fashion-mnist", method="fgsm"), tiny_model(), None)
     assert method.warmup == 2.0 and method.attack.steps == 1 and method.attack.full_alpha == 0.375
+
+
+# What every dataset got before its defaults moved to its registration (attacks.py's MNIST-like list,
+# CIFAR-10's for the rest): (pgd, fgsm, eps warm-up). imagefolder, any images, now declares none.
+BEFORE = {
+    "mnist": (dict(eps=0.3, alpha=0.01, steps=40), dict(eps=0.3, alpha=0.375), 2.0),
+    "fashion-mnist": (dict(eps=0.3, alpha=0.01, steps=40), dict(eps=0.3, alpha=0.375), 2.0),
+    "cifar10": (dict(eps=8 / 255, alpha=2 / 255, steps=7), dict(eps=8 / 255, alpha=10 / 255), 1.0),
+    "digits": (dict(eps=8 / 255, alpha=2 / 255, steps=7), dict(eps=8 / 255, alpha=10 / 255), 1.0),
+    "synthetic": (dict(eps=8 / 255, alpha=2 / 255, steps=7), dict(eps=8 / 255, alpha=10 / 255), 1.0),
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
+def test_each_dataset_declares_the_attack_defaults_it_had(dataset):
+    if dataset not in BEFORE:
+        assert dataset == "imagefolder" and not declares_defaults("pgd", dataset)
+        with pytest.raises(ValueError, match="declares no default attack radius"):
+            attack_defaults("pgd", dataset)
+        assert attack_defaults("fgsm", dataset, eps=0.2) == dict(eps=0.2, alpha=0.25)  # Wong et al.: 1.25 eps
+        assert eps_warmup_default(dataset) == 1.0
+        return
+    pgd, fgsm_, warmup = BEFORE[dataset]
+    assert attack_defaults("pgd", dataset) == ATTACK_DEFAULTS[dataset] == pgd
+    assert attack_defaults("fgsm", dataset) == FGSM_DEFAULTS[dataset] == fgsm_
+    assert eps_warmup_default(dataset) == EPS_WARMUP_DEFAULTS[dataset] == warmup
+    assert attack_defaults("pgd", dataset, eps=0.5) == pgd  # declared: eps does not change alpha or steps
+
+
+def test_a_dataset_declares_its_attack_defaults_where_it_is_registered():
+    @register_dataset("toy-attack", attack={"pgd": {"eps": 0.1, "alpha": 0.02, "steps": 3}, "eps_warmup": 0.5})
+    def toy(root, *, download, cache):
+        raise AssertionError("not loaded")
+
+    try:
+        assert (
+            attack_defaults("pgd", "toy-attack") == ATTACK_DEFAULTS["toy-attack"] == dict(eps=0.1, alpha=0.02, steps=3)
+        )
+        assert eps_warmup_default("toy-attack") == 0.5 and "toy-attack" not in FGSM_DEFAULTS
+        assert attack_defaults("fgsm", "toy-attack", eps=0.1) == dict(eps=0.1, alpha=0.125)
+    finally:
+        DATASETS.unregister("toy-attack")
+    assert "toy-attack" not in ATTACK_DEFAULTS
+    for bad, needle in (({"cw": {}}, "unknown attack key 'cw'"), ({"fgsm": {"eps": 0.1}}, "declares eps, alpha")):
+        with pytest.raises(ValueError, match=f"dataset 'bad': .*{needle}"):
+            register_dataset("bad", attack=bad)
+
+
+@pytest.mark.parametrize("method", ["pgd", "fgsm"])
+def test_a_dataset_without_a_default_radius_needs_eps(tmp_path, capsys, method):
+    # imagefolder (any images) declares no attack defaults: without --eps, exit 2 naming it, nothing written
+    run = tmp_path / "run"
+    argv = ["train", "--dataset", "imagefolder", "--method", method, "--data-root", str(tmp_path), "--out", str(run)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "invalid --eps=None: expected an attack radius" in err[0], err
+    assert "dataset imagefolder declares no default one" in err[0] and not run.exists()
+    # with --eps, alpha and steps follow from it (CIFAR-10's rules relative to eps), and a 1-epoch warm-up
+    attack = build_method(TrainConfig(dataset="imagefolder", method=method, eps=0.2), tiny_model(), None).attack
+    assert (attack.full_eps, attack.full_alpha, attack.steps) == ((0.2, 0.05, 7) if method == "pgd" else (0.2, 0.25, 1))
+    # robust accuracy of a method without a radius of its own is refused before training, too
+    assert main(["train", "--dataset", "imagefolder", "--robust-images", "10", "--out", str(run)]) == 2
+    assert "invalid --robust-images=10: expected 0" in capsys.readouterr().err and not run.exists()
 
 
 def test_warmup_is_recorded_and_resumes_exactly_from_mid_epoch(tmp_path, monkeypatch):

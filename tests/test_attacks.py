@@ -257,7 +257,10 @@ def test_robust_accuracy_errors():
 def test_attack_defaults():
     assert attack_defaults("pgd", "mnist") == dict(eps=0.3, alpha=0.01, steps=40)
     assert attack_defaults("pgd", "fashion-mnist") == ATTACK_DEFAULTS["mnist"]
-    assert attack_defaults("pgd", "svhn") == dict(eps=8 / 255, alpha=2 / 255, steps=7)
+    # a dataset that declares none (or an unknown name) no longer gets CIFAR-10's in silence
+    with pytest.raises(ValueError, match="dataset 'svhn' declares no default attack radius"):
+        attack_defaults("pgd", "svhn")
+    assert attack_defaults("pgd", "svhn", eps=0.1) == dict(eps=0.1, alpha=0.025, steps=7)
     assert attack_defaults("fgsm", "cifar10") == FGSM_DEFAULTS["cifar10"] == dict(eps=8 / 255, alpha=10 / 255)
     assert attack_defaults("fgsm", "mnist")["alpha"] == 0.375
     attack_defaults("pgd", "mnist")["eps"] = 1.0  # a copy: the table is unchanged

@@ -176,3 +176,32 @@ def test_train_flags_reach_the_config():
     assert config.compile and config.channels_last and config.modulate_after_norm and config.fused_noise
     plain = _config(build_parser().parse_args(["train", "--out", "x"]))
     assert not (plain.compile or plain.channels_last or plain.modulate_after_norm or plain.fused_noise)
+
+
+def test_shared_options_are_declared_once_and_help_lists_registry_names(monkeypatch, capsys):
+    import noisemod.experiments.executors as executors
+    from noisemod.explainers import EXPLAINERS, register_explainer
+
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: no wrapping inside names
+
+    def help_text(command):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        return capsys.readouterr().out
+
+    for command in ("train", "evaluate", "demo"):
+        assert "-q, --quiet no progress bars or per-epoch lines" in " ".join(help_text(command).split())
+    assert "-n N, --n N" in help_text("evaluate") and "-n N, --n N" in help_text("explain")
+    monkeypatch.setattr(executors, "EXECUTORS", (*executors.EXECUTORS, "toy-cluster"))
+    assert "where runs execute: local (default), ray, toy-cluster;" in help_text("sweep")
+
+    @register_explainer("toy-explainer", "the input itself")
+    def toy(model, x, y):
+        return x
+
+    try:
+        assert "input-x-gradient, toy-explainer\n" in help_text("evaluate")  # --explainer
+        assert "input-x-gradient, toy-explainer\n" in help_text("explain")  # --explainers
+    finally:
+        EXPLAINERS.unregister("toy-explainer")
+    assert "toy-explainer" not in help_text("evaluate") + help_text("explain")

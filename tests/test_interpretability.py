@@ -364,6 +364,87 @@ def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, ca
     assert sum(line.startswith(f"  interp {scored[0]['run_id']}:") for line in lines) == 1
 
 
+# ----------------------------------------------------------------------------- the metric registry
+
+
+def test_the_builtin_metric_definitions():
+    from noisemod.metrics import METRICS, default_metrics, get_metric, list_metrics
+
+    assert list_metrics() == ["vii", "alignment", "deletion", "insertion", "deletion_random", "insertion_random"]
+    assert default_metrics() == ["vii", "alignment", "deletion", "insertion"]
+    assert {m.name for m in METRICS.values() if m.higher_is_better} == {
+        "vii",
+        "alignment",
+        "insertion",
+        "insertion_random",
+    }
+    assert {m.name for m in METRICS.values() if not m.needs_attribution} == {"deletion_random", "insertion_random"}
+    assert get_metric("deletion").reference == "deletion_random" and get_metric("vii").reference is None
+    assert all(m.summary for m in METRICS.values())
+    with pytest.raises(ValueError, match="unknown metric 'sharpness'; registered: vii, alignment"):
+        get_metric("sharpness")
+
+
+def _register_toy_metric():
+    """``toy_energy``: the mean absolute attribution, lower taken as better."""
+    from noisemod.metrics import register_metric
+
+    @register_metric("toy_energy", higher_is_better=False, summary="mean absolute attribution")
+    def energy(batch):
+        return batch.attribution.abs().flatten(1).mean(1).double()
+
+
+def _toy_rows():
+    """Two seeds of one condition as results.csv rows with gradient scores, the toy metric's among them."""
+    row = {"dataset": "synthetic", "model": "mlp", "method": "standard", "gradient_vii": 0.5, "gradient_vii_floor": 0.1}
+    return [dict(row, seed=s, gradient_toy_energy=0.2 + s / 10, gradient_toy_energy_floor=0.3) for s in (0, 1)]
+
+
+def test_a_metric_registered_in_a_test_file_works_everywhere(run, tmp_path, capsys):
+    import shutil
+
+    from noisemod import figures
+    from noisemod.experiments import load_spec
+    from noisemod.metrics import METRICS, default_metrics
+    from noisemod.report import _interpretability_table
+
+    copy = shutil.copytree(run, tmp_path / "run")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: toy\ngrids: [{}]\ninterpretability: {metrics: [vii, toy_energy]}\n")
+    rows = _toy_rows()
+    _register_toy_metric()
+    try:
+        # the command line lists it, and computes it on a run
+        with pytest.raises(SystemExit):
+            main(["evaluate", "--help"])
+        assert "insertion_random, toy_energy (saved in" in " ".join(capsys.readouterr().out.split())
+        assert main(["evaluate", str(copy), "--metrics", "vii,toy_energy", "--n", "10", "--json"]) == 0
+        scores = json.loads(capsys.readouterr().out)
+        data = load_dataset("synthetic", val_size=RunDir(copy).read_config().val_size)
+        x, y = data.test.images[:10].float() / 255, data.test.labels[:10]
+        grads = input_gradients(RunDir(copy).load_model(), x, y)
+        assert scores["toy_energy"] == pytest.approx(float(grads.abs().flatten(1).mean(1).double().mean()))
+        assert default_metrics() == ["vii", "alignment", "deletion", "insertion"]  # not in the default set
+        # a spec's interpretability section accepts it
+        assert load_spec(spec).interpretability["metrics"] == ["vii", "toy_energy"]
+        # the report's table and the figures show it, with its direction
+        assert figures.interpretability_scores(rows) == {"gradient": ["vii", "toy_energy"]}
+        header, body = _interpretability_table(rows)
+        assert header[-2:] == ["vii ↑", "toy_energy ↓"] and body[0][-1] == "0.2500 ± 0.0707 [0.3000]"
+        assert figures.interpretability_figure(rows, [tmp_path / "interpretability.png"])[0].is_file()
+    finally:
+        METRICS.unregister("toy_energy")
+    # gone once unregistered
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "toy_energy" not in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown metric 'toy_energy'"):
+        load_spec(spec)
+    assert figures.interpretability_scores(rows) == {"gradient": ["vii"]}
+    assert main(["evaluate", str(copy), "--metrics", "toy_energy"]) == 2
+    assert "unknown metric 'toy_energy'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "section,needle",
     [

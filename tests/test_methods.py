@@ -8,7 +8,7 @@ import torch
 
 import noisemod.methods as methods_module
 from noisemod.cli import main
-from noisemod.config import ConfigError, TrainConfig
+from noisemod.config import ConfigError, TrainConfig, run_id_parts
 from noisemod.experiments import expand, load_spec
 from noisemod.methods import FAMILIES, Method, cross_entropy_step, get_method, list_methods, register_method
 from noisemod.train import fit
@@ -25,9 +25,8 @@ class Blend(Method):
 
 
 @pytest.fixture
-def toy(monkeypatch):
-    """``toy-blend`` registered for one test (the registry is restored afterwards)."""
-    monkeypatch.setattr(methods_module, "METHODS", dict(methods_module.METHODS))
+def toy():
+    """``toy-blend`` registered for one test (unregistered afterwards)."""
 
     @register_method(
         "toy-blend", settings=("beta",), family="control", summary="cross-entropy on a blend of x and its mirror"
@@ -35,7 +34,8 @@ def toy(monkeypatch):
     def build(config, model, generator):
         return Blend(config.beta)
 
-    return get_method("toy-blend")
+    yield get_method("toy-blend")
+    methods_module.METHODS.unregister("toy-blend")
 
 
 def metrics(run):
@@ -107,10 +107,10 @@ def test_the_builtin_definitions():
     assert {m.family for m in methods_module.METHODS.values()} <= set(FAMILIES)
     assert get_method("fgsm").settings == ("eps", "alpha", "norm", "eps_warmup", "early_stop")  # one step: no steps
     nm = TrainConfig(method="nm", beta=0.25, noise="laplace", modulate_after_norm=True)
-    assert get_method("nm").run_id_parts(nm) == ["nm", "b0.25", "laplace", "after-norm"]
+    assert run_id_parts(nm) == ["nm", "b0.25", "laplace", "after-norm"]
     pgd = TrainConfig(method="pgd", eps=8 / 255, steps=3, norm="l2")
-    assert get_method("pgd").run_id_parts(pgd) == ["pgd", "eps0.0313725", "steps3", "l2"]
-    assert get_method("igr").run_id_parts(TrainConfig(method="igr")) == ["igr", "lambda1"]
+    assert run_id_parts(pgd) == ["pgd", "eps0.0313725", "steps3", "l2"]
+    assert run_id_parts(TrainConfig(method="igr")) == ["igr", "lambda1"]
     with pytest.raises(ValueError, match="unknown method 'magic'; registered: standard, nm"):
         get_method("magic")
 
@@ -118,19 +118,19 @@ def test_the_builtin_definitions():
 def test_the_docs_table_is_the_registry():
     from pathlib import Path
 
-    from noisemod.methods import methods_table, settings_table
+    from noisemod.config import methods_table, settings_table
 
     table = methods_table()
     assert table.splitlines()[2].startswith("| `standard` | cross-entropy on `x` |")
     assert "`--beta` (0.5), `--noise` (gaussian), `--modulate-after-norm`, `--fused-noise`" in table
     docs = Path(__file__).resolve().parents[1] / "docs"
-    assert table in (docs / "training.md").read_text(), "docs/training.md: paste noisemod.methods.methods_table()"
+    assert table in (docs / "training.md").read_text(), "docs/training.md: paste noisemod.config.methods_table()"
     applies = settings_table()
     assert (
         "| `steps` | `pgd` |" in applies
         and "| `eps`, `alpha`, `norm`, `eps_warmup`, `early_stop` | `pgd`, `fgsm` |" in applies
     )
-    assert applies in (docs / "experiments.md").read_text(), "docs/experiments.md: paste methods.settings_table()"
+    assert applies in (docs / "experiments.md").read_text(), "docs/experiments.md: paste config.settings_table()"
 
 
 def test_adversarial_methods_train_on_the_attack():

@@ -16,6 +16,7 @@ then trains on ``x_adv`` in its own (train) mode.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from numbers import Real
 
 import torch
@@ -25,66 +26,121 @@ from .gradients import Batches, as_batches, batch_input_gradients, batch_to_devi
 
 __all__ = [
     "ATTACK_DEFAULTS",
+    "DEFAULT_EPS_WARMUP",
     "EPS_WARMUP_DEFAULTS",
     "EVAL_STEPS",
     "FGSM_DEFAULTS",
     "NORMS",
     "PGD",
+    "RELATIVE_DEFAULTS",
     "L2Step",
     "LinfStep",
     "attack_defaults",
+    "declares_defaults",
     "eps_warmup_default",
     "evaluation_attack",
     "fgsm",
     "robust_accuracy",
 ]
 
-#: PGD defaults (Madry et al.: MNIST 40 steps of 0.01 in an 0.3 ball; CIFAR-10 7 steps of 2/255 in 8/255).
-ATTACK_DEFAULTS: dict[str, dict] = {
-    "mnist": dict(eps=0.3, alpha=0.01, steps=40),
-    "cifar10": dict(eps=8 / 255, alpha=2 / 255, steps=7),
-}
-#: FGSM-with-random-start defaults (Wong et al. 2020: alpha = 1.25 eps).
-FGSM_DEFAULTS: dict[str, dict] = {
-    "mnist": dict(eps=0.3, alpha=0.375),
-    "cifar10": dict(eps=8 / 255, alpha=10 / 255),
-}
-_MNIST_LIKE = ("mnist", "fashion-mnist")
-#: Epochs of linear eps warm-up by default (see :func:`eps_warmup_default`).
-EPS_WARMUP_DEFAULTS: dict[str, float] = {"mnist": 2.0, "cifar10": 1.0}
 #: The attack behind ``robust_accuracy`` in result.json: PGD-50 with Madry et al.'s step rule.
 EVAL_STEPS = 50
+#: For a dataset that declares no attack defaults, once eps is given: the step rules of CIFAR-10's
+#: defaults, relative to eps (PGD: alpha = eps / 4, 7 steps, Madry et al.; FGSM: alpha = 1.25 eps,
+#: Wong et al. 2020), and its warm-up of 1 epoch (:data:`DEFAULT_EPS_WARMUP`).
+RELATIVE_DEFAULTS: dict[str, dict] = {"pgd": {"alpha": 0.25, "steps": 7}, "fgsm": {"alpha": 1.25}}
+DEFAULT_EPS_WARMUP = 1.0
 
 
-def attack_defaults(method: str, dataset: str) -> dict:
-    """Default attack settings for a dataset.
+def _declared(dataset: str) -> Mapping:
+    """What ``dataset`` declares about attacks (``register_dataset(attack=...)``); {} for none or an unknown name."""
+    from .data.datasets import DATASETS
+
+    entry = DATASETS.get(dataset, None)
+    return entry.attack if entry is not None else {}
+
+
+class _Declared(Mapping):
+    """dataset -> what it declares under one key (``pgd``, ``fgsm``, ``eps_warmup``): a live, read-only
+    view of the dataset registry, for the datasets that declare it."""
+
+    def __init__(self, key: str):
+        self._key = key
+
+    def _table(self) -> dict:
+        from .data.datasets import DATASETS
+
+        return {name: d.attack[self._key] for name, d in DATASETS.items() if self._key in d.attack}
+
+    def __getitem__(self, dataset: str):
+        value = self._table()[dataset]
+        return dict(value) if isinstance(value, Mapping) else value
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return repr(dict(self.items()))
+
+
+#: dataset -> its PGD defaults (``eps``, ``alpha``, ``steps``), as declared with the dataset.
+ATTACK_DEFAULTS: Mapping[str, dict] = _Declared("pgd")
+#: dataset -> its FGSM-with-random-start defaults (``eps``, ``alpha``), as declared with the dataset.
+FGSM_DEFAULTS: Mapping[str, dict] = _Declared("fgsm")
+#: dataset -> its epochs of linear eps warm-up (see :func:`eps_warmup_default`), as declared with the dataset.
+EPS_WARMUP_DEFAULTS: Mapping[str, float] = _Declared("eps_warmup")
+
+
+def declares_defaults(method: str, dataset: str) -> bool:
+    """Whether ``dataset`` declares defaults for ``method`` (``"pgd"`` or ``"fgsm"``): else an attack on
+    it needs ``eps`` given."""
+    return method in _declared(dataset)
+
+
+def attack_defaults(method: str, dataset: str, eps: float | None = None) -> dict:
+    """Default attack settings for a dataset, as declared with it (``register_dataset(attack=...)``):
+    ``mnist`` and ``fashion-mnist`` MNIST's (Madry et al.), ``cifar10``, ``digits`` and ``synthetic``
+    CIFAR-10's.
 
     Args:
         method: ``"pgd"`` (``eps``, ``alpha``, ``steps``) or ``"fgsm"`` (``eps``, ``alpha``).
-        dataset: ``"mnist"`` and ``"fashion-mnist"`` get MNIST's settings, any other dataset
-            CIFAR-10's.
+        dataset: a registered dataset name.
+        eps: the radius the attack will use, read only for a dataset that declares no defaults (as
+            ``imagefolder``): alpha and steps then follow from it (:data:`RELATIVE_DEFAULTS`).
 
     Returns:
         A new dict of keyword arguments for :class:`PGD` or :func:`fgsm`.
+
+    Raises:
+        ValueError: an unknown method, or a dataset that declares no defaults and no ``eps``.
     """
-    table = {"pgd": ATTACK_DEFAULTS, "fgsm": FGSM_DEFAULTS}.get(method)
-    if table is None:
+    if method not in RELATIVE_DEFAULTS:
         raise ValueError(f"method must be 'pgd' or 'fgsm', got {method!r}")
-    return dict(table["mnist" if dataset in _MNIST_LIKE else "cifar10"])
+    declared = _declared(dataset).get(method)
+    if declared is not None:
+        return dict(declared)
+    if eps is None:
+        raise ValueError(f"dataset {dataset!r} declares no default attack radius: give eps")
+    rule = RELATIVE_DEFAULTS[method]
+    return {"eps": eps, **rule, "alpha": rule["alpha"] * eps}
 
 
 def eps_warmup_default(dataset: str) -> float:
     """Epochs over which adversarial training ramps eps (and alpha) from 0 to their values when
-    ``eps_warmup`` is not set: ``mnist`` and ``fashion-mnist`` 2, every other dataset 1.
+    ``eps_warmup`` is not set, as declared with the dataset: ``mnist`` and ``fashion-mnist`` 2, the
+    others 1 (:data:`DEFAULT_EPS_WARMUP` for a dataset that declares none).
 
     A large eps from the first step can push a small model into predicting one class for good
     (measured: LeNet, MNIST, eps 0.3, seeds 0 and 2, see docs/RESULTS.md); a linear eps ramp
     avoids it, as in Wong & Kolter 2018 (``convex_adversarial``: eps ramped over the first half of
     training) and Andriushchenko & Flammarion 2020 (``understanding-fast-adv-training``: 5 epochs
-    on SVHN). The values here are the shortest ramps that trained every seed we ran
+    on SVHN). The values are the shortest ramps that trained every seed we ran
     (docs/RESULTS.md); 0 turns the warm-up off.
     """
-    return EPS_WARMUP_DEFAULTS["mnist" if dataset in _MNIST_LIKE else "cifar10"]
+    return _declared(dataset).get("eps_warmup", DEFAULT_EPS_WARMUP)
 
 
 def evaluation_attack(model: nn.Module, *, eps: float, norm: str = "linf", generator=None) -> PGD:

@@ -68,6 +68,15 @@ def _methods_epilog() -> str:
     return "methods:\n" + "\n".join(lines)
 
 
+def _metrics_help() -> str:
+    from .metrics import default_metrics, list_metrics
+
+    return (
+        f"interpretability metrics, comma-separated: {', '.join(list_metrics())} (saved in "
+        f"RUN_DIR/{RunDir.INTERPRETABILITY}; default with --explainer, --floor or -n: {','.join(default_metrics())})"
+    )
+
+
 def _typed(name: str, typ, minimum=None):
     def parse(text: str):
         try:
@@ -183,10 +192,10 @@ def _interpret(args) -> int:
     """``evaluate --metrics``: interpretability metrics of one explainer, saved in interpretability.json."""
     from .explain import interpret_run
     from .explainers import get_explainer
-    from .metrics import METRICS
+    from .metrics import METRICS, default_metrics
     from .train import resolve_device
 
-    text = args.metrics if args.metrics is not None else "vii,alignment,deletion,insertion"
+    text = args.metrics if args.metrics is not None else ",".join(default_metrics())
     metrics = [m.strip() for m in text.split(",") if m.strip()]
     for m in metrics or [""]:
         if m not in METRICS:
@@ -324,6 +333,48 @@ def cmd_figures(args) -> int:
     return 0
 
 
+#: Options several subcommands share, declared once: flags and argparse keywords. A subcommand
+#: completes the help with its own note (what the default is there) and may add keywords.
+SHARED = {
+    "run_dir": (("run_dir",), dict(metavar="RUN_DIR")),
+    "sweep_dir": (("sweep_dir",), dict(metavar="DIR", help="a folder written by noisemod sweep")),
+    "out": (("--out",), dict(help="")),
+    "n": (("-n", "--n"), dict(help="")),
+    "data_root": (("--data-root",), dict(help="folder holding the datasets")),
+    "device": (("--device",), dict(help="cpu, cuda, cuda:N or auto")),
+    "quiet": (("-q", "--quiet"), dict(action="store_true", help="no progress bars or per-epoch lines")),
+}
+
+
+def _shared(p: argparse.ArgumentParser, name: str, note: str = "", **kwargs) -> None:
+    """Add the shared option ``name`` (:data:`SHARED`) to ``p``, its help followed by ``note``."""
+    flags, spec = SHARED[name]
+    spec = {**spec, **kwargs}
+    if "help" in spec:
+        spec["help"] += note
+    p.add_argument(*flags, **spec)
+
+
+def _names(names, default: str) -> str:
+    """A registry's names for --help, ``default`` marked: ``gradient (default), saliency, ...``."""
+    return ", ".join(f"{n} (default)" if n == default else n for n in names)
+
+
+def _explainer_names() -> str:
+    from .explainers import list_explainers
+
+    return _names(list_explainers(), "gradient")
+
+
+def _executor_help() -> str:
+    from .experiments.executors import EXECUTORS
+
+    return (
+        f"where runs execute: {_names(EXECUTORS, 'local')}; local: a process pool here, GPUs round-robin; ray: one "
+        "Ray task per run (a GPU each, or CPUs / --jobs of the cluster's)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="noisemod", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"noisemod {_version()}")
@@ -337,9 +388,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_train_options(p)
-    p.add_argument("--out", required=True, help="run directory to create (or to continue with --resume)")
+    _shared(p, "out", "run directory to create (or to continue with --resume)", required=True)
     p.add_argument("--resume", action="store_true", help=f"continue an interrupted run from RUN_DIR/{RunDir.LAST}")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    _shared(p, "quiet")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -348,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Evaluate the best checkpoint of a run: test accuracy, VII (Definition 3) and, "
         f"with --robust, accuracy under PGD; also written to RUN_DIR/{RunDir.EVALUATION}.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    _shared(p, "run_dir")
     p.add_argument(
         "--robust",
         action="store_true",
@@ -358,20 +409,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--robust-images", type=_typed("robust_images", int, 1), help="with --robust: the first N test images"
     )
-    p.add_argument(
-        "--metrics",
-        help="interpretability metrics, comma-separated: vii, alignment, deletion, insertion, deletion_random, "
-        f"insertion_random (saved in RUN_DIR/{RunDir.INTERPRETABILITY}; default with --explainer, --floor or -n: "
-        "vii,alignment,deletion,insertion)",
-    )
-    p.add_argument(
-        "--explainer",
-        help="attribution method: gradient (default), saliency, smoothgrad, integrated-gradients, input-x-gradient",
-    )
+    p.add_argument("--metrics", help=_metrics_help())
+    p.add_argument("--explainer", help=f"attribution method: {_explainer_names()}")
     p.add_argument(
         "--floor", action="store_true", help="also each metric for a freshly initialized model (the run's seed)"
     )
-    p.add_argument("-n", "--n", type=_typed("n", int), help="the first N test images (default: all)")
+    _shared(p, "n", "the first N test images (default: all)", type=_typed("n", int))
     p.add_argument("--json", action="store_true", help="print one JSON object: metric -> value (and <metric>_floor)")
     p.add_argument(
         "--cascading",
@@ -384,9 +427,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --cascading: correlate the attributions' absolute values (the harder test)",
     )
-    p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto")
-    p.add_argument("-q", "--quiet", action="store_true")
+    _shared(p, "data_root", " (default: the run's)")
+    _shared(p, "device")
+    _shared(p, "quiet")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
@@ -394,17 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="gradient maps of a run as a PNG",
         description="Write the best model's input-gradient maps (scaled to [0, 1]) beside their inputs.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    _shared(p, "run_dir")
     p.add_argument("images", nargs="*", metavar="IMAGE", help="image files (default: a grid of test images)")
-    p.add_argument("--out", help=f"PNG path (default: RUN_DIR/{RunDir.GRADIENTS})")
-    p.add_argument("-n", type=_typed("n", int, 1), default=12, help="number of test images (default: 12)")
-    p.add_argument(
-        "--explainers",
-        default="gradient",
-        help="comma-separated, one row each: gradient (default), saliency, smoothgrad, integrated-gradients, "
-        "input-x-gradient",
-    )
-    p.add_argument("--data-root", help="folder holding the datasets (default: the run's)")
+    _shared(p, "out", f"PNG path (default: RUN_DIR/{RunDir.GRADIENTS})")
+    _shared(p, "n", "number of test images (default: 12)", type=_typed("n", int, 1), default=12)
+    p.add_argument("--explainers", default="gradient", help=f"comma-separated, one row each: {_explainer_names()}")
+    _shared(p, "data_root", " (default: the run's)")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser(
@@ -415,11 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dataset", default="digits", help="digits (embedded, default) or e.g. mnist with --data-root")
     p.add_argument("--model", default="lenet", help="model name (default: lenet)")
-    p.add_argument("--data-root", help="folder holding the datasets")
+    _shared(p, "data_root")
     p.add_argument("--epochs", type=_typed("epochs", int, 1), help="epochs (default: 50 on digits, else 1)")
-    p.add_argument("--out", default="demo-out", help="output folder (default: demo-out)")
+    _shared(p, "out", "output folder (default: demo-out)", default="demo-out")
     p.add_argument("--fresh", action="store_true", help="retrain even if finished runs are in --out")
-    p.add_argument("-q", "--quiet", action="store_true")
+    _shared(p, "quiet")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
@@ -430,19 +468,12 @@ def build_parser() -> argparse.ArgumentParser:
         "holds one row per finished run.",
     )
     p.add_argument("spec", metavar="SPEC", help="experiment spec, e.g. experiments/fig3.yaml")
-    p.add_argument(
-        "--out", required=True, help=f"sweep folder ({SweepDir.RUNS}/, {SweepDir.RESULTS}, {SweepDir.SWEEP})"
-    )
+    _shared(p, "out", f"sweep folder ({SweepDir.RUNS}/, {SweepDir.RESULTS}, {SweepDir.SWEEP})", required=True)
     p.add_argument("--jobs", type=_typed("jobs", int, 1), default=1, help="runs at a time (default: 1)")
     p.add_argument("--budget", default="paper", help="budget named in the spec, e.g. paper or cpu (default: paper)")
-    p.add_argument("--data-root", help="folder holding the datasets, passed to every run")
+    _shared(p, "data_root", ", passed to every run")
     p.add_argument("--dry-run", action="store_true", help="print the runs and their commands, run nothing")
-    p.add_argument(
-        "--executor",
-        default="local",
-        help="local (default: a process pool here, GPUs round-robin) or ray (one Ray task per run: a GPU each, or "
-        "CPUs / --jobs of the cluster's)",
-    )
+    p.add_argument("--executor", default="local", help=_executor_help())
     p.add_argument("--ray-address", help="the Ray cluster (default: $RAY_ADDRESS; none: start a local Ray instance)")
     p.set_defaults(func=cmd_sweep)
 
@@ -451,9 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the paper's figures for a finished sweep (PNG and SVG)",
         description="Make the figures that apply to a sweep folder (fig1-fig5) as PNG and SVG.",
     )
-    p.add_argument("sweep_dir", metavar="DIR", help="a folder written by noisemod sweep")
-    p.add_argument("--out", help=f"output folder (default: DIR/{SweepDir.FIGURES})")
-    p.add_argument("--data-root", help="folder holding the datasets (default: the runs')")
+    _shared(p, "sweep_dir")
+    _shared(p, "out", f"output folder (default: DIR/{SweepDir.FIGURES})")
+    _shared(p, "data_root", " (default: the runs')")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser(
@@ -462,8 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=f"Write DIR/{SweepDir.REPORT_HTML} (self-contained) and DIR/{SweepDir.REPORT_MD}: results "
         "table, figures, settings, budget, and the commands to reproduce them.",
     )
-    p.add_argument("sweep_dir", metavar="DIR", help="a folder written by noisemod sweep")
-    p.add_argument("--data-root", help="folder holding the datasets (default: the runs')")
+    _shared(p, "sweep_dir")
+    _shared(p, "data_root", " (default: the runs')")
     p.set_defaults(func=cmd_report)
     return parser
 

@@ -12,8 +12,11 @@ descriptions, through :func:`settings`:
   (:func:`condition_names`).
 
 Which methods use a method setting is said once, by the method's registered definition
-(:mod:`noisemod.methods`). Adding a setting: one ``setting(...)`` line here, then use it where it
-acts (see docs/architecture.md).
+(:mod:`noisemod.methods`, the layer below: it does not import this module). This module holds
+the registry to its rule (a method's settings are method settings), asks it what a method
+cannot do, and derives run ids and the docs tables from both (:func:`run_id_parts`,
+:func:`methods_table`, :func:`settings_table`). Adding a setting: one ``setting(...)`` line
+here, then use it where it acts (see docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass, fields
 from functools import cache
 from typing import Any
 
+from .methods import METHODS, get_method, methods_using
 from .modulation import NOISES
 
 __all__ = [
@@ -36,8 +40,11 @@ __all__ = [
     "field_names",
     "get_setting",
     "identity",
+    "methods_table",
     "read_config_file",
+    "run_id_parts",
     "settings",
+    "settings_table",
 ]
 
 ROLES = ("condition", "repeat", "runtime")
@@ -111,9 +118,7 @@ def text() -> Check:
 
 
 def _method_names() -> list[str]:
-    from .methods import list_methods
-
-    return list_methods()
+    return METHODS.names()
 
 
 def _dataset_names() -> list[str]:
@@ -467,17 +472,27 @@ class TrainConfig:
             raise ConfigError(
                 "fused_noise", True, f"false with noise {self.noise!r} (the fused path draws gaussian noise only)"
             )
-        from .methods import get_method
+        problem = get_method(self.method).problem(self) or _robust_problem(self)
+        if problem is not None:
+            name, expected = problem
+            raise ConfigError(name, getattr(self, name), expected)
 
-        get_method(self.method).check(self)
+
+def _robust_problem(config: TrainConfig) -> tuple[str, str] | None:
+    """Robust accuracy of a method without a radius of its own is measured at the dataset's PGD radius
+    (:func:`noisemod.train.evaluate`): refuse it, before training, on a dataset that declares none."""
+    from .attacks import declares_defaults
+
+    if config.robust_images and "eps" not in get_method(config.method).settings:
+        if not declares_defaults("pgd", config.dataset):
+            return "robust_images", f"0 (dataset {config.dataset} declares no default attack radius to attack at)"
+    return None
 
 
 def _legacy_values(values: dict[str, Any]) -> dict[str, Any]:
     """The legacy values of the settings missing from ``values`` whose legacy is not their default
     (for a method setting: when the config's method uses it)."""
-    from .methods import METHODS
-
-    method = METHODS.get(values.get("method", get_setting("method").default))
+    method = METHODS.get(values.get("method", get_setting("method").default), None)
     out = {}
     for s in settings():
         if s.name not in values and s.legacy != s.default:
@@ -510,6 +525,16 @@ def get_setting(name: str) -> Setting:
     raise KeyError(f"no setting {name!r}; settings: {', '.join(field_names())}")
 
 
+def _check_method_settings(name: str, method) -> None:
+    """The rule every registered method is held to: the settings it lists are method settings."""
+    for s in method.settings:
+        if s not in field_names() or not get_setting(s).method:
+            raise ValueError(f"method {name!r}: {s!r} is not a method setting of TrainConfig")
+
+
+METHODS.add_check(_check_method_settings)
+
+
 def condition_names() -> tuple[str, ...]:
     """The settings that define an experimental condition: runs that differ only in the others
     (the seed, and the runtime settings) are repeats of one condition in figures and reports."""
@@ -527,6 +552,48 @@ def hash_values(config: TrainConfig) -> dict[str, Any]:
     the input of sweep hashes, so that adding a setting does not change the ids of older sweeps."""
     later = {s.name: s.default for s in settings() if s.since is not None}
     return {k: v for k, v in identity(config).items() if not (k in later and v == later[k])}
+
+
+def run_id_parts(config) -> list[str]:
+    """A run's method part of its id: the method's tag, then the tags of the settings it uses at
+    their values in ``config`` (a :class:`TrainConfig`, or any object with ``method`` and those
+    settings as attributes), e.g. ``["nm", "b0.5", "gaussian"]``."""
+    method = get_method(config.method)
+    parts = [method.tag or method.name]
+    for name in method.settings:
+        s = get_setting(name)
+        part = s.tag(getattr(config, name), s.default) if s.tag is not None else None
+        if part:
+            parts.append(part)
+    return parts
+
+
+def methods_table() -> str:
+    """The Markdown table of docs/training.md: each method, its objective, and its options with defaults."""
+
+    def option(name: str) -> str:
+        s = get_setting(name)
+        shown = "" if s.default is None or s.type is bool else f" ({s.default})"
+        return f"`{s.option}`{shown}"
+
+    lines = ["| method | objective per batch | options |", "| --- | --- | --- |"]
+    for m in METHODS.values():
+        summary = m.summary.replace("|", "\\|")  # a table cell
+        lines.append(f"| `{m.name}` | {summary} | {', '.join(option(s) for s in m.settings)} |")
+    return "\n".join(lines)
+
+
+def settings_table() -> str:
+    """The Markdown table of docs/experiments.md: each method setting and the methods that use it
+    (specs reset a method setting to its default for the other methods)."""
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for s in settings():
+        if s.method:
+            groups.setdefault(tuple(methods_using(s.name)), []).append(s.name)
+    lines = ["| setting | used by |", "| --- | --- |"]
+    for methods, names in groups.items():
+        lines.append(f"| {', '.join(f'`{n}`' for n in names)} | {', '.join(f'`{m}`' for m in methods)} |")
+    return "\n".join(lines)
 
 
 def read_config_file(path) -> dict[str, Any]:

@@ -95,7 +95,7 @@ def explain_run(
 def interpret_run(
     run_dir,
     *,
-    metrics=("vii", "alignment", "deletion", "insertion"),
+    metrics=None,
     explainer: str = "gradient",
     floor: bool = False,
     n: int | None = None,
@@ -109,6 +109,7 @@ def interpret_run(
     so a score on the first ``n`` images estimates the score on all of them. The scores, with the explainer's cost in
     ms per image and the settings, go into the run's interpretability.json under the explainer's
     name; result.json is not touched. Returns the scores (metric -> mean, ``<metric>_floor``).
+    ``metrics``: names of :data:`noisemod.metrics.METRICS`, default :func:`~noisemod.metrics.default_metrics`.
 
     Raises ``ValueError`` for an unknown metric or explainer, or ``n`` outside 1..test images,
     before anything is computed or written.
@@ -117,15 +118,10 @@ def interpret_run(
 
     from .data import load_dataset
     from .explainers import explain, get_explainer
-    from .metrics import METRICS, interpretability
+    from .metrics import check_metrics, default_metrics, interpretability
     from .rundir import RunDir
 
-    metrics = list(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise ValueError(
-            f"unknown metric(s) {', '.join(map(repr, unknown)) or '(none given)'}; known: {', '.join(METRICS)}"
-        )
+    metrics = check_metrics(default_metrics() if metrics is None else metrics)
     get_explainer(explainer)
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"invalid n={n!r}: expected a positive integer")

@@ -25,8 +25,9 @@ import torch
 from torch import Tensor, nn
 
 from .gradients import batch_input_gradients, batch_to_device, frozen_eval, model_device
+from .registry import Registry
 
-__all__ = ["EXPLAINERS", "Explainer", "explain", "list_explainers", "register_explainer"]
+__all__ = ["EXPLAINERS", "Explainer", "explain", "get_explainer", "list_explainers", "register_explainer"]
 
 
 @dataclass(frozen=True)
@@ -43,29 +44,28 @@ class Explainer:
     evidence: int = 1
 
 
-EXPLAINERS: dict[str, Explainer] = {}
+#: The registered explainers, by name, in registration order.
+EXPLAINERS: Registry[Explainer] = Registry("explainer")
 
 
 def register_explainer(name: str, summary: str, *, evidence: int = 1, **options) -> Callable:
     """Decorator: register ``fn(model, x, y, **options)`` as explainer ``name`` with default ``options``."""
 
     def add(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
-        if name in EXPLAINERS:
-            raise ValueError(f"cannot register explainer {name!r}: the name is taken")
-        EXPLAINERS[name] = Explainer(name, fn, summary, dict(options), evidence)
+        EXPLAINERS.register(name, Explainer(name, fn, summary, dict(options), evidence))
         return fn
 
     return add
 
 
 def list_explainers() -> list[str]:
-    return list(EXPLAINERS)
+    """The registered explainer names, in registration order."""
+    return EXPLAINERS.names()
 
 
 def get_explainer(name: str) -> Explainer:
-    if name not in EXPLAINERS:
-        raise ValueError(f"unknown explainer {name!r}; registered: {', '.join(EXPLAINERS)}")
-    return EXPLAINERS[name]
+    """The explainer ``name``; ``ValueError`` listing the registered ones when unknown."""
+    return EXPLAINERS.get(name)
 
 
 def explain(

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .config import condition_names, get_setting
+from .config import condition_names, get_setting, run_id_parts
 from .io import atomic_write
 from .plots import save_image_rows, scale01, to_numpy_image
 from .rundir import RunDir, SweepDir
@@ -399,7 +399,7 @@ def condition_label(row: Mapping) -> str:
     if row.get("method") not in METHODS:
         return str(row.get("method"))
     values = {s: row.get(s, get_setting(s).default) for s in METHODS[row["method"]].settings}
-    return " ".join(METHODS[row["method"]].run_id_parts(SimpleNamespace(**values)))
+    return " ".join(run_id_parts(SimpleNamespace(method=row["method"], **values)))
 
 
 def _tradeoff_panels(rows: Sequence[Mapping]) -> list[tuple]:
@@ -467,13 +467,15 @@ def interpretability_figure(results_rows: Sequence[Mapping], path: Paths) -> lis
     """Each interpretability metric per method (x) and explainer (colour), mean ± std over seeds, with
     the floor (the same architecture freshly initialized) as a black bar over each bar and, for
     deletion and insertion, the random-order reference as a dashed line; one row per dataset and model."""
+    from .metrics import METRICS
     from .rundir import interpretability_column
 
     found = interpretability_scores(results_rows)
     if not found:
         raise ValueError("no interpretability scores in the results (a spec's interpretability section makes them)")
     explainers = list(found)
-    metrics = [m for m in ("vii", "alignment", "deletion", "insertion") if any(m in v for v in found.values())]
+    references = {m.reference for m in METRICS.values()}  # drawn beside the metric they are the reference of
+    metrics = [m for m in METRICS if m not in references and any(m in v for v in found.values())]
 
     def scored(r) -> bool:
         return any(_valid(r.get(interpretability_column(e, m))) for e in explainers for m in metrics)
@@ -494,6 +496,7 @@ def interpretability_figure(results_rows: Sequence[Mapping], path: Paths) -> lis
 
 def _interpretability_panel(ax, rows: Sequence[Mapping], metric: str, explainers: Sequence[str]) -> None:
     """One metric's bars per condition and explainer, the floors over them, the random-order line."""
+    from .metrics import get_metric
     from .rundir import interpretability_column
 
     labels = _unique(r["label"] for r in rows)
@@ -507,8 +510,8 @@ def _interpretability_panel(ax, rows: Sequence[Mapping], metric: str, explainers
         floors = [g[floor + "_mean"] for g in agg]
         left, right = [p - width / 2 for p in pos], [p + width / 2 for p in pos]
         ax.hlines(floors, left, right, colors="k", linewidth=2, label="floor (fresh model)")
-    if metric in ("deletion", "insertion"):
-        random = interpretability_column(explainers[0], metric + "_random")
+    if get_metric(metric).reference is not None:
+        random = interpretability_column(explainers[0], get_metric(metric).reference)
         for g in aggregate(rows, keys=("label",), metrics=(random,)):
             if _valid(g[random + "_mean"]):
                 x = labels.index(g["label"])

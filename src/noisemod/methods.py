@@ -7,6 +7,11 @@ name, the method settings it uses (fields of :class:`~noisemod.config.TrainConfi
 ``method=True``), its family, a one-line summary, its run-id tag and its builder. The command
 line, spec checks, run ids, figures and the docs table derive from the registry.
 
+This module does not import :mod:`noisemod.config`: the config is the layer above, which asks
+the registry for method names, the settings a method uses and what it cannot do, and derives run
+ids and the docs tables (``config.run_id_parts``, ``config.methods_table``). A builder takes the
+config as an argument and reads its fields.
+
 Adding a method::
 
     @register_method("my-method", settings=("beta",), family="control", summary="cross-entropy on ...")
@@ -25,6 +30,7 @@ from torch import Tensor, nn
 
 from .gradients import full_precision
 from .modulation import NoiseModulation
+from .registry import Registry
 
 __all__ = [
     "CONTROL_SIGMA",
@@ -44,10 +50,8 @@ __all__ = [
     "cross_entropy_step",
     "get_method",
     "list_methods",
-    "methods_table",
     "methods_using",
     "register_method",
-    "settings_table",
 ]
 
 #: What a method is, for figures and reports: the baseline, noise modulation, adversarial
@@ -71,6 +75,8 @@ class MethodDef:
         tag: its part of run ids (default: the name).
         requires: settings it needs at given values, ``{"compile": False}``: a config with
             another value is refused, naming the setting.
+        check: ``check(config) -> (setting, what it expects) | None``, any other need of the
+            method (pgd: a radius, given or declared by the dataset).
     """
 
     name: str
@@ -80,29 +86,19 @@ class MethodDef:
     summary: str = ""
     tag: str = ""
     requires: tuple[tuple[str, object, str], ...] = ()  # (setting, value, why)
+    check: Callable[..., tuple[str, str] | None] | None = None
 
-    def check(self, config) -> None:
-        """Raise :class:`~noisemod.config.ConfigError` when ``config`` asks for what this method cannot do."""
-        from .config import ConfigError
-
+    def problem(self, config) -> tuple[str, str] | None:
+        """What is wrong when ``config`` asks for what this method cannot do: ``(setting, what it
+        expects)``, which :class:`~noisemod.config.TrainConfig` raises as a ``ConfigError``; else None."""
         for name, value, why in self.requires:
             if getattr(config, name) != value:
-                raise ConfigError(name, getattr(config, name), f"{value!r} with method {self.name} ({why})")
-
-    def run_id_parts(self, config) -> list[str]:
-        """The method's part of a run id: its tag, then each of its settings' tags."""
-        from .config import get_setting
-
-        parts = [self.tag or self.name]
-        for name in self.settings:
-            s = get_setting(name)
-            part = s.tag(getattr(config, name), s.default) if s.tag is not None else None
-            if part:
-                parts.append(part)
-        return parts
+                return name, f"{value!r} with method {self.name} ({why})"
+        return self.check(config) if self.check is not None else None
 
 
-METHODS: dict[str, MethodDef] = {}
+#: The registered methods, by name, in registration order.
+METHODS: Registry[MethodDef] = Registry("method")
 
 
 def register_method(
@@ -113,26 +109,21 @@ def register_method(
     summary: str = "",
     tag: str = "",
     requires: dict[str, tuple[object, str]] | None = None,
+    check: Callable[..., tuple[str, str] | None] | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator: register ``build(config, model, generator) -> Method`` as method ``name``.
 
-    ``settings`` must be method settings of :class:`~noisemod.config.TrainConfig` (``method=True``);
-    ``requires`` maps a setting to ``(value, why)``. Raises ``ValueError`` for a taken name,
-    an unknown family or setting.
+    ``settings`` must be method settings of :class:`~noisemod.config.TrainConfig` (``method=True``):
+    :mod:`noisemod.config`, which imports this module, holds :data:`METHODS` to that rule
+    (``Registry.add_check``). ``requires`` maps a setting to ``(value, why)``; ``check`` is any other
+    need (:class:`MethodDef`). Raises ``ValueError`` for an empty or taken name, an unknown family or setting.
     """
-    from .config import field_names, get_setting
-
-    if not isinstance(name, str) or not name or name in METHODS:
-        raise ValueError(f"cannot register method {name!r}: the name is empty or taken")
     if family not in FAMILIES:
         raise ValueError(f"method {name!r}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
-    for s in settings:
-        if s not in field_names() or not get_setting(s).method:
-            raise ValueError(f"method {name!r}: {s!r} is not a method setting of TrainConfig")
     needs = tuple((k, v, why) for k, (v, why) in (requires or {}).items())
 
     def add(build: Builder) -> Builder:
-        METHODS[name] = MethodDef(name, build, tuple(settings), family, summary, tag, needs)
+        METHODS.register(name, MethodDef(name, build, tuple(settings), family, summary, tag, needs, check))
         return build
 
     return add
@@ -140,13 +131,12 @@ def register_method(
 
 def list_methods() -> list[str]:
     """The registered method names, in registration order."""
-    return list(METHODS)
+    return METHODS.names()
 
 
 def get_method(name: str) -> MethodDef:
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; registered: {', '.join(METHODS)}")
-    return METHODS[name]
+    """The definition of method ``name``; ``ValueError`` listing the registered ones when unknown."""
+    return METHODS.get(name)
 
 
 def methods_using(setting: str) -> list[str]:
@@ -374,7 +364,7 @@ def _nm(config, model, generator):
 def _attack(config, model, generator, method: str):
     from .attacks import PGD, attack_defaults, eps_warmup_default
 
-    values = attack_defaults(method, config.dataset)
+    values = attack_defaults(method, config.dataset, eps=config.eps)
     for key in ("eps", "alpha", "steps"):
         if key in values and getattr(config, key) is not None:
             values[key] = getattr(config, key)
@@ -384,11 +374,25 @@ def _attack(config, model, generator, method: str):
     return Adversarial(attack, warmup, config.early_stop)
 
 
+def _radius(method: str) -> Callable[..., tuple[str, str] | None]:
+    """The check of an attack ``method``: eps given, or a default radius declared by the dataset."""
+
+    def check(config) -> tuple[str, str] | None:
+        from .attacks import declares_defaults
+
+        if config.eps is None and not declares_defaults(method, config.dataset):
+            return "eps", f"an attack radius (dataset {config.dataset} declares no default one)"
+        return None
+
+    return check
+
+
 @register_method(
     "pgd",
     settings=("eps", "alpha", "steps", "norm", "eps_warmup", "early_stop"),
     family="adversarial",
     summary="cross-entropy on PGD adversarial examples, random start (Madry et al.)",
+    check=_radius("pgd"),
 )
 def _pgd(config, model, generator):
     return _attack(config, model, generator, "pgd")
@@ -399,6 +403,7 @@ def _pgd(config, model, generator):
     settings=("eps", "alpha", "norm", "eps_warmup", "early_stop"),
     family="adversarial",
     summary="PGD with one step and random start (Wong et al. 2020)",
+    check=_radius("fgsm"),
 )
 def _fgsm(config, model, generator):
     return _attack(config, model, generator, "fgsm")
@@ -445,34 +450,3 @@ def _additive(config, model, generator):
 def _multiplicative(config, model, generator):
     sigma = config.sigma if config.sigma is not None else CONTROL_SIGMA["multiplicative-noise"]
     return NoiseAugmented("multiplicative", sigma, generator)
-
-
-def methods_table() -> str:
-    """The Markdown table of docs/training.md: each method, its objective, and its options with defaults."""
-    from .config import get_setting
-
-    def option(name: str) -> str:
-        s = get_setting(name)
-        shown = "" if s.default is None or s.type is bool else f" ({s.default})"
-        return f"`{s.option}`{shown}"
-
-    lines = ["| method | objective per batch | options |", "| --- | --- | --- |"]
-    for m in METHODS.values():
-        summary = m.summary.replace("|", "\\|")  # a table cell
-        lines.append(f"| `{m.name}` | {summary} | {', '.join(option(s) for s in m.settings)} |")
-    return "\n".join(lines)
-
-
-def settings_table() -> str:
-    """The Markdown table of docs/experiments.md: each method setting and the methods that use it
-    (specs reset a method setting to its default for the other methods)."""
-    from .config import settings
-
-    groups: dict[tuple[str, ...], list[str]] = {}
-    for s in settings():
-        if s.method:
-            groups.setdefault(tuple(methods_using(s.name)), []).append(s.name)
-    lines = ["| setting | used by |", "| --- | --- |"]
-    for methods, names in groups.items():
-        lines.append(f"| {', '.join(f'`{n}`' for n in names)} | {', '.join(f'`{m}`' for m in methods)} |")
-    return "\n".join(lines)

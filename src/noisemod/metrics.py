@@ -1,24 +1,40 @@
-"""Interpretability and accuracy metrics: VII (paper, Definition 3) and accuracy."""
+"""Interpretability and accuracy metrics: VII (paper, Definition 3) and accuracy.
+
+The interpretability metrics of an explainer's attributions are one registry, :data:`METRICS`:
+each is one :func:`register_metric` definition (name, direction, whether it needs an
+attribution, whether it is in the default set, a one-line summary, its per-batch scores). The
+command line's ``--metrics``, spec checks, results.csv columns, the report and the figures
+derive from it (:func:`list_metrics`, :func:`default_metrics`, :func:`get_metric`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from .gradients import as_batches, batch_to_device, frozen_eval, iter_input_gradients, model_device
+from .registry import Registry
 
 __all__ = [
     "METRICS",
+    "Metric",
+    "MetricBatch",
     "accuracy",
     "alignment_scores",
     "cascading_randomization",
+    "check_metrics",
     "curve_auc",
     "dataset_mean",
+    "default_metrics",
     "flip_curves",
+    "get_metric",
     "interpretability",
+    "list_metrics",
     "randomized_model",
+    "register_metric",
     "spearman",
     "vii",
     "vii_scores",
@@ -136,15 +152,6 @@ def accuracy(
 # (noisemod.explainers); interpretability() computes them together, with their randomization floor.
 
 FLIP_STEPS = 20  # pixel flipping: the curve has 21 points, 5% of the features more at each
-METRICS = ("vii", "alignment", "deletion", "insertion", "deletion_random", "insertion_random")
-HIGHER_IS_BETTER = {
-    "vii": True,
-    "alignment": True,
-    "deletion": False,
-    "insertion": True,
-    "deletion_random": False,
-    "insertion_random": True,
-}
 
 
 def alignment_scores(x: Tensor, attribution: Tensor, mean: Tensor) -> Tensor:
@@ -300,12 +307,167 @@ def _check_input_shape(model: nn.Module, x: Tensor) -> None:
         )
 
 
+# ----------------------------------------------------------------------------- the metric registry
+
+
+@dataclass(frozen=True)
+class MetricBatch:
+    """One batch as an interpretability metric sees it.
+
+    Attributes:
+        net: the model scored (the trained one, or the randomized one for the floor).
+        x: images ``(B, ...)`` in [0, 1], on the model's device; ``y``: their classes ``(B,)``.
+        attribution: the explainer's attribution of ``x`` (None when no metric asked needs one).
+        random: uniform random values of ``x``'s shape, a random order of the elements.
+        mean: ``x_bar``, the per-element mean image (float64).
+        evidence: the sign that turns the attribution into evidence for the class (the explainer's).
+        steps, baseline: pixel flipping's points and replacement value (:func:`flip_curves`).
+    """
+
+    net: nn.Module
+    x: Tensor
+    y: Tensor
+    attribution: Tensor | None
+    random: Tensor
+    mean: Tensor
+    evidence: int
+    steps: int
+    baseline: float
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One registered interpretability metric.
+
+    Attributes:
+        name: the ``--metrics`` value, and the ``<explainer>_<name>`` column of results.csv.
+        score: ``score(batch: MetricBatch) -> Tensor``, the per-sample scores ``(B,)``; the metric is
+            their mean over all images.
+        higher_is_better: the direction (the report marks it).
+        summary: one line for docs and ``--help``.
+        needs_attribution: whether ``score`` reads ``batch.attribution``.
+        default: in the default set (:func:`default_metrics`).
+        reference: the metric that scores a random order the same way, the reference this one must
+            beat (the figures draw it beside this one).
+    """
+
+    name: str
+    score: Callable[[MetricBatch], Tensor]
+    higher_is_better: bool
+    summary: str
+    needs_attribution: bool = True
+    default: bool = False
+    reference: str | None = None
+
+
+#: The registered interpretability metrics, by name, in registration order.
+METRICS: Registry[Metric] = Registry("metric")
+
+
+def register_metric(
+    name: str,
+    *,
+    higher_is_better: bool,
+    summary: str,
+    needs_attribution: bool = True,
+    default: bool = False,
+    reference: str | None = None,
+) -> Callable:
+    """Decorator: register ``score(batch: MetricBatch) -> Tensor`` (per-sample scores) as metric ``name``
+    (see :class:`Metric` for the arguments). Raises ``ValueError`` for an empty or taken name."""
+
+    def add(score: Callable[[MetricBatch], Tensor]) -> Callable[[MetricBatch], Tensor]:
+        METRICS.register(name, Metric(name, score, higher_is_better, summary, needs_attribution, default, reference))
+        return score
+
+    return add
+
+
+def list_metrics() -> list[str]:
+    """The registered metric names, in registration order."""
+    return METRICS.names()
+
+
+def default_metrics() -> list[str]:
+    """The metrics computed when none are named (``--metrics``, a spec's interpretability section)."""
+    return [m.name for m in METRICS.values() if m.default]
+
+
+def get_metric(name: str) -> Metric:
+    """The metric ``name``; ``ValueError`` listing the registered ones when unknown."""
+    return METRICS.get(name)
+
+
+def check_metrics(names: Iterable[str]) -> list[str]:
+    """``names`` as a list; ``ValueError`` naming the unknown ones (or none given) and the known ones."""
+    names = list(names)
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise ValueError(
+            f"unknown metric(s) {', '.join(map(repr, unknown)) or '(none given)'}; known: {', '.join(METRICS)}"
+        )
+    return names
+
+
+def _flip_auc(batch: MetricBatch, mode: str, order: Tensor) -> Tensor:
+    curve = flip_curves(batch.net, batch.x, batch.y, order, mode=mode, steps=batch.steps, baseline=batch.baseline)
+    return curve_auc(curve)
+
+
+@register_metric("vii", higher_is_better=True, default=True, summary="Definition 3 on the attribution")
+def _vii(batch: MetricBatch) -> Tensor:
+    return vii_scores(batch.x, batch.attribution, batch.mean)
+
+
+@register_metric(
+    "alignment", higher_is_better=True, default=True, summary="`|cos(x - x_bar, a)|`, VII without the signs"
+)
+def _alignment(batch: MetricBatch) -> Tensor:
+    return alignment_scores(batch.x, batch.attribution, batch.mean)
+
+
+@register_metric(
+    "deletion",
+    higher_is_better=False,
+    default=True,
+    reference="deletion_random",
+    summary="area under the true class's probability as the elements with the most evidence for it go first",
+)
+def _deletion(batch: MetricBatch) -> Tensor:
+    return _flip_auc(batch, "deletion", batch.evidence * batch.attribution)
+
+
+@register_metric(
+    "insertion",
+    higher_is_better=True,
+    default=True,
+    reference="insertion_random",
+    summary="area under the true class's probability as the elements with the most evidence for it come first",
+)
+def _insertion(batch: MetricBatch) -> Tensor:
+    return _flip_auc(batch, "insertion", batch.evidence * batch.attribution)
+
+
+@register_metric(
+    "deletion_random", higher_is_better=False, needs_attribution=False, summary="deletion in a random order"
+)
+def _deletion_random(batch: MetricBatch) -> Tensor:
+    return _flip_auc(batch, "deletion", batch.random)
+
+
+@register_metric(
+    "insertion_random", higher_is_better=True, needs_attribution=False, summary="insertion in a random order"
+)
+def _insertion_random(batch: MetricBatch) -> Tensor:
+    return _flip_auc(batch, "insertion", batch.random)
+
+
 def interpretability(
     model: nn.Module,
     images: Tensor,
     labels: Tensor,
     *,
-    metrics: Iterable[str] = ("vii", "alignment", "deletion", "insertion"),
+    metrics: Iterable[str] | None = None,
     explainer: str = "gradient",
     floor: bool = False,
     seed: int = 0,
@@ -318,7 +480,8 @@ def interpretability(
 ) -> dict[str, float]:
     """Several interpretability metrics of one explainer on ``images`` ``(N, ...)`` in [0, 1].
 
-    Metrics (each the mean over the images; see docs/metrics.md):
+    Metrics: names of :data:`METRICS` (default :func:`default_metrics`), each the mean over the
+    images of its per-sample scores (see docs/metrics.md):
 
     - ``vii``: Definition 3 on the explainer's attribution (the paper's: ``explainer="gradient"``).
     - ``alignment``: ``|cos(x - x_bar, a)|`` (:func:`alignment_scores`).
@@ -327,7 +490,7 @@ def interpretability(
       ``evidence`` sign: the negative loss gradient for ``gradient``); deletion lower is better,
       insertion higher.
     - ``deletion_random``, ``insertion_random``: the same curves for a random order (seeded with
-      ``seed``), the reference a useful attribution must beat.
+      ``seed``, one ``torch.rand`` draw per batch), the reference a useful attribution must beat.
 
     ``x_bar`` is the mean of ``images`` unless ``mean`` is given. With ``floor``, every metric is
     also computed for :func:`randomized_model` (same architecture, fresh weights from ``seed``),
@@ -339,12 +502,7 @@ def interpretability(
     """
     from .explainers import explain, get_explainer
 
-    metrics = list(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise ValueError(
-            f"unknown metric(s) {', '.join(map(repr, unknown)) or '(none given)'}; known: {', '.join(METRICS)}"
-        )
+    metrics = check_metrics(default_metrics() if metrics is None else metrics)
     evidence = get_explainer(explainer).evidence
     if attributions is not None and attributions.shape != images.shape:
         raise ValueError(f"attributions of shape {tuple(attributions.shape)} for images of shape {tuple(images.shape)}")
@@ -354,7 +512,7 @@ def interpretability(
     device = model_device(model, images.device)
     mean = images.double().mean(0) if mean is None else torch.as_tensor(mean, dtype=torch.float64)
     scored = {"": model, "_floor": randomized_model(model, seed)} if floor else {"": model}
-    needs_attribution = any(m in metrics for m in ("vii", "alignment", "deletion", "insertion"))
+    needs_attribution = any(METRICS[m].needs_attribution for m in metrics)
     out: dict[str, float] = {}
     for suffix, net in scored.items():
         sums = dict.fromkeys(metrics, 0.0)
@@ -368,19 +526,8 @@ def interpretability(
             else:
                 a = None
             r = torch.rand(x.shape, generator=random_order).to(device)  # the random order of the references
+            batch = MetricBatch(net, x, y, a, r, mean, evidence, steps, baseline)
             for m in metrics:
-                scores = _scores(m, net, x, y, a, r, mean, evidence=evidence, steps=steps, baseline=baseline)
-                sums[m] += float(scores.sum())
+                sums[m] += float(METRICS[m].score(batch).sum())
         out.update({m + suffix: sums[m] / len(images) for m in metrics})
     return out
-
-
-def _scores(metric: str, net, x, y, a, r, mean, *, evidence: int, steps: int, baseline: float) -> Tensor:
-    """Per-sample scores of one metric on one batch (``a`` the attribution, ``r`` a random one;
-    ``evidence * a`` is the evidence for the class that pixel flipping removes or adds first)."""
-    if metric == "vii":
-        return vii_scores(x, a, mean)
-    if metric == "alignment":
-        return alignment_scores(x, a, mean)
-    mode, order = metric.split("_")[0], (r if metric.endswith("_random") else evidence * a)
-    return curve_auc(flip_curves(net, x, y, order, mode=mode, steps=steps, baseline=baseline))

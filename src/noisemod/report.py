@@ -172,18 +172,24 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
 TABLES = (
     ("settings", "Settings"),
     ("results", "Results (mean ± std over seeds)"),
-    ("interpretability", "Interpretability (mean ± std over seeds; [floor: a freshly initialized model])"),
+    (
+        "interpretability",
+        "Interpretability (mean ± std over seeds; [floor: a freshly initialized model]; ↑ higher is better, ↓ lower)",
+    ),
     ("runs", "Every run"),
 )
 
 
 def _interpretability_table(rows: Sequence[Mapping]) -> tuple[list, list]:
-    """Per dataset, model, method condition and explainer: each metric's mean ± std and its floor."""
+    """Per dataset, model, method condition and explainer: each metric's mean ± std and its floor; the
+    header marks each metric's direction (``vii ↑``, ``deletion ↓``)."""
+    from .metrics import get_metric
     from .rundir import interpretability_column
 
     found = interpretability_scores(rows)
     metrics = list(dict.fromkeys(m for ms in found.values() for m in ms))
-    header = ["dataset", "model", "condition", "explainer", "runs", *metrics]
+    arrows = [f"{m} {'↑' if get_metric(m).higher_is_better else '↓'}" for m in metrics]
+    header = ["dataset", "model", "condition", "explainer", "runs", *arrows]
     body = []
     labelled = [dict(r, label=condition_label(r)) for r in rows]
     for explainer in found:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from ..registry import Registry
 from .bundle import DataBundle, DataError, DataNotFoundError, Split, channel_stats, split_indices
 from .cache import cached, default_data_root
 from .formats import decode_images, index_image_folder, read_cifar_batch, read_idx_pair
@@ -22,23 +25,71 @@ SYNTHETIC_CLASSES = ("hbar", "vbar", "diagonal", "antidiagonal", "ring", "disc",
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 DIGITS_TEST_SIZE, DIGITS_SPLIT_SEED = 360, 0
 
-#: name -> loader(root, *, download, cache, **options) returning the raw dict of :func:`_raw`.
-DATASETS: dict[str, Callable[..., dict]] = {}
+
+#: What a dataset may declare about attacks on it (``register_dataset(attack=...)``, read by
+#: :func:`noisemod.attacks.attack_defaults` and :func:`~noisemod.attacks.eps_warmup_default`): the keyword
+#: arguments of each attack (radius ``eps`` in [0, 1] pixel units, step ``alpha``, ``steps``), and the
+#: epochs of eps warm-up. Each part is optional.
+ATTACK_KEYS = {"pgd": ("eps", "alpha", "steps"), "fgsm": ("eps", "alpha"), "eps_warmup": None}
+#: Madry et al.: MNIST, 40 steps of 0.01 in an 0.3 ball; FGSM with random start, Wong et al. 2020:
+#: alpha = 1.25 eps; a 2-epoch eps warm-up (the shortest ramp that trained every seed we ran, docs/RESULTS.md).
+MNIST_ATTACK = {
+    "pgd": {"eps": 0.3, "alpha": 0.01, "steps": 40},
+    "fgsm": {"eps": 0.3, "alpha": 0.375},
+    "eps_warmup": 2.0,
+}
+#: Madry et al.: CIFAR-10, 7 steps of 2/255 in 8/255; FGSM alpha 10/255 = 1.25 eps; a 1-epoch warm-up.
+CIFAR10_ATTACK = {
+    "pgd": {"eps": 8 / 255, "alpha": 2 / 255, "steps": 7},
+    "fgsm": {"eps": 8 / 255, "alpha": 10 / 255},
+    "eps_warmup": 1.0,
+}
 
 
-def register_dataset(name: str) -> Callable:
-    """Decorator adding a loader to :data:`DATASETS` under ``name``.
+@dataclass(frozen=True)
+class Dataset:
+    """One registered dataset: its name, ``load(root, *, download, cache, **options)``, which returns
+    the raw dict of :func:`_raw`, and what it declares about attacks (:data:`ATTACK_KEYS`; empty: no
+    defaults). Calling it calls ``load``."""
+
+    name: str
+    load: Callable[..., dict]
+    attack: Mapping[str, Any] = field(default_factory=dict)
+
+    def __call__(self, root, **kwargs) -> dict:
+        return self.load(root, **kwargs)
+
+
+#: The registered datasets, by name, in registration order.
+DATASETS: Registry[Dataset] = Registry("dataset")
+
+
+def register_dataset(name: str, *, attack: Mapping[str, Any] | None = None) -> Callable:
+    """Decorator adding a loader to :data:`DATASETS` under ``name`` (which must be new).
 
     A loader is called as ``loader(root: Path | None, *, download: bool, cache: bool, **options)`` and returns
     ``{"train_images", "train_labels", "test_images", "test_labels", "classes"}`` (uint8 NCHW / int64 tensors,
-    list of names); :func:`load_dataset` adds the validation split and the statistics.
+    list of names); :func:`load_dataset` adds the validation split and the statistics. ``attack``: the
+    dataset's attack defaults (:data:`ATTACK_KEYS`, e.g. :data:`MNIST_ATTACK`); without them an adversarial
+    run on it needs ``eps`` given (:func:`noisemod.attacks.attack_defaults`).
     """
+    attack = _attack_table(name, attack or {})
 
     def add(fn: Callable[..., dict]) -> Callable[..., dict]:
-        DATASETS[name] = fn
+        DATASETS.register(name, Dataset(name, fn, attack))
         return fn
 
     return add
+
+
+def _attack_table(name: str, attack: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a dataset's attack declaration; ``ValueError`` naming the dataset and a key that is wrong."""
+    for key, value in attack.items():
+        if key not in ATTACK_KEYS:
+            raise ValueError(f"dataset {name!r}: unknown attack key {key!r}; known: {', '.join(ATTACK_KEYS)}")
+        if ATTACK_KEYS[key] is not None and (not isinstance(value, Mapping) or set(value) != set(ATTACK_KEYS[key])):
+            raise ValueError(f"dataset {name!r}: attack {key!r} declares {', '.join(ATTACK_KEYS[key])}, got {value!r}")
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in attack.items()}
 
 
 def _raw(train_x, train_y, test_x, test_y, classes) -> dict:
@@ -84,12 +135,12 @@ def _idx_dataset(name: str, root: Path, torchvision_name: str, classes: tuple[st
     return cached(name, files, build, cache)
 
 
-@register_dataset("mnist")
+@register_dataset("mnist", attack=MNIST_ATTACK)
 def _mnist(root: Path, *, download: bool, cache: bool) -> dict:
     return _idx_dataset("mnist", root, "MNIST", MNIST_CLASSES, download, cache)
 
 
-@register_dataset("fashion-mnist")
+@register_dataset("fashion-mnist", attack=MNIST_ATTACK)
 def _fashion_mnist(root: Path, *, download: bool, cache: bool) -> dict:
     return _idx_dataset("fashion-mnist", root, "FashionMNIST", FASHION_MNIST_CLASSES, download, cache)
 
@@ -128,7 +179,7 @@ def _image_folder_files(name: str, source: Path, classes: tuple[str, ...] | None
     return cached(name, sources, build, cache)
 
 
-@register_dataset("cifar10")
+@register_dataset("cifar10", attack=CIFAR10_ATTACK)
 def _cifar10(root: Path, *, download: bool, cache: bool) -> dict:
     batches = [root / "cifar-10-batches-py" / f"data_batch_{i}" for i in range(1, 6)]
     batches.append(root / "cifar-10-batches-py" / "test_batch")
@@ -153,12 +204,12 @@ def _cifar10(root: Path, *, download: bool, cache: bool) -> dict:
     )
 
 
-@register_dataset("imagefolder")
+@register_dataset("imagefolder")  # any images: no default attack radius (an adversarial run gives eps)
 def _imagefolder(root: Path, *, download: bool, cache: bool) -> dict:
     return _image_folder("imagefolder", root, None, cache)
 
 
-@register_dataset("digits")
+@register_dataset("digits", attack=CIFAR10_ATTACK)  # CIFAR-10's, as digits always had
 def _digits(root: Path, *, download: bool, cache: bool) -> dict:
     from sklearn.datasets import load_digits
 
@@ -187,7 +238,7 @@ def _pattern(k: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return shapes[k].float()
 
 
-@register_dataset("synthetic")
+@register_dataset("synthetic", attack=CIFAR10_ATTACK)  # CIFAR-10's, as synthetic always had
 def _synthetic(
     root: Path,
     *,
@@ -269,7 +320,7 @@ def load_dataset(
     if download is None:
         download = os.environ.get("NOISEMOD_DOWNLOAD", "").lower() in ("1", "true", "yes")
     root = Path(root).expanduser() if root is not None else default_data_root()
-    raw = DATASETS[key](root, download=download, cache=cache, **options)
+    raw = DATASETS[key].load(root, download=download, cache=cache, **options)
     full_train = Split(raw["train_images"], raw["train_labels"])
     test = Split(raw["test_images"], raw["test_labels"])
     classes = tuple(raw["classes"])

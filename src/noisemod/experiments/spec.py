@@ -37,7 +37,16 @@ from typing import Any
 
 import yaml
 
-from ..config import ConfigError, TrainConfig, field_names, get_setting, hash_values, identity, settings
+from ..config import (
+    ConfigError,
+    TrainConfig,
+    field_names,
+    get_setting,
+    hash_values,
+    identity,
+    run_id_parts,
+    settings,
+)
 from ..methods import get_method
 
 __all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
@@ -162,16 +171,16 @@ def load_spec(path) -> Spec:
 def _check_interpretability(check: _Checker, section) -> dict[str, Any] | None:
     """``interpretability: {metrics: [...], explainers: [...], n: N, floor: true, only: {...}}``: what
     the runner computes for every finished run (``noisemod evaluate --metrics``), or for the runs
-    whose settings ``only`` lists (as a budget's ``only``); defaults: VII, alignment, deletion and
-    insertion of the gradient on all test images, with the floor."""
+    whose settings ``only`` lists (as a budget's ``only``); defaults: the default metrics
+    (:func:`noisemod.metrics.default_metrics`) of the gradient on all test images, with the floor."""
     if section is None:
         return None
     from ..explainers import EXPLAINERS
-    from ..metrics import METRICS
+    from ..metrics import METRICS, default_metrics
 
     check.mapping("interpretability", section, INTERPRETABILITY_KEYS)
     values = {
-        "metrics": ["vii", "alignment", "deletion", "insertion"],
+        "metrics": default_metrics(),
         "explainers": ["gradient"],
         "n": None,
         "floor": True,
@@ -270,8 +279,8 @@ def _runtime_diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any]]:
 
 def readable_id(config: TrainConfig) -> str:
     """``dataset-model-<method part>-s<seed>``, e.g. ``mnist-lenet-nm-b0.5-gaussian-s0``; the method
-    part is the method's tag and its settings' tags (:meth:`~noisemod.methods.MethodDef.run_id_parts`)."""
-    parts = [config.dataset, config.model, *get_method(config.method).run_id_parts(config), f"s{config.seed}"]
+    part is the method's tag and its settings' tags (:func:`~noisemod.config.run_id_parts`)."""
+    parts = [config.dataset, config.model, *run_id_parts(config), f"s{config.seed}"]
     return re.sub(r"[^\w.-]", "_", "-".join(parts))
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from ..registry import Registry
 from .classifier import Classifier, Normalize, _channel_values
 from .tv import TV_PREFIX, torchvision_model
 
@@ -18,22 +19,24 @@ __all__ = ["MODELS", "create_model", "list_models", "register_model"]
 
 Builder = Callable[..., nn.Module]
 
-MODELS: dict[str, Builder] = {}
+#: name -> builder, in registration order.
+MODELS: Registry[Builder] = Registry("model")
 
 
 def register_model(fn: Builder) -> Builder:
-    """Decorator: register ``fn`` in ``MODELS`` under ``fn.__name__`` (which must be new)."""
+    """Decorator: register ``fn`` in ``MODELS`` under ``fn.__name__`` (which must be new; ``custom`` and
+    names with ``:`` are reserved for wrapped modules and ``tv:<name>``)."""
     name = fn.__name__
-    if name in MODELS or ":" in name or name == "custom":
-        raise ValueError(f"cannot register model {name!r}: the name is taken or reserved")
-    MODELS[name] = fn
+    if ":" in name or name == "custom":
+        raise ValueError(f"cannot register model {name!r}: the name is reserved")
+    MODELS.register(name, fn)
     return fn
 
 
 def list_models() -> list[str]:
     """The registered model names, sorted. Any torchvision classifier is also available as
     ``"tv:<name>"`` (``torchvision.models.list_models(module=torchvision.models)``)."""
-    return sorted(MODELS)
+    return sorted(MODELS.names())
 
 
 def _positive_int(name: str, value) -> int:
