@@ -105,3 +105,16 @@ def test_a_sweep_archives_as_runs_finish_and_a_new_machine_resumes_from_the_arch
     records = run_sweep(spec, tmp_path / "new-machine", archive=store, log=lines.append)
     assert [r["status"] for r in records] == ["skipped", "skipped"]
     assert any("restored the finished runs archived in" in line for line in lines)
+
+
+def test_the_cli_archives_and_exits_2_naming_an_unfinished_run(finished, tmp_path, capsys):
+    from noisemod.cli import main
+
+    assert main(["archive", str(finished), str(tmp_path / "a")]) == 0
+    assert "2 runs" in capsys.readouterr().out and (tmp_path / "a" / SPEC).is_file()
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep)
+    (sweep / "runs" / "synthetic-mlp-standard-s0" / "result.json").unlink()
+    assert main(["archive", str(sweep), str(tmp_path / "b")]) == 2
+    assert "run synthetic-mlp-standard-s0 is not finished" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -95,3 +95,18 @@ def test_a_claim_naming_what_is_not_there_is_refused(tmp_path, change, message):
     text = CLAIM.format(metric="vii", direction="higher", b="standard").replace(*change)
     with pytest.raises(ClaimError, match=message):
         evaluate_claims(claims_file(tmp_path, text), results)
+
+
+def test_the_cli_prints_the_verdict_table_and_exits_2_naming_a_bad_claim(tmp_path, capsys):
+    from noisemod.cli import main
+
+    results = archive(tmp_path)
+    path = claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="standard"))
+    assert main(["claims", str(path), "--results", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "| nm raises VII (vii) | paper | **reproduced** | mnist, lenet: 0.210 (n=5) vs 0.110 (n=5), diff +0.100" in out
+    )
+    bad = claims_file(tmp_path, CLAIM.format(metric="sharpness", direction="higher", b="standard"))
+    assert main(["claims", str(bad), "--results", str(results)]) == 2
+    assert "no metric 'sharpness'" in capsys.readouterr().err

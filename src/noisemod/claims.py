@@ -38,7 +38,16 @@ from pathlib import Path
 from .rundir import SweepDir
 from .stats import Comparison, Summary, compare, holm, summarize
 
-__all__ = ["ALPHA", "VERDICTS", "ClaimError", "ClaimResult", "evaluate_claims", "load_claims", "verdict"]
+__all__ = [
+    "ALPHA",
+    "VERDICTS",
+    "ClaimError",
+    "ClaimResult",
+    "evaluate_claims",
+    "load_claims",
+    "verdict",
+    "verdict_table",
+]
 
 ALPHA = 0.05
 VERDICTS = ("reproduced", "partly", "contradicted", "mixed", "inconclusive")
@@ -182,3 +191,31 @@ def evaluate_claim(claim: dict, results_root) -> ClaimResult:
 def evaluate_claims(path, results_root) -> list[ClaimResult]:
     """Every claim of the file at ``path`` against the archives under ``results_root``."""
     return [evaluate_claim(c, results_root) for c in load_claims(path)]
+
+
+def _num(v: float | None, digits: int = 3) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def evidence(c: dict) -> str:
+    """One comparison in one line: group, a and b (mean, n), the difference with its CI, Holm p."""
+    d = c["comparison"]
+    group = ", ".join(str(v) for v in c["group"].values())
+    ci = f" [{_num(d.ci_low)}, {_num(d.ci_high)}]" if d.ci_low is not None else ""
+    return (
+        f"{group + ': ' if group else ''}{_num(c['a'].mean)} (n={c['a'].n}) vs {_num(c['b'].mean)} (n={c['b'].n}), "
+        f"diff {d.diff:+.3f}{ci}, p {_num(d.p_holm)}"
+    )
+
+
+def verdict_table(results: Sequence[ClaimResult]) -> str:
+    """The Markdown verdict table: claim, source, verdict, one line of evidence per comparison."""
+    lines = [
+        "| claim | source | verdict | evidence (a vs b, difference [95% CI], Holm p) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in results:
+        c = r.claim
+        cell = "<br>".join(evidence(x) for x in r.comparisons)
+        lines.append(f"| {c['title']} ({c['metric']}) | {c.get('source', 'ours')} | **{r.verdict}** | {cell} |")
+    return "\n".join(lines)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from .config import ConfigError, TrainConfig, read_config_file, settings
 from .rundir import RunDir, SweepDir
-from .train import TrainingInterrupted
+from .training.runtime import TrainingInterrupted
 
 GROUPS = {  # --help sections, in order
     "experiment": "what is trained",
@@ -129,7 +129,7 @@ def _check_method_settings(config: TrainConfig, given: dict) -> None:
 
 
 def _check_device(name: str | None) -> None:
-    from .train import resolve_device
+    from .training.runtime import resolve_device
 
     try:
         resolve_device(name)
@@ -156,8 +156,9 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     from .data import load_dataset
+    from .evaluation import evaluate
     from .methods import build_method
-    from .train import evaluate, resolve_device
+    from .training.runtime import resolve_device
 
     _check_device(args.device)
     if args.absolute and not args.cascading:
@@ -193,7 +194,7 @@ def _interpret(args) -> int:
     from .explain import interpret_run
     from .explainers import get_explainer
     from .metrics import METRICS, default_metrics
-    from .train import resolve_device
+    from .training.runtime import resolve_device
 
     text = args.metrics if args.metrics is not None else ",".join(default_metrics())
     metrics = [m.strip() for m in text.split(",") if m.strip()]
@@ -233,7 +234,7 @@ def _interpret(args) -> int:
 def _cascade(args) -> int:
     """``evaluate --cascading``: the layer-by-layer model parameter randomization test."""
     from .explain import cascade_run
-    from .train import resolve_device
+    from .training.runtime import resolve_device
 
     try:
         layers = cascade_run(
@@ -296,10 +297,8 @@ def cmd_sweep(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
 
-    from .experiments.executors import EXECUTORS, ExecutorError
+    from .experiments.executors import ExecutorError
 
-    if args.executor not in EXECUTORS:
-        raise UsageError(f"invalid --executor={args.executor!r}: expected one of {', '.join(EXECUTORS)}")
     try:
         records = run_sweep(
             args.spec,
@@ -310,10 +309,34 @@ def cmd_sweep(args) -> int:
             dry_run=args.dry_run,
             executor=args.executor,
             ray_address=args.ray_address,
+            archive=args.archive,
         )
     except ExecutorError as e:
-        raise UsageError(str(e)) from None
+        raise UsageError(str(e).replace("invalid executor=", "invalid --executor=")) from None
     return exit_code(records)
+
+
+def cmd_archive(args) -> int:
+    from .archive import ArchiveError, archive_sweep
+
+    try:
+        summary = archive_sweep(args.sweep_dir, args.dest, partial=args.partial)
+    except ArchiveError as e:
+        raise UsageError(str(e)) from None
+    pending = f", {len(summary.pending)} not finished (left out)" if summary.pending else ""
+    print(f"{summary.path}: {len(summary.archived)} runs{pending}, {summary.bytes / 1e6:.2f} MB")
+    return 0
+
+
+def cmd_claims(args) -> int:
+    from .claims import ClaimError, evaluate_claims, verdict_table
+
+    try:
+        results = evaluate_claims(args.claims, args.results)
+    except ClaimError as e:
+        raise UsageError(str(e)) from None
+    print(json.dumps([r.to_dict() for r in results], indent=1) if args.json else verdict_table(results))
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -475,7 +498,38 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the runs and their commands, run nothing")
     p.add_argument("--executor", default="local", help=_executor_help())
     p.add_argument("--ray-address", help="the Ray cluster (default: $RAY_ADDRESS; none: start a local Ray instance)")
+    p.add_argument(
+        "--archive",
+        metavar="DEST",
+        help="a results archive (e.g. results/NAME): restore the runs it holds that --out lacks, and archive every "
+        "finished run there after each run ends",
+    )
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser(
+        "archive",
+        help="copy a finished sweep into the results archive (no checkpoints)",
+        description="Copy the spec, sweep.json, results.csv and each finished run's config, result, metrics and "
+        "interpretability into DEST (e.g. results/NAME), replacing it at once; an unfinished or corrupt run is "
+        "refused, naming it, and nothing is written.",
+    )
+    _shared(p, "sweep_dir")
+    p.add_argument("dest", metavar="DEST", help="the archive folder, e.g. results/fig3-cpu")
+    p.add_argument("--partial", action="store_true", help="archive the finished runs of a sweep still running")
+    p.set_defaults(func=cmd_archive)
+
+    p = sub.add_parser(
+        "claims",
+        help="the verdict of each claim, computed from the results archive",
+        description="Evaluate every claim of a claims file (docs/claims.yaml) on the archived sweeps it names: "
+        "the comparisons with their CI and p-values, and the verdict by the rule in noisemod.claims.",
+    )
+    p.add_argument(
+        "claims", metavar="CLAIMS", nargs="?", default="docs/claims.yaml", help="(default: docs/claims.yaml)"
+    )
+    p.add_argument("--results", default="results", help="the archive's root folder (default: results)")
+    p.add_argument("--json", action="store_true", help="every claim, comparison and verdict as JSON")
+    p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser(
         "figures",
