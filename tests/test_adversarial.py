@@ -23,7 +23,7 @@ from noisemod.attacks import (
     robust_accuracy,
 )
 from noisemod.cli import main
-from noisemod.config import TrainConfig
+from noisemod.config import ConfigError, TrainConfig
 from noisemod.data import DATASETS, load_dataset, register_dataset
 from noisemod.experiments import run_sweep
 from noisemod.methods import CONTROL_SIGMA, Adversarial, InputNoise, build_method, get_method
@@ -437,3 +437,65 @@ def test_without_warmup_pgd_collapses_on_mnist_and_with_it_trains(shared_data, t
     collapsed = fit(base.replace(eps_warmup=0), tmp_path / "no-warmup", progress=False, log=quiet)
     trained = fit(base.replace(eps_warmup=1), tmp_path / "warmup", progress=False, log=quiet)
     assert collapsed["test_accuracy"] < 0.2 and trained["test_accuracy"] > 0.6
+
+
+# ----------------------------------------------------------------------------- sign and shape: the two newer controls
+
+
+def test_gamma_draws_have_the_gamma_distribution():
+    from scipy import stats
+
+    from noisemod.methods import sample_gamma
+
+    for k in (2 / 3, 2.5):
+        g = sample_gamma((20000,), k, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        assert stats.kstest(g.numpy(), stats.gamma(k).cdf).pvalue > 0.01
+        again = sample_gamma((20000,), k, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        assert torch.equal(g, again)  # the run's generator alone decides the draw
+
+
+@pytest.mark.parametrize("beta", [0.25, 0.5, 0.8])
+def test_gamma_noise_is_non_negative_with_nm_factor_mean_and_spread(beta):
+    from noisemod.methods import nm_factor_spread
+
+    shape = (400, 1, 28, 28)
+    c = sample_carrier(shape, beta, "gaussian", generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    nm_factor = modulate(torch.ones(shape, dtype=torch.float64), c)
+    assert nm_factor_spread(beta) == pytest.approx(nm_factor.flatten(1).std(1).mean().item(), rel=0.01)
+    method = build_method(TrainConfig(method="gamma-noise", beta=beta), tiny_model(), torch.Generator().manual_seed(3))
+    factor = method.noise.train()(torch.ones(shape, dtype=torch.float64))
+    assert factor.min().item() >= 0 and factor.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert factor.std().item() == pytest.approx(nm_factor_spread(beta), rel=0.02)
+    assert nm_factor_spread(0.5) == pytest.approx(1.5**0.5) and CONTROL_SIGMA["multiplicative-noise"] == pytest.approx(
+        nm_factor_spread(0.5), abs=1e-3
+    )
+
+
+@pytest.mark.parametrize("beta", [0.3, 0.5, 0.9])
+def test_modulation_only_is_nm_carrier_over_its_mean_with_sign_flips(beta):
+    shape = (400, 1, 28, 28)
+    method = build_method(
+        TrainConfig(method="modulation-only", beta=beta), tiny_model(), torch.Generator().manual_seed(5)
+    )
+    x = torch.ones(shape, dtype=torch.float64)
+    factor = method.noise.train()(x)
+    want = (
+        sample_carrier(shape, beta, "gaussian", generator=torch.Generator().manual_seed(5), dtype=torch.float64) / beta
+    )
+    torch.testing.assert_close(factor, want, rtol=0, atol=0)  # the carrier nm would draw, over E[c]
+    assert factor.mean().item() == pytest.approx(1.0, abs=0.01)
+    assert factor.std().item() == pytest.approx((1 - beta) / beta, rel=0.02)
+    flips = (factor < 0).double().mean().item()
+    assert flips == pytest.approx(
+        torch.distributions.Normal(0, 1).cdf(torch.tensor(-beta / (1 - beta))).item(), abs=0.01
+    )
+    assert torch.equal(method.noise.eval()(x), x)
+
+
+def test_modulation_only_refuses_beta_0_naming_it(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="beta"):
+        TrainConfig(method="modulation-only", beta=0.0)
+    assert main(["train", "--method", "modulation-only", "--beta", "0", "--out", str(tmp_path / "r")]) == 2
+    assert "--beta=0.0" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    assert main(["train", "--method", "gamma-noise", "--sigma", "0.3", "--out", str(tmp_path / "r")]) == 2
+    assert "--sigma" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -123,7 +123,9 @@ def test_every_setting_is_a_train_option_with_its_help():
     options = {a.dest: a for a in train._actions}
     for s in settings():
         assert s.option in options[s.name].option_strings and s.help.replace("%", "%%") in options[s.name].help
-    assert options["beta"].help.startswith("nm: ") and options["eps"].help.startswith("pgd, fgsm: ")
+    assert options["beta"].help.startswith("nm, gamma-noise, modulation-only: ") and options["eps"].help.startswith(
+        "pgd, fgsm: "
+    )
     assert "one of: standard, nm, pgd, fgsm, igr, additive-noise, multiplicative-noise" in options["method"].help
 
 

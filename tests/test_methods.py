@@ -50,7 +50,8 @@ def test_a_method_registered_in_a_test_file_works_everywhere(toy, tmp_path, caps
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
     assert "toy-blend cross-entropy on a blend of x and its mirror" in help_text
-    assert "multiplicative-noise, toy-blend (default: standard)" in help_text and "nm, toy-blend: ratio" in help_text
+    assert "modulation-only, toy-blend (default: standard)" in help_text
+    assert "nm, gamma-noise, modulation-only, toy-blend: ratio" in help_text
     # a spec validates it, keeps beta for it (reset for standard), and gives every run its own id
     spec = tmp_path / "spec.yaml"
     spec.write_text(
@@ -103,7 +104,17 @@ def test_registration_errors(toy):
 
 
 def test_the_builtin_definitions():
-    assert list_methods() == ["standard", "nm", "pgd", "fgsm", "igr", "additive-noise", "multiplicative-noise"]
+    assert list_methods() == [
+        "standard",
+        "nm",
+        "pgd",
+        "fgsm",
+        "igr",
+        "additive-noise",
+        "multiplicative-noise",
+        "gamma-noise",
+        "modulation-only",
+    ]
     assert {m.family for m in methods_module.METHODS.values()} <= set(FAMILIES)
     assert get_method("fgsm").settings == ("eps", "alpha", "norm", "eps_warmup", "early_stop")  # one step: no steps
     nm = TrainConfig(method="nm", beta=0.25, noise="laplace", modulate_after_norm=True)

@@ -21,6 +21,7 @@ Adding a method::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,7 @@ __all__ = [
     "FAMILIES",
     "METHODS",
     "Adversarial",
+    "CarrierOnly",
     "EpochCheck",
     "InputGradientRegularized",
     "InputNoise",
@@ -51,7 +53,9 @@ __all__ = [
     "get_method",
     "list_methods",
     "methods_using",
+    "nm_factor_spread",
     "register_method",
+    "sample_gamma",
 ]
 
 #: What a method is, for figures and reports: the baseline, noise modulation, adversarial
@@ -293,11 +297,12 @@ class Adversarial(Method):
 
 
 class InputNoise(nn.Module):
-    """Gaussian noise on the input in train mode, nothing in eval mode (like Dropout):
-    ``x + sigma * e`` (``additive``) or ``x * (1 + sigma * e)`` (``multiplicative``), ``e ~ N(0, 1)``
-    per element, drawn from ``generator``."""
+    """Noise on the input in train mode, nothing in eval mode (like Dropout), per element, drawn from
+    ``generator``: ``x + sigma * e`` (``additive``) or ``x * (1 + sigma * e)`` (``multiplicative``),
+    ``e ~ N(0, 1)``; or ``x * g`` (``gamma``), ``g ~ Gamma(1 / sigma^2, sigma^2)``: mean 1, standard
+    deviation ``sigma``, never negative."""
 
-    KINDS = ("additive", "multiplicative")
+    KINDS = ("additive", "multiplicative", "gamma")
 
     def __init__(self, kind: str, sigma: float, generator: torch.Generator | None = None):
         super().__init__()
@@ -309,6 +314,10 @@ class InputNoise(nn.Module):
         if not self.training or self.sigma == 0:
             return x
         device = self.generator.device if self.generator is not None else x.device
+        if self.kind == "gamma":
+            k = 1.0 / self.sigma**2
+            g = sample_gamma(x.shape, k, generator=self.generator, device=device, dtype=x.dtype) / k
+            return x * g.to(x.device)
         e = torch.randn(x.shape, generator=self.generator, device=device, dtype=x.dtype).to(x.device)
         return x + self.sigma * e if self.kind == "additive" else x * (1 + self.sigma * e)
 
@@ -316,12 +325,70 @@ class InputNoise(nn.Module):
         return f"kind={self.kind!r}, sigma={self.sigma:g}"
 
 
-class NoiseAugmented(Standard):
-    """Cross-entropy on the input with :class:`InputNoise` in front of the model (train only):
-    the controls that tell noise modulation from plain noise augmentation."""
+def sample_gamma(shape, k: float, *, generator=None, device=None, dtype=torch.float32) -> Tensor:
+    """Gamma(shape ``k``, scale 1) draws from ``generator``: Marsaglia & Tsang (2000), with their
+    boost ``G(k) = G(k + 1) U^(1/k)`` for ``k < 1``; the rejection loop repeats only for the few
+    rejected elements (about 2-5% at k >= 1)."""
+    a = k + 1.0 if k < 1 else k
+    d = a - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    n = math.prod(shape)
+    out = torch.empty(n, device=device, dtype=torch.float64)
+    todo = torch.arange(n, device=device)
+    while todo.numel():
+        z = torch.randn(todo.numel(), generator=generator, device=device, dtype=torch.float64)
+        u = torch.rand(todo.numel(), generator=generator, device=device, dtype=torch.float64)
+        v = (1.0 + c * z) ** 3
+        ok = (v > 0) & (torch.log(u) < 0.5 * z * z + d - d * v + d * torch.log(v.clamp_min(1e-300)))
+        out[todo[ok]] = d * v[ok]
+        todo = todo[~ok]
+    if k < 1:
+        out *= torch.rand(n, generator=generator, device=device, dtype=torch.float64) ** (1.0 / k)
+    return out.view(shape).to(dtype)
 
-    def __init__(self, kind: str, sigma: float, generator: torch.Generator | None):
-        self.noise = InputNoise(kind, sigma, generator)
+
+def nm_factor_spread(beta: float) -> float:
+    """The spread of nm's per-element factor ``N c^2 / C0 ~ c^2 / E[c^2]`` for the Gaussian carrier
+    ``c ~ N(beta, (1 - beta)^2)``: ``sqrt(Var c^2) / E[c^2] = sqrt(4 b^2 s^2 + 2 s^4) / (b^2 + s^2)``
+    with ``b = beta``, ``s = 1 - beta`` (1.2247 at beta 0.5, 0 at beta 1, sqrt(2) at beta 0)."""
+    b, s = beta, 1.0 - beta
+    return math.sqrt(4 * b * b * s * s + 2 * s**4) / (b * b + s * s)
+
+
+class CarrierOnly(nn.Module):
+    """Modulation without demodulation, in train mode: ``x * c / beta``, the carrier of nm
+    (``c = beta + (1 - beta) delta``, Gaussian ``delta``, :func:`~noisemod.modulation.sample_carrier`)
+    divided by its mean ``E[c] = beta`` so the factor's mean is 1; sign flips and all (at beta 0.5 a
+    factor is negative with probability 16%). Dividing by ``E[c]`` rather than the sample's
+    ``sum(c) / N`` keeps the factor defined for every beta > 0 (``sum(c)`` can be 0 for a small beta).
+    The identity in eval mode."""
+
+    def __init__(self, beta: float, generator: torch.Generator | None = None):
+        super().__init__()
+        if not 0 < beta <= 1:
+            raise ValueError(f"beta must be in (0, 1] (the factor c / beta is undefined at 0), got {beta!r}")
+        self.beta, self.generator = float(beta), generator
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.beta == 1:
+            return x
+        from .modulation import sample_carrier
+
+        device = self.generator.device if self.generator is not None else x.device
+        c = sample_carrier(x.shape, self.beta, "gaussian", generator=self.generator, device=device, dtype=x.dtype)
+        return x * (c.to(x.device) / self.beta)
+
+    def extra_repr(self) -> str:
+        return f"beta={self.beta:g}"
+
+
+class NoiseAugmented(Standard):
+    """Cross-entropy on the input with a noise module in front of the model (active in train mode
+    only: :class:`InputNoise`, :class:`CarrierOnly`): the controls that tell noise modulation from
+    plain noise augmentation."""
+
+    def __init__(self, noise: nn.Module):
+        self.noise = noise
 
     def wrap(self, model: nn.Module) -> nn.Module:
         return nn.Sequential(self.noise, model)
@@ -437,16 +504,45 @@ CONTROL_SIGMA = {"additive-noise": 0.25, "multiplicative-noise": 1.225}
 )
 def _additive(config, model, generator):
     sigma = config.sigma if config.sigma is not None else CONTROL_SIGMA["additive-noise"]
-    return NoiseAugmented("additive", sigma, generator)
+    return NoiseAugmented(InputNoise("additive", sigma, generator))
 
 
 @register_method(
     "multiplicative-noise",
     settings=("sigma",),
     family="control",
-    summary="cross-entropy on `x (1 + sigma e)`: Gaussian dropout on the input, nm without the demodulation "
-    f"`c^2 / C0` (default sigma {CONTROL_SIGMA['multiplicative-noise']}, the spread of nm's factor at beta 0.5)",
+    summary="cross-entropy on `x (1 + sigma e)`: Gaussian dropout on the input, nm's factor's mean and spread "
+    f"(default sigma {CONTROL_SIGMA['multiplicative-noise']}, nm's at beta 0.5) but a sign flip on 21% of the pixels",
 )
 def _multiplicative(config, model, generator):
     sigma = config.sigma if config.sigma is not None else CONTROL_SIGMA["multiplicative-noise"]
-    return NoiseAugmented("multiplicative", sigma, generator)
+    return NoiseAugmented(InputNoise("multiplicative", sigma, generator))
+
+
+@register_method(
+    "gamma-noise",
+    settings=("beta",),
+    family="control",
+    summary="cross-entropy on `x g`, `g ~ Gamma` per element with mean 1 and nm's factor's spread at `--beta` "
+    "(1.225 at 0.5): multiplicative noise that, like nm's factor, is never negative",
+)
+def _gamma(config, model, generator):
+    return NoiseAugmented(InputNoise("gamma", nm_factor_spread(config.beta), generator))
+
+
+def _positive_beta(config) -> tuple[str, str] | None:
+    if config.beta <= 0:
+        return "beta", "a number in (0, 1] for modulation-only (its factor c / beta is undefined at 0)"
+    return None
+
+
+@register_method(
+    "modulation-only",
+    settings=("beta",),
+    family="control",
+    summary="cross-entropy on `x c / beta` with nm's carrier `c = beta + (1 - beta) delta`: the paper's modulation "
+    "without the demodulation `c^2 / C0`, sign flips and all",
+    check=_positive_beta,
+)
+def _modulation_only(config, model, generator):
+    return NoiseAugmented(CarrierOnly(config.beta, generator))
