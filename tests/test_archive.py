@@ -118,3 +118,33 @@ def test_the_cli_archives_and_exits_2_naming_an_unfinished_run(finished, tmp_pat
     assert main(["archive", str(sweep), str(tmp_path / "b")]) == 2
     assert "run synthetic-mlp-standard-s0 is not finished" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_robustness_after_training_at_the_dataset_radii_is_kept_archived_and_tabled(finished, tmp_path):
+    from noisemod.attacks import robustness_eps
+    from noisemod.rundir import RunDir
+
+    assert robustness_eps("mnist") == (0.1, 0.3) and robustness_eps("fashion-mnist") == (0.05, 0.1)
+    assert robustness_eps("cifar10") == pytest.approx((2 / 255, 8 / 255))
+    with pytest.raises(ValueError, match="dataset 'imagefolder' declares no robustness radii"):
+        robustness_eps("imagefolder")
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY + "robustness: {images: 50, only: {method: [standard]}}\n")
+    lines = []
+    records = run_sweep(spec, sweep, log=lines.append)  # the finished runs get what the spec now asks
+    assert [r["status"] for r in records] == ["skipped", "skipped"]
+    run = RunDir(sweep / "runs" / "synthetic-mlp-standard-s0")
+    entries = run.read_robustness()
+    assert sorted(entries) == sorted(f"pgd-linf-eps{e:g}-n50" for e in robustness_eps("synthetic"))
+    assert all(e["robust_attack"]["images"] == 50 and e["robust_attack"]["steps"] == 50 for e in entries.values())
+    assert not RunDir(sweep / "runs" / "synthetic-mlp-nm-b0.5-gaussian-s0").read_robustness()  # only: standard
+    [row] = [r for r in SweepDir(sweep).read_results() if r["run_id"] == run.path.name]
+    for eps in robustness_eps("synthetic"):
+        assert isinstance(row[f"robust_accuracy_eps{eps:g}"], float)
+    archive_sweep(sweep, tmp_path / "a")
+    assert (tmp_path / "a" / "runs" / run.path.name / "robustness.json").is_file()
+    lines.clear()
+    assert [r["status"] for r in run_sweep(spec, sweep, log=lines.append)] == ["skipped", "skipped"]
+    assert not any("start" in line for line in lines)  # nothing left to do

@@ -5,7 +5,8 @@ An archive is a sweep folder without checkpoints or event files::
     spec.yaml        the spec the sweep ran (a copy)
     sweep.json       spec name, budget, run ids, the command that reproduces it
     results.csv      one row per finished run (as the sweep wrote it)
-    runs/<run_id>/   config.json, result.json, metrics.csv, interpretability.json (when scored)
+    runs/<run_id>/   config.json, result.json, metrics.csv, and when measured interpretability.json
+                     and robustness.json
 
 :func:`archive_sweep` copies a sweep in, all at once (the archive is written beside its place
 and renamed into it, so a reader or a crash sees the old archive or the new one), and is
@@ -29,7 +30,7 @@ from .rundir import RunDir, SweepDir
 __all__ = ["ARCHIVED_FILES", "SPEC", "ArchiveError", "ArchiveSummary", "archive_sweep", "restore_runs"]
 
 #: the files of a run that an archive keeps (interpretability.json only when the run has one)
-ARCHIVED_FILES = (RunDir.CONFIG, RunDir.RESULT, RunDir.METRICS, RunDir.INTERPRETABILITY)
+ARCHIVED_FILES = (RunDir.CONFIG, RunDir.RESULT, RunDir.METRICS, RunDir.INTERPRETABILITY, RunDir.ROBUSTNESS)
 SPEC = "spec.yaml"
 
 
@@ -54,6 +55,7 @@ def _check_run(run: RunDir) -> None:
         run.read_result()
         run.read_metrics()
         run.read_interpretability()
+        run.read_robustness()
     except (CorruptFileError, ValueError, OSError) as e:
         raise ArchiveError(f"cannot archive run {run.path.name}: {e}") from None
 

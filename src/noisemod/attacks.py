@@ -41,6 +41,7 @@ __all__ = [
     "evaluation_attack",
     "fgsm",
     "robust_accuracy",
+    "robustness_eps",
 ]
 
 #: The attack behind ``robust_accuracy`` in result.json: PGD-50 with Madry et al.'s step rule.
@@ -126,6 +127,16 @@ def attack_defaults(method: str, dataset: str, eps: float | None = None) -> dict
         raise ValueError(f"dataset {dataset!r} declares no default attack radius: give eps")
     rule = RELATIVE_DEFAULTS[method]
     return {"eps": eps, **rule, "alpha": rule["alpha"] * eps}
+
+
+def robustness_eps(dataset: str) -> tuple[float, ...]:
+    """The radii (Linf, [0, 1] pixel units) at which every model of ``dataset`` is attacked after
+    training when a spec asks for robustness, as declared with the dataset: a small one and the
+    training one (MNIST 0.1 and 0.3, Fashion-MNIST 0.05 and 0.1, CIFAR-10 2/255 and 8/255)."""
+    declared = _declared(dataset).get("robustness_eps")
+    if not declared:
+        raise ValueError(f"dataset {dataset!r} declares no robustness radii (register_dataset(attack=...))")
+    return tuple(float(e) for e in declared)
 
 
 def eps_warmup_default(dataset: str) -> float:

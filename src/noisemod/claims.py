@@ -174,7 +174,7 @@ def evaluate_claim(claim: dict, results_root) -> ClaimResult:
     """One claim against the archive it names under ``results_root``."""
     archive = SweepDir(Path(results_root) / claim["archive"])
     if not archive.file(archive.RESULTS).is_file():
-        raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} (results.csv missing)")
+        raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} ({archive.RESULTS} missing)")
     rows = archive.read_results()
     if rows and claim["metric"] not in rows[0]:
         raise ClaimError(f"claim {claim['id']}: no metric {claim['metric']!r} in {archive.file(archive.RESULTS)}")

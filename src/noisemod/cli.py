@@ -163,6 +163,8 @@ def cmd_evaluate(args) -> int:
     _check_device(args.device)
     if args.absolute and not args.cascading:
         raise UsageError("--absolute applies to --cascading only")
+    if args.eps is not None and not args.robust:
+        raise UsageError(f"invalid --eps={args.eps!r}: it applies to --robust only")
     if args.cascading:
         return _cascade(args)
     if args.metrics is not None or args.explainer is not None or args.floor or args.n is not None:
@@ -173,6 +175,7 @@ def cmd_evaluate(args) -> int:
     model = run.load_model(device=device)
     data = load_dataset(config.dataset, root=args.data_root or config.data_root, val_size=config.val_size)
     eps, norm = build_method(config, model).threat or (None, "linf")  # the run's threat model, if it has one
+    eps = args.eps if args.eps is not None else eps
     result = evaluate(
         model,
         data,
@@ -185,6 +188,8 @@ def cmd_evaluate(args) -> int:
         progress=not args.quiet,
     )
     run.write_evaluation(result)
+    if args.robust and result["robust_accuracy"] is not None:
+        run.write_robustness(result)
     print(json.dumps(result))
     return 0
 
@@ -432,6 +437,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--robust-images", type=_typed("robust_images", int, 1), help="with --robust: the first N test images"
     )
+    p.add_argument(
+        "--eps",
+        type=_typed("eps", float, 0),
+        help=f"with --robust: the attack radius (default: the run's, else the dataset's PGD eps); each radius's "
+        f"result is kept in RUN_DIR/{RunDir.ROBUSTNESS}",
+    )
     p.add_argument("--metrics", help=_metrics_help())
     p.add_argument("--explainer", help=f"attribution method: {_explainer_names()}")
     p.add_argument(
@@ -509,9 +520,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "archive",
         help="copy a finished sweep into the results archive (no checkpoints)",
-        description="Copy the spec, sweep.json, results.csv and each finished run's config, result, metrics and "
-        "interpretability into DEST (e.g. results/NAME), replacing it at once; an unfinished or corrupt run is "
-        "refused, naming it, and nothing is written.",
+        description=f"Copy the spec, {SweepDir.SWEEP}, {SweepDir.RESULTS} and each finished run's config, result, "
+        "metrics, interpretability and robustness into DEST (e.g. results/NAME), replacing it at once; an "
+        "unfinished or corrupt run is refused, naming it, and nothing is written.",
     )
     _shared(p, "sweep_dir")
     p.add_argument("dest", metavar="DEST", help="the archive folder, e.g. results/fig3-cpu")

@@ -134,7 +134,7 @@ class RunDir(_Folder):
 
     CONFIG, METRICS, LAST, BEST = "config.json", "metrics.csv", "last.pt", "best.pt"
     RESULT, EVALUATION, ERROR_LOG, GRADIENTS = "result.json", "evaluation.json", "error.log", "gradients.png"
-    INTERPRETABILITY, TENSORBOARD = "interpretability.json", "tensorboard"
+    INTERPRETABILITY, TENSORBOARD, ROBUSTNESS = "interpretability.json", "tensorboard", "robustness.json"
     MEAN_OF = "test set"  # the x_bar of interpretability.json's scores (see has_interpretability)
 
     # -- state
@@ -216,6 +216,28 @@ class RunDir(_Folder):
             out[interpretability_column(explainer, "ms_per_image")] = entry.get("ms_per_image")
         return out
 
+    def read_robustness(self) -> dict[str, dict]:
+        """robustness.json: one entry per attack after training (``robust_accuracy``, ``robust_attack``); ``{}``."""
+        return _read_object(self.file(self.ROBUSTNESS), "robustness results (a JSON object)", {})
+
+    def write_robustness(self, evaluation: dict[str, Any]) -> Path:
+        """Add (or replace) the entry of one robust evaluation (``robust_accuracy``, ``robust_attack``)."""
+        attack = evaluation["robust_attack"]
+        entry = {"robust_accuracy": evaluation["robust_accuracy"], "robust_attack": attack}
+        return write_json(self.file(self.ROBUSTNESS), {**self.read_robustness(), robustness_key(attack): entry})
+
+    def has_robustness(self, eps: float, images: int, norm: str = "linf") -> bool:
+        """Whether robustness.json holds the attack at ``eps`` on ``images`` test images."""
+        return robustness_key({"eps": eps, "images": images, "norm": norm}) in self.read_robustness()
+
+    def robustness_columns(self) -> dict[str, float]:
+        """robustness.json as results.csv columns: ``robust_accuracy_eps<eps>`` (Linf)."""
+        return {
+            robustness_column(e["robust_attack"]["eps"]): e["robust_accuracy"]
+            for e in self.read_robustness().values()
+            if e["robust_attack"].get("norm") == "linf"
+        }
+
     # -- metrics
 
     def read_metrics(self) -> list[dict[str, float | None]]:
@@ -290,6 +312,16 @@ class RunDir(_Folder):
 
     def has_error_log(self) -> bool:
         return self.file(self.ERROR_LOG).is_file()
+
+
+def robustness_key(attack: dict) -> str:
+    """robustness.json's key of one attack: ``pgd-linf-eps0.1-n1000``."""
+    return f"pgd-{attack.get('norm', 'linf')}-eps{float(attack['eps']):g}-n{attack['images']}"
+
+
+def robustness_column(eps: float) -> str:
+    """The results.csv column of the robust accuracy at ``eps`` (Linf), e.g. ``robust_accuracy_eps0.1``."""
+    return f"robust_accuracy_eps{float(eps):g}"
 
 
 def interpretability_column(explainer: str, score: str) -> str:
@@ -394,6 +426,7 @@ def read_results_table(path, *, completed_only: bool = True) -> list[dict]:
     except (UnicodeDecodeError, csv.Error) as e:
         raise CorruptFileError(f"{path} is not a results table: {e}") from None
     names = _column_names(header)
+    types.update({c: float for c in header if c.startswith(robustness_column(0).partition("eps")[0] + "eps")})
     rows = []
     for line, row in enumerate(raw, start=2):
         if None in row:  # more cells than the header has columns: a broken line

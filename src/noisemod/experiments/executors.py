@@ -75,18 +75,18 @@ class LocalExecutor:
         """The folder is local: writing sweep.json there is the check."""
 
     def run(self, tasks: Sequence[tuple], on_start: Callable, on_end: Callable) -> None:
-        """``tasks``: ``(key, config dict, run dir, interpretability)``; calls ``on_start(key)`` and
-        ``on_end(key, ok, code, resumed)`` (from worker threads) as runs start and end."""
+        """``tasks``: ``(key, config dict, run dir, post)`` (post: what to do after training); calls
+        ``on_start(key)`` and ``on_end(key, ok, code, resumed)`` (from worker threads) as runs start and end."""
         slots: queue.Queue[int] = queue.Queue()
         for s in range(self.jobs):
             slots.put(s)
 
         def one(task):
-            key, config, run_dir, interp = task
+            key, config, run_dir, post = task
             slot = slots.get()
             try:
                 on_start(key)
-                on_end(key, *run_task(config, run_dir, interp, self.slot_env(slot, len(tasks))))
+                on_end(key, *run_task(config, run_dir, post, self.slot_env(slot, len(tasks))))
             finally:
                 slots.put(slot)
 
@@ -173,9 +173,9 @@ class RayExecutor:
         remote = ray.remote(**options)(run_task)
         env = {"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
         pending = {}
-        for key, config, run_dir, interp in tasks:
+        for key, config, run_dir, post in tasks:
             on_start(key)
-            pending[remote.remote(config, run_dir, interp, env)] = key
+            pending[remote.remote(config, run_dir, post, env)] = key
         lock = threading.Lock()
         try:
             while pending:

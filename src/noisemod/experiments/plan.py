@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 from ..config import identity
 from ..rundir import RunDir, SweepDir
-from .spec import Run, Spec, expand, interpreted
-from .task import missing_explainers
+from .spec import Run, Spec, expand, interpreted, robustness_for
+from .task import missing_post
 
 __all__ = ["ACTIONS", "PlannedRun", "SweepPlan", "plan_action", "plan_sweep"]
 
@@ -25,13 +25,21 @@ def plan_action(run_dir) -> str:
 @dataclass
 class PlannedRun:
     """One run of the plan. ``record`` is what :func:`~noisemod.experiments.run_sweep` returns for it
-    (``run_id``, ``dir``, ``config``, ``action``, ``status``); ``interpretability`` the spec's metrics
-    settings when the run gets them (else None); ``interpret``: complete, but missing some of them."""
+    (``run_id``, ``dir``, ``config``, ``action``, ``status``); ``interpretability`` and ``robustness``
+    what the spec asks after training (else None); ``interpret``: complete, but missing some of it."""
+
+    @property
+    def post(self) -> dict | None:
+        """What :func:`~.task.run_task` does after training: ``{"interpretability", "robustness"}``."""
+        if self.interpretability is None and self.robustness is None:
+            return None
+        return {"interpretability": self.interpretability, "robustness": self.robustness}
 
     run: Run
     dir: RunDir
     action: str
     interpretability: dict | None = None
+    robustness: dict | None = None
     interpret: bool = False
     record: dict = field(init=False)
 
@@ -90,8 +98,9 @@ def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None) -> Swee
         run_dir = sweep.run(run.run_id)
         _check_existing(run, run_dir)
         settings = spec.interpretability if interpreted(spec, run.config) else None
-        p = PlannedRun(run, run_dir, plan_action(run_dir.path), settings)
-        p.interpret = p.action == "skip" and settings is not None and bool(missing_explainers(run_dir, settings))
+        robust = robustness_for(spec, run.config)
+        p = PlannedRun(run, run_dir, plan_action(run_dir.path), settings, robust)
+        p.interpret = p.action == "skip" and bool(missing_post(run_dir, p.post))
         planned.append(p)
     return SweepPlan(spec, budget, sweep, planned)
 

@@ -47,7 +47,13 @@ def _row(p: PlannedRun, spec_name: str, budget: str) -> dict | None:
     base = {"run_id": p.run.run_id, "spec": spec_name, "budget": budget, **p.run.config.to_dict()}
     if p.dir.is_complete():
         result = {k: v for k, v in p.dir.read_result().items() if not isinstance(v, dict)}
-        return {**base, "status": "completed", **result, **p.dir.interpretability_columns()}
+        return {
+            **base,
+            "status": "completed",
+            **result,
+            **p.dir.interpretability_columns(),
+            **p.dir.robustness_columns(),
+        }
     if p.dir.has_error_log():
         return {**base, "status": "failed"}
     return None
@@ -66,7 +72,7 @@ class _Progress:
         self.plan.sweep.write_results([row for row in rows if row is not None])
 
     def started(self, k: int, p: PlannedRun) -> None:
-        what = {"resume": " (resume)", "skip": " (interpretability)"}.get(p.action, "")
+        what = {"resume": " (resume)", "skip": " (after training: interpretability, robustness)"}.get(p.action, "")
         with self.lock:
             self.log(f"[{k}/{self.total}] start {p.run.run_id}{what}")
 
@@ -147,7 +153,7 @@ def _execute(plan: SweepPlan, pool, progress: _Progress) -> None:
 
     plan.sweep.runs_dir.mkdir(parents=True, exist_ok=True)
     progress.table()
-    tasks = [(k, p.run.config.to_dict(), str(p.dir.path), p.interpretability) for k, p in work.items()]
+    tasks = [(k, p.run.config.to_dict(), str(p.dir.path), p.post) for k, p in work.items()]
     pool.run(tasks, on_start, on_end)
     progress.table()
 

@@ -51,8 +51,9 @@ from ..methods import get_method
 
 __all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
 
-SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets", "interpretability")
+SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets", "interpretability", "robustness")
 INTERPRETABILITY_KEYS = ("metrics", "explainers", "n", "floor", "only")
+ROBUSTNESS_KEYS = ("images", "only")
 BUDGET_KEYS = ("datasets", "cases", "only")
 CASE_KEYS = ("when", "set")
 DEFAULTS = TrainConfig()
@@ -69,6 +70,7 @@ class Spec:
     fixed: dict[str, Any]
     budgets: dict[str, dict[str, Any]]
     interpretability: dict[str, Any] | None = None  # metrics, explainers, n, floor: computed after training
+    robustness: dict[str, Any] | None = None  # images, only: PGD-50 at the dataset's radii, after training
 
 
 @dataclass(frozen=True)
@@ -165,7 +167,30 @@ def load_spec(path) -> Spec:
         fixed,
         {str(k): v or {} for k, v in budgets.items()},
         _check_interpretability(check, raw.get("interpretability")),
+        _check_robustness(check, raw.get("robustness")),
     )
+
+
+def _check_only(check: _Checker, where: str, only) -> None:
+    for key, allowed in check.mapping(where, only).items():
+        check.key(where, key)
+        for j, value in enumerate(check.nonempty_list(f"{where}.{key}", allowed)):
+            check.value(f"{where}.{key}[{j}]", key, value)
+
+
+def _check_robustness(check: _Checker, section) -> dict[str, Any] | None:
+    """``robustness: {images: N, only: {...}}``: PGD-50 (Linf, random start) on the first N test images
+    (default 1000) at each radius the run's dataset declares (:func:`noisemod.attacks.robustness_eps`),
+    after training, for every finished run (or those ``only`` lists)."""
+    if section is None:
+        return None
+    check.mapping("robustness", section, ROBUSTNESS_KEYS)
+    values = {"images": 1000, "only": {}, **section}
+    _check_only(check, "robustness.only", values["only"])
+    n = values["images"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        check.fail("robustness.images", f"expected a positive integer, got {n!r}")
+    return values
 
 
 def _check_interpretability(check: _Checker, section) -> dict[str, Any] | None:
@@ -187,10 +212,7 @@ def _check_interpretability(check: _Checker, section) -> dict[str, Any] | None:
         "only": {},
         **section,
     }
-    for key, allowed in check.mapping("interpretability.only", values["only"]).items():
-        check.key("interpretability.only", key)
-        for j, value in enumerate(check.nonempty_list(f"interpretability.only.{key}", allowed)):
-            check.value(f"interpretability.only.{key}[{j}]", key, value)
+    _check_only(check, "interpretability.only", values["only"])
     for key, known in (("metrics", METRICS), ("explainers", EXPLAINERS)):
         for j, name in enumerate(check.nonempty_list(f"interpretability.{key}", values[key])):
             if name not in known:
@@ -223,6 +245,17 @@ def interpreted(spec: Spec, config: TrainConfig) -> bool:
     """Whether the spec's interpretability section applies to a run."""
     section = spec.interpretability
     return section is not None and all(getattr(config, k) in v for k, v in section["only"].items())
+
+
+def robustness_for(spec: Spec, config: TrainConfig) -> dict[str, Any] | None:
+    """The robust evaluations the spec asks of a run: ``{"eps": [...], "images": N}`` (the radii its
+    dataset declares), or None."""
+    from ..attacks import robustness_eps
+
+    section = spec.robustness
+    if section is None or not all(getattr(config, k) in v for k, v in section["only"].items()):
+        return None
+    return {"eps": list(robustness_eps(config.dataset)), "images": section["images"]}
 
 
 def normalize(values: dict[str, Any]) -> dict[str, Any]:

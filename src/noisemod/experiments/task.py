@@ -20,7 +20,16 @@ from collections.abc import Callable
 from ..config import TrainConfig
 from ..rundir import RunDir
 
-__all__ = ["interpret_command", "interpret_run", "missing_explainers", "run_task", "train_command", "train_run"]
+__all__ = [
+    "interpret_command",
+    "missing_explainers",
+    "missing_post",
+    "post_run",
+    "robust_command",
+    "run_task",
+    "train_command",
+    "train_run",
+]
 
 
 def train_command(config, run_dir, resume: bool) -> list[str]:
@@ -36,6 +45,29 @@ def interpret_command(run_dir, explainer: str, settings: dict) -> list[str]:
     cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--metrics", ",".join(settings["metrics"])]
     cmd += ["--explainer", explainer, "--json", "--quiet"] + (["--floor"] if settings["floor"] else [])
     return cmd + (["--n", str(settings["n"])] if settings["n"] is not None else [])
+
+
+def robust_command(run_dir, eps: float, images: int) -> list[str]:
+    """The ``noisemod evaluate --robust`` process that adds one radius to the run's robustness.json."""
+    cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--robust", "--eps", repr(float(eps))]
+    return cmd + ["--robust-images", str(images), "--quiet"]
+
+
+def missing_post(run_dir: RunDir, post: dict | None) -> list[list[str]]:
+    """The commands still to run after training (``post``: the spec's interpretability and
+    robustness for this run), for what the run's files do not hold yet."""
+    if post is None:
+        return []
+    commands = []
+    if post.get("interpretability") is not None:
+        settings = post["interpretability"]
+        commands += [interpret_command(run_dir.path, e, settings) for e in missing_explainers(run_dir, settings)]
+    if post.get("robustness") is not None:
+        r = post["robustness"]
+        commands += [
+            robust_command(run_dir.path, e, r["images"]) for e in r["eps"] if not run_dir.has_robustness(e, r["images"])
+        ]
+    return commands
 
 
 def missing_explainers(run_dir: RunDir, settings: dict) -> list[str]:
@@ -78,27 +110,29 @@ def train_run(config: TrainConfig, run_dir: RunDir, resume: bool, env: dict, chi
     return ok, proc.returncode
 
 
-def interpret_run(run_dir: RunDir, settings: dict, env: dict, child: Callable) -> tuple[bool, int]:
-    """The spec's interpretability metrics for a finished run, each explainer not yet done; on
+def post_run(run_dir: RunDir, post: dict | None, env: dict, child: Callable) -> tuple[bool, int]:
+    """What the spec asks of a finished run after training (interpretability metrics of each
+    explainer, robust accuracy at each radius), what is not done yet, one process each; on
     failure the output's tail goes to error.log."""
-    for explainer in missing_explainers(run_dir, settings):
-        proc = child(interpret_command(run_dir.path, explainer, settings), env)
+    for command in missing_post(run_dir, post):
+        proc = child(command, env)
         if proc.returncode != 0:
             _failed(run_dir, proc)
             return False, proc.returncode
     return True, 0
 
 
-def run_task(config: dict, run_dir: str, interpretability: dict | None, env: dict) -> tuple[bool, int, bool]:
+def run_task(config: dict, run_dir: str, post: dict | None, env: dict) -> tuple[bool, int, bool]:
     """One run of a sweep, wherever it executes: train it unless it is complete (resuming it when
-    interrupted), then the interpretability the spec asks for. Returns ``(ok, exit code, resumed)``;
-    on failure the child's output tail is in the run's error.log."""
+    interrupted), then what the spec asks after training (``post``: ``{"interpretability",
+    "robustness"}``, see :func:`missing_post`). Returns ``(ok, exit code, resumed)``; on failure the
+    child's output tail is in the run's error.log."""
     run = RunDir(run_dir)
     resumed = run.status() == "interrupted"
     ok, code = True, 0
     full_env = {**os.environ, **env}
     if not run.is_complete():
         ok, code = train_run(TrainConfig.from_dict(config), run, resumed, full_env, child_process)
-    if ok and interpretability is not None:
-        ok, code = interpret_run(run, interpretability, full_env, child_process)
+    if ok and post is not None:
+        ok, code = post_run(run, post, full_env, child_process)
     return ok, code, resumed
