@@ -65,3 +65,18 @@ def test_report_needs_results(tmp_path):
     with pytest.raises(ValueError, match=r"results\.csv"):
         write_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
+
+
+def test_a_report_of_an_archive_needs_no_checkpoints(sweep, tmp_path):
+    import shutil
+
+    archive = tmp_path / "archive"
+    shutil.copytree(sweep, archive)
+    for checkpoint in archive.rglob("*.pt"):
+        checkpoint.unlink()
+    html_path, md_path = write_report(archive)
+    assert html_path.is_file()
+    md = md_path.read_text(encoding="utf-8")
+    assert "an archive (no checkpoints): the figures that draw gradient maps (fig1, fig4) are left out" in md
+    assert "fig3" in md and "figures/fig1.png" not in md
+    assert all(f"{r['vii']:.4f}" in md for r in figures.load_results(archive))

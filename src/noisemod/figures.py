@@ -547,10 +547,25 @@ def _fig1_runs(rows: Sequence[Mapping]) -> dict[str, Mapping]:
     return best
 
 
-def plan_figures(rows: Sequence[Mapping], spec: str = "") -> list[str]:
+#: the figures that draw gradient maps, so need the runs' checkpoints (an archive has none)
+NEED_CHECKPOINTS = ("fig1", "fig4")
+
+
+def plan_figures(rows: Sequence[Mapping], spec: str = "", *, checkpoints: bool = True) -> list[str]:
     """Which figures apply to a sweep: fig1 when standard and nm runs of one model exist, fig2 always,
     fig3 when there are several (model, method) pairs (or the spec is named like fig3), fig4 and
-    fig5 when nm runs vary beta or the noise alone, tradeoff when methods compare over settings."""
+    fig5 when nm runs vary beta or the noise alone, tradeoff when methods compare over settings.
+    Without ``checkpoints`` (an archive), not those of :data:`NEED_CHECKPOINTS`."""
+    plan = [name for name in _applicable(rows, spec) if checkpoints or name not in NEED_CHECKPOINTS]
+    return plan
+
+
+def has_checkpoints(sweep_dir: PathLike, rows: Sequence[Mapping]) -> bool:
+    """Whether every finished run of the sweep still has its best checkpoint (an archive has none)."""
+    return all(RunDir(_run_dir(sweep_dir, r)).file(RunDir.BEST).is_file() for r in rows)
+
+
+def _applicable(rows: Sequence[Mapping], spec: str) -> list[str]:
     plan = []
     if _fig1_runs(rows):
         plan.append("fig1")
@@ -577,7 +592,8 @@ def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root
     out = Path(out_dir) if out_dir is not None else SweepDir(sweep_dir).figures_dir
     root = data_root or rows[0].get("data_root")
     written: list[Path] = []
-    for name in plan_figures(rows, str(read_sweep(sweep_dir).get("spec", ""))):
+    names = plan_figures(rows, str(read_sweep(sweep_dir).get("spec", "")), checkpoints=has_checkpoints(sweep_dir, rows))
+    for name in names:
         paths = [out / f"{name}.png", out / f"{name}.svg"]
         if name == "fig1":
             written += fig1({m: _run_dir(sweep_dir, r) for m, r in _fig1_runs(rows).items()}, paths, data_root=root)

@@ -18,7 +18,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .config import condition_names, field_names
-from .figures import aggregate, condition_label, interpretability_scores, load_results, make_figures, read_sweep
+from .figures import (
+    NEED_CHECKPOINTS,
+    aggregate,
+    condition_label,
+    has_checkpoints,
+    interpretability_scores,
+    load_results,
+    make_figures,
+    read_sweep,
+)
 from .io import atomic_write
 from .rundir import SweepDir
 
@@ -129,6 +138,12 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
         f"seeds: {values('seed')}",
         f"train_size (images): {values('train_images')}",
     ]
+    if not has_checkpoints(sweep_dir, rows):
+        summary.append(
+            "an archive (no checkpoints): the figures that draw gradient maps ("
+            + ", ".join(NEED_CHECKPOINTS)
+            + ") are left out; rerun the sweep to make them"
+        )
     settings = (
         ["setting", "value"],
         [[k, _fmt(v)] for k, v in fixed.items()]
