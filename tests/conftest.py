@@ -1,4 +1,5 @@
-"""Shared fixtures: the real-data folder (../shared/data, skipped when absent) and an isolated cache."""
+"""Shared fixtures: the real-data folder (../shared/data, skipped when absent) and an isolated cache;
+under pytest-xdist, each worker on its own share of the CPU cores."""
 
 import os
 import tempfile
@@ -8,8 +9,37 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
-# Decoded-dataset caches go to one temporary folder per test session, never to the user's cache.
+# Decoded-dataset caches and compiled kernels go to one temporary folder per test session, never to the
+# user's cache. Under xdist the workers inherit the folder the controller made here, so they share it
+# (entries are written atomically: io.atomic_write).
 os.environ.setdefault("NOISEMOD_CACHE", tempfile.mkdtemp(prefix="noisemod-test-cache-"))
+
+
+def pytest_configure(config):
+    """An xdist worker runs on its share of the cores (worker i of n: every n-th core from the i-th) with
+    one torch thread per core, and so do the processes it starts (they inherit the affinity; a sweep's
+    local executor gives each run ``cores // jobs`` threads). Without this each worker and each
+    training child would start a thread per core of the machine: on 2 cores, 4 spinning OpenMP threads
+    or more, several times slower than one thread each."""
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is None or not hasattr(os, "sched_setaffinity"):
+        return
+    index, count = int(workerinput["workerid"].removeprefix("gw")), int(workerinput["workercount"])
+    cores = sorted(os.sched_getaffinity(0))
+    mine = cores[index::count] if count <= len(cores) else [cores[index % len(cores)]]
+    os.sched_setaffinity(0, mine)
+    threads = str(len(mine))
+    os.environ.update(OMP_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
+    import torch
+
+    torch.set_num_threads(len(mine))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the tests marked slow first (in their order), so that no worker is left with a long one
+    at the end while the others are idle. Every worker sorts its collection the same way."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

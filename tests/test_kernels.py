@@ -10,31 +10,46 @@ import pytest
 import torch
 
 from noisemod import kernels
-from noisemod.modulation import _fused_modulate, fused_modulate
+from noisemod.modulation import _fused_modulate, _work_dtype, fused_modulate
 
 pytestmark = pytest.mark.filterwarnings("ignore:No CUDA runtime")
 
 
-@pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("cache")  # the tests share packages: each build takes ~10 s
+@pytest.fixture
+def kernel_cache():
+    """The session's kernel folder (conftest.py's NOISEMOD_CACHE), shared with the other tests and xdist
+    workers: each build takes ~10 s, so a package is built once per session. A test that changes a
+    package, or needs none there, uses a folder of its own."""
+    kernels.clear_loaded()
+    yield kernels.kernel_dir()
+    kernels.clear_loaded()
+
+
+def _package(kernel_cache, x):
+    """The package fused_modulate(x, beta) runs (the key and beta are fixed-shape arguments)."""
+    beta = torch.tensor(0.5, dtype=_work_dtype(x.dtype))
+    return kernel_cache / f"{kernels._key(_fused_modulate, (x, _key_of(0), beta), (True, False, False))}.pt2"
 
 
 @pytest.fixture
-def kernel_cache(shared_cache, monkeypatch):
-    monkeypatch.setenv("NOISEMOD_CACHE", str(shared_cache))
-    kernels.clear_loaded()
-    yield shared_cache / "kernels"
-    kernels.clear_loaded()
+def builds(monkeypatch):
+    """The names of the packages built from now on in this process."""
+    names, build = [], kernels._build
+
+    def record(fn, args, batched, path, max_batch):
+        names.append(path.name)
+        return build(fn, args, batched, path, max_batch)
+
+    monkeypatch.setattr(kernels, "_build", record)
+    return names
 
 
 def _key_of(seed):
     return torch.randint(-(2**31), 2**31, (2,), dtype=torch.int32, generator=torch.Generator().manual_seed(seed))
 
 
-def test_one_kernel_for_every_batch_size_equal_to_torch_compile(kernel_cache):
+def test_one_kernel_for_every_batch_size_equal_to_torch_compile(kernel_cache, builds):
     compiled = torch.compile(_fused_modulate)
-    before = set(kernel_cache.glob("*.pt2"))
     outs = {}
     for b in (64, 1, 7):  # one package with a dynamic batch: built at the first call, reused after
         x = torch.rand(b, 1, 6, 6, generator=torch.Generator().manual_seed(b))
@@ -43,19 +58,18 @@ def test_one_kernel_for_every_batch_size_equal_to_torch_compile(kernel_cache):
         torch.testing.assert_close(
             outs[b], fused_modulate(x, 0.5, generator=torch.Generator().manual_seed(b), compiled=False)
         )
-    assert len(set(kernel_cache.glob("*.pt2")) - before) <= 1  # at most one new (none if built before)
-    assert len(set(kernel_cache.glob("*.pt2"))) >= 1
-    n = len(list(kernel_cache.glob("*.pt2")))
-    fused_modulate(torch.rand(3, 1, 6, 6, dtype=torch.float64), 0.5)  # another dtype: another kernel
-    assert len(list(kernel_cache.glob("*.pt2"))) == n + 1
+    package = _package(kernel_cache, x)
+    assert package.is_file() and set(builds) <= {package.name}  # one package, built at most once (none if before)
+    double = torch.rand(3, 1, 6, 6, dtype=torch.float64)
+    fused_modulate(double, 0.5)  # another dtype: another kernel
+    assert _package(kernel_cache, double) != package and _package(kernel_cache, double).is_file()
+    assert set(builds) <= {package.name, _package(kernel_cache, double).name}
 
 
-def test_a_new_process_loads_the_package_without_compiling(kernel_cache):
+def test_a_new_process_loads_the_package_without_compiling(kernel_cache, tmp_path):
     x = torch.rand(5, 1, 6, 6, generator=torch.Generator().manual_seed(0))
     here = fused_modulate(x, 0.25, generator=torch.Generator().manual_seed(1))
-    package = (
-        kernel_cache / f"{kernels._key(_fused_modulate, (x, _key_of(0), torch.tensor(0.25)), (True, False, False))}.pt2"
-    )
+    package = _package(kernel_cache, x)
     mtime = package.stat().st_mtime_ns
     child = (
         "import sys, torch\n"
@@ -65,7 +79,7 @@ def test_a_new_process_loads_the_package_without_compiling(kernel_cache):
         "assert 'torch._inductor' not in sys.modules and 'torch._dynamo' not in sys.modules, 'compiled'\n"
         "torch.save(y, sys.argv[1])\n"
     )
-    out = kernel_cache.parent / "child.pt"
+    out = tmp_path / "child.pt"
     env = {**os.environ, "NOISEMOD_CACHE": str(kernel_cache.parent)}
     proc = subprocess.run([sys.executable, "-c", child, str(out)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -73,12 +87,13 @@ def test_a_new_process_loads_the_package_without_compiling(kernel_cache):
     assert package.stat().st_mtime_ns == mtime  # loaded, not rebuilt
 
 
-def test_a_corrupt_package_is_rebuilt(kernel_cache):
+def test_a_corrupt_package_is_rebuilt(kernel_cache, tmp_path, monkeypatch):
     x = torch.rand(2, 1, 6, 6)
     first = fused_modulate(x, 0.5, generator=torch.Generator().manual_seed(2))
-    package = (
-        kernel_cache / f"{kernels._key(_fused_modulate, (x, _key_of(0), torch.tensor(0.5)), (True, False, False))}.pt2"
-    )
+    # the same package, corrupt, in a cache of this test's own (the session's is shared)
+    monkeypatch.setenv("NOISEMOD_CACHE", str(tmp_path))
+    package = _package(kernels.kernel_dir(), x)
+    package.parent.mkdir()
     package.write_bytes(b"not a package")
     kernels.clear_loaded()
     with warnings.catch_warnings():

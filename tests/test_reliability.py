@@ -135,7 +135,8 @@ def start_and_wait_for_checkpoint(cmd, run):
     return proc
 
 
-EPOCHS = 60  # ~2 s on a quiet 2-core machine: room to interrupt after the first checkpoint
+# ~0.4 s an epoch on one core: the signal comes after the first checkpoint, with 14 epochs of room before the end
+EPOCHS = 15
 
 
 @pytest.fixture(scope="module")
@@ -147,6 +148,7 @@ def reference_run(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("reference-run")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["TERM", "INT", "KILL"])
 def test_killed_cli_run_resumes_to_the_uninterrupted_result(tmp_path, reference_run, signum):
     run = tmp_path / "run"
@@ -164,12 +166,13 @@ def test_killed_cli_run_resumes_to_the_uninterrupted_result(tmp_path, reference_
     assert (a["test_accuracy"], a["vii"], a["best_epoch"]) == (b["test_accuracy"], b["vii"], b["best_epoch"])
 
 
-SWEEP_SPEC = """name: killtest
-fixed: {dataset: digits, model: lenet, batch_size: 32}
+SWEEP_EPOCHS = 12  # the crash comes in the second run after its first checkpoint: 11 epochs of room
+SWEEP_SPEC = f"""name: killtest
+fixed: {{dataset: digits, model: lenet, batch_size: 32}}
 grids:
-  - {method: [standard, nm], seed: [0, 1]}
+  - {{method: [standard, nm], seed: [0, 1]}}
 budgets:
-  tiny: {epochs: 40}
+  tiny: {{epochs: {SWEEP_EPOCHS}}}
 """
 
 
@@ -212,7 +215,12 @@ def test_sweep_killed_mid_run_completes_only_the_missing_runs(tmp_path):
     for row in rows:
         ref = fit(
             TrainConfig(
-                dataset="digits", model="lenet", batch_size=32, epochs=40, method=row["method"], seed=int(row["seed"])
+                dataset="digits",
+                model="lenet",
+                batch_size=32,
+                epochs=SWEEP_EPOCHS,
+                method=row["method"],
+                seed=int(row["seed"]),
             ),
             tmp_path / "ref" / row["run_id"],
             progress=False,

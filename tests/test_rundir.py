@@ -6,6 +6,7 @@ import ast
 import csv
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -117,11 +118,25 @@ def test_a_run_written_before_still_loads_evaluates_and_resumes(tmp_path, capsys
     assert set(resumed) == set(RESULT_FIELDS) - optional and RunDir(run).read_result() == resumed
 
 
-def test_a_sweep_written_before_still_reports_and_reruns(tmp_path, monkeypatch):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC)
-    out = tmp_path / "sweep"
-    run_sweep(spec, out, budget="cpu", log=quiet)
+@pytest.fixture(scope="module")
+def sweep_once(tmp_path_factory):
+    """SPEC's sweep, run once for the module (two training processes); tests get a copy of it."""
+    folder = tmp_path_factory.mktemp("finished")
+    (folder / "spec.yaml").write_text(SPEC)
+    run_sweep(folder / "spec.yaml", folder / "sweep", budget="cpu", log=quiet)
+    return folder
+
+
+@pytest.fixture
+def finished_sweep(sweep_once, tmp_path):
+    """A copy of the finished sweep (and its spec.yaml) in this test's tmp_path, free to break."""
+    shutil.copy(sweep_once / "spec.yaml", tmp_path / "spec.yaml")
+    return Path(shutil.copytree(sweep_once / "sweep", tmp_path / "sweep", symlinks=True))
+
+
+@pytest.mark.xdist_group("finished-sweep")
+def test_a_sweep_written_before_still_reports_and_reruns(finished_sweep, tmp_path, monkeypatch):
+    spec, out = tmp_path / "spec.yaml", finished_sweep
     new_rows = SweepDir(out).read_results()
     for run in (out / "runs").iterdir():
         make_old_run(run)
@@ -168,15 +183,7 @@ def test_results_are_typed_by_their_descriptions_not_guessed(tmp_path):
     assert {k: row[k] for k in rows[0]} == rows[0]  # every value round-trips with its type
 
 
-@pytest.fixture
-def finished_sweep(tmp_path):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(SPEC)
-    out = tmp_path / "sweep"
-    run_sweep(spec, out, budget="cpu", log=quiet)
-    return out
-
-
+@pytest.mark.xdist_group("finished-sweep")
 @pytest.mark.parametrize(
     "target,content,command",
     [
@@ -198,6 +205,7 @@ def test_a_broken_file_is_an_error_naming_it(finished_sweep, capsys, target, con
     assert str(path) in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.xdist_group("finished-sweep")
 def test_a_broken_results_table_names_the_file_line_and_column(finished_sweep, capsys):
     path = finished_sweep / "results.csv"
     lines = path.read_text().splitlines()
