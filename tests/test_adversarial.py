@@ -405,7 +405,10 @@ def test_a_sweep_rerun_refuses_an_old_pgd_run_trained_without_warmup(tmp_path):
         (["--method", "standard", "--sigma", "0.3"], "--sigma=0.3: used by additive-noise, multiplicative-noise"),
         (["--method", "nm", "--eps-warmup", "1"], "--eps-warmup=1.0: used by pgd, fgsm, not by --method nm"),
         (["--method", "igr", "--early-stop"], "--early-stop=True: used by pgd, fgsm"),
-        (["--method", "pgd", "--beta", "0.3"], "--beta=0.3: used by nm, not by --method pgd"),
+        (
+            ["--method", "pgd", "--beta", "0.3"],
+            "--beta=0.3: used by nm, gamma-noise, modulation-only, not by --method pgd",
+        ),
     ],
 )
 def test_bad_adversarial_and_control_options_exit_2(tmp_path, capsys, argv, needle):
