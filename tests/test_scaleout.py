@@ -254,6 +254,7 @@ def test_tensorboard_event_files_hold_the_curves_and_the_maps(tmp_path):
     assert not (off / "tensorboard").exists()
 
 
+@pytest.mark.slow
 def test_warm_up_compiles_and_changes_nothing():
     config = TrainConfig(dataset="synthetic", model="mlp", method="nm", fused_noise=True)
     data, split = load_data(config)
