@@ -14,8 +14,15 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Decoded-dataset caches and compiled kernels go to one temporary folder per test session, never to the
 # user's cache. Under xdist the workers inherit the folder the controller made here, so they share it
-# (entries are written atomically: io.atomic_write).
-os.environ.setdefault("NOISEMOD_CACHE", tempfile.mkdtemp(prefix="noisemod-test-cache-"))
+# (entries are written atomically: io.atomic_write); the process that made it removes it at the end.
+_MADE_CACHE = None
+if "NOISEMOD_CACHE" not in os.environ:
+    _MADE_CACHE = os.environ["NOISEMOD_CACHE"] = tempfile.mkdtemp(prefix="noisemod-test-cache-")
+
+
+def pytest_unconfigure(config):
+    if _MADE_CACHE is not None:
+        shutil.rmtree(_MADE_CACHE, ignore_errors=True)
 
 
 def pytest_configure(config):
