@@ -1,8 +1,11 @@
-"""Shared fixtures: the real-data folder (../shared/data, skipped when absent) and an isolated cache;
-under pytest-xdist, each worker on its own share of the CPU cores."""
+"""Shared fixtures: the real-data folder (../shared/data, skipped when absent), an isolated cache, and
+folders built once per session; under pytest-xdist, each worker on its own share of the CPU cores."""
 
+import fcntl
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,8 +14,15 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 # Decoded-dataset caches and compiled kernels go to one temporary folder per test session, never to the
 # user's cache. Under xdist the workers inherit the folder the controller made here, so they share it
-# (entries are written atomically: io.atomic_write).
-os.environ.setdefault("NOISEMOD_CACHE", tempfile.mkdtemp(prefix="noisemod-test-cache-"))
+# (entries are written atomically: io.atomic_write); the process that made it removes it at the end.
+_MADE_CACHE = None
+if "NOISEMOD_CACHE" not in os.environ:
+    _MADE_CACHE = os.environ["NOISEMOD_CACHE"] = tempfile.mkdtemp(prefix="noisemod-test-cache-")
+
+
+def pytest_unconfigure(config):
+    if _MADE_CACHE is not None:
+        shutil.rmtree(_MADE_CACHE, ignore_errors=True)
 
 
 def pytest_configure(config):
@@ -40,6 +50,29 @@ def pytest_collection_modifyitems(config, items):
     at the end while the others are idle. Every worker sorts its collection the same way."""
     if hasattr(config, "workerinput"):
         items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="session")
+def build_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path]:
+    """``build_once(name, build)``: a folder that ``build(folder)`` filled, once per test session. Under
+    xdist the workers share it: the first one to ask builds it, holding a lock that the others wait on.
+    Tests only read it (a test that changes it copies it to its tmp_path first)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # this session's folder, above those of its workers
+
+    def once(name: str, build: Callable[[Path], None]) -> Path:
+        folder = base / f"once-{name}"
+        with open(base / f"once-{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if not (folder / ".built").is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # what a failed build left
+                folder.mkdir()
+                build(folder)
+                (folder / ".built").touch()
+        return folder
+
+    return once
 
 
 @pytest.fixture(scope="session")

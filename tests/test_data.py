@@ -563,6 +563,7 @@ def test_real_mnist(monkeypatch):
     assert data.mean[0] == pytest.approx(0.1307, abs=2e-3) and data.std[0] == pytest.approx(0.3081, abs=2e-3)
 
 
+@pytest.mark.slow
 @realdata
 @pytest.mark.skipif(not (SHARED_DATA / "cifar10-jpeg.zip").is_file(), reason="needs ../shared/data/cifar10-jpeg.zip")
 def test_real_cifar10_jpeg(monkeypatch):

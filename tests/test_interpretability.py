@@ -317,6 +317,7 @@ def test_evaluate_metrics_bad_input_exits_2_writing_nothing(run, capsys, argv, n
 # ----------------------------------------------------------------------------- sweeps, report, maps
 
 
+@pytest.mark.slow
 def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, capsys):
     from noisemod import figures
     from noisemod.experiments import load_spec, run_sweep

@@ -48,6 +48,7 @@ def _key_of(seed):
     return torch.randint(-(2**31), 2**31, (2,), dtype=torch.int32, generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.slow
 def test_one_kernel_for_every_batch_size_equal_to_torch_compile(kernel_cache, builds):
     compiled = torch.compile(_fused_modulate)
     outs = {}
@@ -87,6 +88,7 @@ def test_a_new_process_loads_the_package_without_compiling(kernel_cache, tmp_pat
     assert package.stat().st_mtime_ns == mtime  # loaded, not rebuilt
 
 
+@pytest.mark.slow
 def test_a_corrupt_package_is_rebuilt(kernel_cache, tmp_path, monkeypatch):
     x = torch.rand(2, 1, 6, 6)
     first = fused_modulate(x, 0.5, generator=torch.Generator().manual_seed(2))

@@ -139,16 +139,18 @@ def start_and_wait_for_checkpoint(cmd, run):
 EPOCHS = 15
 
 
-@pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    ref = tmp_path_factory.mktemp("ref") / "run"
-    done = subprocess.run(cli_train(ref, EPOCHS), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return ref
+@pytest.fixture(scope="session")
+def reference_run(build_once):
+    """The uninterrupted run, trained once per session; the tests only read it."""
+
+    def build(folder):
+        done = subprocess.run(cli_train(folder / "run", EPOCHS), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+
+    return build_once("reliability-reference", build) / "run"
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("reference-run")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["TERM", "INT", "KILL"])
 def test_killed_cli_run_resumes_to_the_uninterrupted_result(tmp_path, reference_run, signum):
     run = tmp_path / "run"

@@ -118,13 +118,15 @@ def test_a_run_written_before_still_loads_evaluates_and_resumes(tmp_path, capsys
     assert set(resumed) == set(RESULT_FIELDS) - optional and RunDir(run).read_result() == resumed
 
 
-@pytest.fixture(scope="module")
-def sweep_once(tmp_path_factory):
-    """SPEC's sweep, run once for the module (two training processes); tests get a copy of it."""
-    folder = tmp_path_factory.mktemp("finished")
-    (folder / "spec.yaml").write_text(SPEC)
-    run_sweep(folder / "spec.yaml", folder / "sweep", budget="cpu", log=quiet)
-    return folder
+@pytest.fixture(scope="session")
+def sweep_once(build_once):
+    """SPEC's sweep, run once per session (two training processes); tests get a copy of it."""
+
+    def build(folder):
+        (folder / "spec.yaml").write_text(SPEC)
+        run_sweep(folder / "spec.yaml", folder / "sweep", budget="cpu", log=quiet)
+
+    return build_once("rundir-sweep", build)
 
 
 @pytest.fixture
@@ -134,7 +136,6 @@ def finished_sweep(sweep_once, tmp_path):
     return Path(shutil.copytree(sweep_once / "sweep", tmp_path / "sweep", symlinks=True))
 
 
-@pytest.mark.xdist_group("finished-sweep")
 def test_a_sweep_written_before_still_reports_and_reruns(finished_sweep, tmp_path, monkeypatch):
     spec, out = tmp_path / "spec.yaml", finished_sweep
     new_rows = SweepDir(out).read_results()
@@ -183,7 +184,6 @@ def test_results_are_typed_by_their_descriptions_not_guessed(tmp_path):
     assert {k: row[k] for k in rows[0]} == rows[0]  # every value round-trips with its type
 
 
-@pytest.mark.xdist_group("finished-sweep")
 @pytest.mark.parametrize(
     "target,content,command",
     [
@@ -205,7 +205,6 @@ def test_a_broken_file_is_an_error_naming_it(finished_sweep, capsys, target, con
     assert str(path) in err and len(err.strip().splitlines()) == 1, err
 
 
-@pytest.mark.xdist_group("finished-sweep")
 def test_a_broken_results_table_names_the_file_line_and_column(finished_sweep, capsys):
     path = finished_sweep / "results.csv"
     lines = path.read_text().splitlines()

@@ -144,7 +144,6 @@ def local_ray():
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")  # one Ray instance at a time
 def test_ray_executor_gives_the_local_executors_results(tmp_path, local_ray):
     spec = tmp_path / "spec.yaml"
     spec.write_text(SPEC)
@@ -161,7 +160,7 @@ def test_ray_executor_gives_the_local_executors_results(tmp_path, local_ray):
 KILL_SPEC = """name: raykill
 fixed: {dataset: digits, model: lenet, batch_size: 32, method: nm}
 grids: [{seed: [0, 1]}]
-budgets: {tiny: {epochs: 40}}
+budgets: {tiny: {epochs: 12}}  # the kill comes after the first checkpoint: 11 epochs of room
 """
 
 
@@ -182,7 +181,6 @@ def _train_processes(out: Path) -> list[tuple[int, int]]:
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("ray")  # one Ray instance at a time
 def test_a_killed_ray_worker_leaves_the_run_resumable_and_it_finishes_the_same(tmp_path):
     pytest.importorskip("ray")
     spec = tmp_path / "spec.yaml"
@@ -256,6 +254,7 @@ def test_tensorboard_event_files_hold_the_curves_and_the_maps(tmp_path):
     assert not (off / "tensorboard").exists()
 
 
+@pytest.mark.slow
 def test_warm_up_compiles_and_changes_nothing():
     config = TrainConfig(dataset="synthetic", model="mlp", method="nm", fused_noise=True)
     data, split = load_data(config)

@@ -158,6 +158,7 @@ def test_results_csv_is_written_atomically(tmp_path, monkeypatch):
     assert path.read_text() == before and [p.name for p in tmp_path.iterdir()] == ["results.csv"]
 
 
+@pytest.mark.slow
 def test_sweep_runs_in_parallel_skips_and_resumes(tmp_path, monkeypatch):
     spec = write(
         tmp_path,

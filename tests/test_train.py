@@ -325,6 +325,7 @@ def test_channels_last_trains_the_same_model(tmp_path):
     assert not torch.load(tmp_path / "True" / "last.pt", weights_only=True)["config"]["compile"]
 
 
+@pytest.mark.slow
 def test_compile_trains_nm_to_the_same_losses(tmp_path):
     # torch.compile (inductor on CPU) of the modulated model: the losses of eager training, up to rounding
     config = TrainConfig(dataset="synthetic", model="mlp", method="nm", epochs=1, batch_size=64)
@@ -345,6 +346,7 @@ def test_compile_and_channels_last_are_validated():
         TrainConfig(method="nm", noise="laplace", fused_noise=True)
 
 
+@pytest.mark.slow
 def test_fused_noise_trains_like_nm_and_composes_with_compile(tmp_path):
     # Another random stream, same method: after two epochs the fused run learns as the eager one does;
     # with --compile the fused kernel is traced inside the compiled model and gives its losses.
