@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test test-all lint format bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -15,8 +15,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: $(VENV)/.installed
 	$(PY) -m noisemod demo
 
+# the quick suite (every test but those marked slow: under 5 minutes on 2 cores after the install)
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+# every test, the slow ones (kills and resumes, Ray, sweeps, real-data training) first; CI runs this
+test-all: $(VENV)/.installed
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 # one style for the whole tree (configured in pyproject.toml); CI runs it before the tests
 lint: $(VENV)/.installed
