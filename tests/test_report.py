@@ -1,5 +1,6 @@
 """`write_report`: a self-contained HTML page and a Markdown twin with the tables, figures and commands."""
 
+import json
 import re
 
 import pytest
@@ -46,7 +47,14 @@ def test_write_report(sweep):
     assert header in md  # robust accuracy because a pgd run is in the sweep
     [pgd] = [r for r in rows if r["method"] == "pgd"]
     assert f"| pgd | 2 | 1 | {pgd['test_accuracy']:.4f} | {pgd['robust_accuracy']:.4f} |" in md
-    assert f"| 2 | {nm['test_accuracy_mean']:.4f} ± {nm['test_accuracy_std']:.4f} | - |" in md  # nm has none
+    low, high = nm["test_accuracy_ci"]  # two seeds: the mean's 95% t interval beside mean ± std
+    assert f"| 2 | {nm_cell} [{low:.4f}, {high:.4f}] | - |" in md  # nm has no robust accuracy
+    # nm against standard training, and the same statistics as JSON
+    assert "## Against standard training" in md
+    assert "| synthetic | lenet | nm b0.5 gaussian | vii |" in md and "| pgd steps2 | test_accuracy |" in md
+    stats = json.loads((sweep / "report.json").read_text())
+    assert {c["metric"] for c in stats["comparisons"]} == {"test_accuracy", "vii"}
+    assert [g["n"] for g in stats["conditions"] if g["method"] == "nm"] == [2]
     assert "| --- |" in md and "](figures/fig1.png)" in md and "](figures/fig3.png)" in md
     assert sorted(p.name for p in (sweep / "figures").iterdir()) == [
         "fig1.png",

@@ -45,6 +45,7 @@ __all__ = [
     "ClaimResult",
     "evaluate_claims",
     "load_claims",
+    "tally",
     "verdict",
     "verdict_table",
 ]
@@ -156,11 +157,17 @@ def _comparison(claim: dict, archive: SweepDir, rows: list[dict], group: dict) -
     return {"group": group, "a": summarize(values[0]), "b": summarize(values[1]), "comparison": compare(*values)}
 
 
-def verdict(comparisons: Sequence[Comparison], direction: str) -> str:
-    """The verdict of one claim from its Holm-corrected comparisons (the module's rule)."""
+def tally(comparisons: Sequence[Comparison], direction: str) -> tuple[int, int]:
+    """(agree, disagree): the Holm-corrected comparisons significant in the expected direction, and the other way."""
     sign = DIRECTIONS[direction]
     agree = sum(1 for c in comparisons if c.p_holm is not None and c.p_holm < ALPHA and c.diff * sign > 0)
     disagree = sum(1 for c in comparisons if c.p_holm is not None and c.p_holm < ALPHA and c.diff * sign < 0)
+    return agree, disagree
+
+
+def verdict(comparisons: Sequence[Comparison], direction: str) -> str:
+    """The verdict of one claim from its Holm-corrected comparisons (the module's rule)."""
+    agree, disagree = tally(comparisons, direction)
     if agree and disagree:
         return "mixed"
     if disagree:

@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .config import ConfigError, TrainConfig, read_config_file, settings
 from .rundir import RunDir, SweepDir
@@ -344,6 +345,22 @@ def cmd_claims(args) -> int:
     return 0
 
 
+def cmd_docs(args) -> int:
+    from .claims import ClaimError
+    from .docgen import DocError, Sources, check
+
+    sources = Sources(results=Path(args.results), claims=Path(args.claims))
+    try:
+        stale = check(args.files, sources, write=not args.check)
+    except (ClaimError, DocError, FileNotFoundError) as e:
+        raise UsageError(str(e)) from None
+    for path, parts in stale.items():
+        print(f"{path}: {'out of date' if args.check else 'rewrote'}: {', '.join(parts)}")
+    if not stale:
+        print("every generated part is up to date")
+    return 1 if stale and args.check else 0
+
+
 def cmd_report(args) -> int:
     from .report import write_report
 
@@ -541,6 +558,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="the archive's root folder (default: results)")
     p.add_argument("--json", action="store_true", help="every claim, comparison and verdict as JSON")
     p.set_defaults(func=cmd_claims)
+
+    p = sub.add_parser(
+        "docs",
+        help="rewrite the generated parts of Markdown docs from the results archive",
+        description="Rewrite each '<!-- generated: KIND ... -->' part of the files (verdicts, bottom-line, "
+        "table ARCHIVE, archive; see noisemod.docgen) from the archive and the claims file. With --check, "
+        "change nothing and exit 1 naming the parts that are out of date.",
+    )
+    p.add_argument("files", metavar="FILE", nargs="+", help="Markdown files, e.g. README.md docs/RESULTS.md")
+    p.add_argument("--results", default="results", help="the archive's root folder (default: results)")
+    p.add_argument("--claims", default="docs/claims.yaml", help="the claims file (default: docs/claims.yaml)")
+    p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a part is out of date")
+    p.set_defaults(func=cmd_docs)
 
     p = sub.add_parser(
         "figures",

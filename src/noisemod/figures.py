@@ -95,7 +95,11 @@ def aggregate(
 ) -> list[dict]:
     """Group ``rows`` by ``keys`` (groups in order of first appearance) and give, per metric,
     ``<metric>_mean`` and ``<metric>_std`` over the group's runs (the sample standard deviation,
-    0 for a single run; missing or NaN values are left out), plus ``n`` runs and their ``seeds``."""
+    0 for a single run; missing or NaN values are left out), ``<metric>_ci`` (the 95% t interval of
+    the mean, :func:`noisemod.stats.summarize`; None under two values), plus ``n`` runs and their
+    ``seeds``."""
+    from .stats import summarize
+
     groups: dict[tuple, list] = defaultdict(list)
     for r in rows:
         groups[tuple(r.get(k) for k in keys)].append(r)
@@ -106,6 +110,8 @@ def aggregate(
             values = [float(r[m]) for r in members if _valid(r.get(m))]
             agg[f"{m}_mean"] = statistics.fmean(values) if values else math.nan
             agg[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary = summarize(values) if len(values) > 1 else None
+            agg[f"{m}_ci"] = (summary.ci_low, summary.ci_high) if summary else None
         out.append(agg)
     return out
 

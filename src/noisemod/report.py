@@ -4,8 +4,10 @@
 ``result.json``, makes the figures (:func:`noisemod.figures.make_figures`, into ``DIR/figures/``)
 and writes ``DIR/report.html`` (figures embedded as base64 PNG, inline CSS, no external
 resources) and ``DIR/report.md`` (linking the PNG files). Both hold the spec and budget, the
-settings, the results (mean ± std over seeds per condition, then every run), the figures, the
-hardware and versions, and the commands that reproduce the report.
+settings, the results (mean ± std and the 95% interval over seeds per condition, then every run),
+each condition against standard training (difference, Welch interval, Welch's and the exact
+permutation p, Holm-corrected per metric), the figures, the hardware and versions, and the
+commands that reproduce the report. ``report.json`` holds the same statistics as data.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .config import condition_names, field_names
+from .config import condition_names, field_names, get_setting
 from .figures import (
     NEED_CHECKPOINTS,
     aggregate,
@@ -28,10 +30,10 @@ from .figures import (
     make_figures,
     read_sweep,
 )
-from .io import atomic_write
+from .io import atomic_write, write_json
 from .rundir import SweepDir
 
-__all__ = ["report_sections", "write_report"]
+__all__ = ["comparisons", "report_sections", "write_report"]
 
 METRIC_COLUMNS = ("test_accuracy", "robust_accuracy", "vii", "train_seconds")
 RUN_COLUMNS = ("test_accuracy", "vii", "best_epoch", "val_accuracy", "train_seconds")
@@ -64,9 +66,12 @@ def _metric(v) -> str:
 
 
 def _mean_std(agg: Mapping, metric: str) -> str:
-    mean, std = agg[f"{metric}_mean"], agg[f"{metric}_std"]
+    """``mean ± std [95% CI]`` over the group's seeds (the mean alone for one run)."""
+    mean, std, ci = agg[f"{metric}_mean"], agg[f"{metric}_std"], agg.get(f"{metric}_ci")
     missing = mean is None or (isinstance(mean, float) and math.isnan(mean))
-    return _metric(mean) if agg["n"] == 1 or missing else f"{_metric(mean)} ± {_metric(std)}"
+    if agg["n"] == 1 or missing:
+        return _metric(mean)
+    return f"{_metric(mean)} ± {_metric(std)}" + (f" [{_metric(ci[0])}, {_metric(ci[1])}]" if ci else "")
 
 
 def _settings(rows: Sequence[Mapping]) -> tuple[dict, dict]:
@@ -171,7 +176,10 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     )
     env = _environment(sweep_dir, rows)
     env_keys = list(dict.fromkeys(k for e in env for k in e))
+    compared = comparisons(rows, conditions)
     return {
+        "comparisons": _comparison_table(compared),
+        "statistics": {"conditions": _plain(groups), "comparisons": compared},
         "interpretability": _interpretability_table(rows),
         "title": f"noisemod sweep report: {spec}",
         "summary": summary,
@@ -186,13 +194,88 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
 
 TABLES = (
     ("settings", "Settings"),
-    ("results", "Results (mean ± std over seeds)"),
+    ("results", "Results (mean ± std [95% CI] over seeds)"),
+    (
+        "comparisons",
+        "Against standard training of the same dataset, model and budget (a - standard; p: Welch's t, the "
+        "exact permutation test, Holm over the sweep per metric)",
+    ),
     (
         "interpretability",
         "Interpretability (mean ± std over seeds; [floor: a freshly initialized model]; ↑ higher is better, ↓ lower)",
     ),
     ("runs", "Every run"),
 )
+
+
+COMPARED = ("test_accuracy", "vii")  # the metrics each condition is compared on against standard training
+
+
+def comparisons(rows: Sequence[Mapping], conditions: Sequence[str], metrics: Sequence[str] = COMPARED) -> list[dict]:
+    """Each condition but standard training against standard training with the same settings that
+    are not its method's (dataset, model, epochs, training images, ...): per metric, both sides'
+    summaries and :func:`noisemod.stats.compare` of the seeds, Holm-corrected over the sweep per
+    metric. Conditions without such a reference, or a side without values, are left out."""
+    from .stats import compare, holm, summarize
+
+    shared = [k for k in conditions if k != "method" and not get_setting(k).method]
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in conditions), []).append(r)
+    out = []
+    for metric in metrics:
+        family = []
+        for key, members in groups.items():
+            cond = dict(zip(conditions, key))
+            ref = [r for r in rows if r.get("method") == "standard" and all(r.get(k) == cond[k] for k in shared)]
+            a, b = ([float(r[metric]) for r in side if _isnumber(r.get(metric))] for side in (members, ref))
+            if cond.get("method") == "standard" or not a or not b:
+                continue
+            family.append(
+                {
+                    **{k: cond[k] for k in ("dataset", "model") if k in cond},
+                    "condition": condition_label(members[0]),
+                    "metric": metric,
+                    "a": summarize(a).to_dict(),
+                    "standard": summarize(b).to_dict(),
+                    "comparison": compare(a, b),
+                }
+            )
+        for entry, fixed in zip(family, holm([e["comparison"] for e in family])):
+            entry["comparison"] = fixed.to_dict()
+        out += family
+    return out
+
+
+def _p(v) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def _comparison_table(compared: Sequence[Mapping]) -> tuple[list, list]:
+    header = ["dataset", "model", "condition", "metric", "a (n)", "standard (n)", "a - standard [95% CI]"]
+    header += ["p Welch", "p permutation", "p Holm"]
+    body = []
+    for e in compared:
+        c, ci = e["comparison"], ""
+        if c["ci_low"] is not None:
+            ci = f" [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+        body.append(
+            [_fmt(e.get("dataset")), _fmt(e.get("model")), e["condition"], e["metric"]]
+            + [f"{e['a']['mean']:.4f} ({e['a']['n']})", f"{e['standard']['mean']:.4f} ({e['standard']['n']})"]
+            + [f"{c['diff']:+.4f}{ci}", _p(c["p_welch"]), _p(c["p_permutation"]), _p(c["p_holm"])]
+        )
+    return header, body
+
+
+def _plain(groups: Sequence[Mapping]) -> list[dict]:
+    """Aggregated groups as JSON-ready dicts (NaN -> None, tuples -> lists)."""
+
+    def plain(v):
+        if isinstance(v, float) and math.isnan(v):
+            return None
+        return list(v) if isinstance(v, tuple) else v
+
+    return [{k: plain(v) for k, v in g.items()} for g in groups]
 
 
 def _interpretability_table(rows: Sequence[Mapping]) -> tuple[list, list]:
@@ -290,4 +373,5 @@ def write_report(sweep_dir, *, data_root: str | None = None) -> tuple[Path, Path
     html_path = atomic_write(sweep.file(sweep.REPORT_HTML), lambda f: f.write(_html(sections).encode("utf-8")))
     md = _markdown(sections, sweep_dir).encode("utf-8")
     md_path = atomic_write(sweep.file(sweep.REPORT_MD), lambda f: f.write(md))
+    write_json(sweep.file(sweep.REPORT_JSON), sections["statistics"])
     return html_path, md_path

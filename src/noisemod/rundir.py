@@ -361,7 +361,7 @@ class SweepDir(_Folder):
     """One sweep folder: its runs, results table, sweep.json, figures and report."""
 
     RESULTS, SWEEP, RUNS, FIGURES = "results.csv", "sweep.json", "runs", "figures"
-    REPORT_HTML, REPORT_MD = "report.html", "report.md"
+    REPORT_HTML, REPORT_MD, REPORT_JSON = "report.html", "report.md", "report.json"
 
     def run(self, run_id: str) -> RunDir:
         return RunDir(self.path / self.RUNS / str(run_id))

@@ -1,0 +1,112 @@
+"""Generated parts of the docs: computed from the archive, rewritten in place, and checked to be up to date."""
+
+import json
+from pathlib import Path
+
+import pytest
+from scipy import stats as scipy_stats
+from test_claims import CLAIM, NM, STANDARD, archive, claims_file
+
+from noisemod.cli import main
+from noisemod.docgen import DocError, Sources, check, regenerate
+from noisemod.figures import load_results
+from noisemod.report import comparisons, report_sections
+
+REPO = Path(__file__).resolve().parents[1]
+
+DOC = """# Results
+
+Written by hand, kept as written.
+
+<!-- generated: bottom-line -->
+stale
+<!-- end generated -->
+
+<!-- generated: verdicts -->
+<!-- end generated -->
+
+<!-- generated: table toy -->
+<!-- end generated -->
+
+<!-- generated: archive -->
+<!-- end generated -->
+"""
+
+
+@pytest.fixture
+def sources(tmp_path):
+    results = archive(tmp_path)
+    claims = claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="standard"))
+    return Sources(results=results, claims=claims)
+
+
+def test_generated_parts_are_computed_from_the_archive_and_the_rest_is_kept(tmp_path, sources):
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text(DOC)
+    stale = check([doc], sources, write=True)
+    assert set(stale[doc]) == {"bottom-line", "verdicts", "table toy", "archive"}
+    text = doc.read_text()
+    assert "Written by hand, kept as written." in text and "stale" not in text
+    assert "- nm raises VII: **reproduced** (1 of 1 comparisons agree, 0 disagree, 0 not significant" in text
+    assert "| nm raises VII (vii) | paper | **reproduced** |" in text
+    # the table: every condition with its seeds and mean ± std [95% CI] (the report's numbers)
+    mean = sum(NM) / len(NM)
+    assert f"| mnist | lenet | nm | 5 | 0.9000 ± 0.0000 [0.9000, 0.9000] | {mean:.4f} ± " in text
+    assert "| `results/toy` | 0 |" in text  # no run folders in this toy archive, only its table
+    assert check([doc], sources, write=False) == {}  # regenerating again changes nothing
+
+    doc.write_text(text.replace(f"{mean:.4f}", "0.9999"))  # a number typed over a generated one
+    assert check([doc], sources, write=False) == {doc: ["table toy"]}
+    assert "0.9999" in doc.read_text()  # --check writes nothing
+
+
+def test_a_part_that_cannot_be_made_is_an_error_naming_it(tmp_path, sources):
+    with pytest.raises(DocError, match="unknown generated part 'tabel'"):
+        regenerate("<!-- generated: tabel toy -->\n<!-- end generated -->", sources)
+    with pytest.raises(DocError, match="no archived sweep .*missing-sweep"):
+        regenerate("<!-- generated: table missing-sweep -->\n<!-- end generated -->", sources)
+    with pytest.raises(DocError, match="names claims not in .*: nope"):
+        regenerate("<!-- generated: bottom-line nope -->\n<!-- end generated -->", sources)
+
+
+def test_the_docs_command_rewrites_checks_and_exits_2_on_a_bad_part(tmp_path, sources, capsys):
+    doc = tmp_path / "RESULTS.md"
+    doc.write_text(DOC)
+    where = ["--results", str(sources.results), "--claims", str(sources.claims)]
+    assert main(["docs", str(doc), *where, "--check"]) == 1
+    assert "out of date: bottom-line, verdicts, table toy, archive" in capsys.readouterr().out
+    assert doc.read_text() == DOC
+    assert main(["docs", str(doc), *where]) == 0
+    assert main(["docs", str(doc), *where, "--check"]) == 0
+    assert "every generated part is up to date" in capsys.readouterr().out
+    doc.write_text("<!-- generated: table nowhere -->\n<!-- end generated -->\n")
+    assert main(["docs", str(doc), *where]) == 2
+    assert "no archived sweep" in capsys.readouterr().err and "nowhere" in doc.read_text()
+
+
+def test_each_condition_is_compared_with_standard_training_like_scipy(tmp_path):
+    results = archive(tmp_path)
+    rows = report_sections(results / "toy")
+    header, body = rows["comparisons"]
+    assert header[:4] == ["dataset", "model", "condition", "metric"]
+    compared = comparisons(load_results(results / "toy"), ["dataset", "model", "method"])
+    found = {(r["condition"].split()[0], r["metric"]): r for r in compared}  # this toy table has no beta
+    nm = found[("nm", "vii")]["comparison"]
+    welch = scipy_stats.ttest_ind(NM, STANDARD, equal_var=False)
+    assert nm["diff"] == pytest.approx(0.1) and nm["p_welch"] == pytest.approx(welch.pvalue)
+    # Holm over the sweep's two vii comparisons (nm, fgsm): the smaller p doubled
+    fgsm = found[("fgsm", "vii")]["comparison"]
+    assert nm["p"] < fgsm["p"] and nm["p_holm"] == pytest.approx(min(1, 2 * nm["p"]))
+    assert fgsm["p_holm"] == pytest.approx(max(nm["p_holm"], fgsm["p"]))
+    assert ("standard", "vii") not in found  # the reference is not compared with itself
+    assert any(row[2].startswith("nm") and row[3] == "vii" for row in body)
+    statistics = rows["statistics"]
+    assert json.loads(json.dumps(statistics))["comparisons"][0]["metric"] == "test_accuracy"
+
+
+@pytest.mark.skipif(not (REPO / "docs" / "claims.yaml").is_file(), reason="no claims file yet")
+def test_the_shipped_docs_are_regenerated_from_the_archive():
+    """README.md and docs/RESULTS.md: every generated part as the archive in results/ makes it today
+    (`noisemod docs README.md docs/RESULTS.md` rewrites them)."""
+    sources = Sources(results=REPO / "results", claims=REPO / "docs" / "claims.yaml")
+    assert check([REPO / "README.md", REPO / "docs" / "RESULTS.md"], sources, write=False) == {}
