@@ -53,7 +53,8 @@ def test_explain_rejects_an_image_of_the_wrong_size(tmp_path, capsys):
 def test_demo_prints_a_table_and_writes_a_png(tmp_path, capsys):
     assert main(["demo", "--dataset", "synthetic", "--epochs", "2", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
-    header, standard, nm, pgd = out.splitlines()[:4]
+    header, standard, nm, pgd, note = out.splitlines()[:5]
+    assert note.startswith("(one seed: the CPU type") and "docs/RESULTS.md" in note
     assert header.split() == [
         "method",
         "test_accuracy",

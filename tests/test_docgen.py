@@ -8,9 +8,10 @@ from scipy import stats as scipy_stats
 from test_claims import CLAIM, NM, STANDARD, archive, claims_file
 
 from noisemod.cli import main
-from noisemod.docgen import DocError, Sources, check, regenerate
+from noisemod.docgen import DocError, Sources, check, regenerate, render
 from noisemod.figures import load_results
 from noisemod.report import comparisons, report_sections
+from noisemod.rundir import SweepDir
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -110,3 +111,26 @@ def test_the_shipped_docs_are_regenerated_from_the_archive():
     (`noisemod docs README.md docs/RESULTS.md` rewrites them)."""
     sources = Sources(results=REPO / "results", claims=REPO / "docs" / "claims.yaml")
     assert check([REPO / "README.md", REPO / "docs" / "RESULTS.md"], sources, write=False) == {}
+
+
+def test_the_cost_table_prices_each_methods_vii_in_accuracy_and_time(tmp_path):
+    rows = []
+    for method, acc, vii, seconds in (
+        ("standard", 0.95, 0.10, 10.0),
+        ("nm", 0.94, 0.12, 11.0),
+        ("pgd", 0.90, 0.20, 50.0),
+    ):
+        for seed, jitter in enumerate((-0.001, 0.0, 0.001)):
+            rows.append(
+                {"run_id": f"{method}-s{seed}", "spec": "cost", "budget": "cpu", "status": "completed",
+                 "dataset": "mnist", "model": "lenet", "method": method, "seed": seed, "epochs": 3,
+                 "test_accuracy": acc + jitter, "vii": vii + jitter, "train_seconds": seconds + 10 * jitter}
+            )  # fmt: skip
+    SweepDir(tmp_path / "cost").write_results(rows)
+    text = render("cost cost", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
+    lines = {line.split(" | ")[1].split()[0]: line for line in text.splitlines()[2:]}  # no beta in this toy
+    assert set(lines) == {"nm", "pgd"}  # standard is the reference
+    # nm: +0.020 VII for 1 accuracy point and 0.10x standard's time more
+    assert "| 3 | +0.020 [" in lines["nm"] and "| +1.000 [" in lines["nm"]
+    assert "| 1.10 | +0.0200 | +0.2000 |" in lines["nm"]
+    assert "| 5.00 | +0.0200 | +0.0250 |" in lines["pgd"]  # +0.1 VII for 5 points and 4 more standard times

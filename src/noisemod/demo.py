@@ -21,6 +21,11 @@ DEFAULT_EPOCHS = {"digits": 50, "synthetic": 20}
 # 8x8 digits have 17 grey levels, so their eps is 0.1 (about two levels) rather than CIFAR-10's 8/255.
 ADVERSARIAL_STEPS = 7
 DEMO_EPS = {"digits": 0.1}
+#: printed under the table: what its numbers are, and are not
+NOTE = (
+    "(one seed: the CPU type, the thread count and the torch version change the last digits; "
+    "several seeds, with intervals and verdicts: docs/RESULTS.md)"
+)
 COLUMNS = ("method", "test_accuracy", "vii", "robust_accuracy", "train_seconds", "time_vs_standard", "best_epoch")
 
 
@@ -104,4 +109,4 @@ def demo(
         titles=[f"label {int(c)}" for c in y],
         suptitle=f"{model} on {dataset}, {epochs} epoch{plural}: input-gradients scaled to [0, 1]",
     )
-    return format_table(rows, COLUMNS), png
+    return format_table(rows, COLUMNS) + "\n" + NOTE, png

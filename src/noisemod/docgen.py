@@ -15,8 +15,14 @@ The kinds (one word, then its arguments):
     one line per claim (or per claim named): its verdict, and how many of its comparisons agree,
     disagree or are not significant
 ``table ARCHIVE``
-    per condition of ``results/ARCHIVE``: seeds, test accuracy, VII, the VII floor, robust accuracy
-    and train time (mean ± std [95% CI]; the report's numbers), and the command that made it
+    the command that made ``results/ARCHIVE``, then its report's tables: per condition, seeds, test
+    accuracy, robust accuracy, VII and train time (mean ± std [95% CI]), and the interpretability
+    scores with their floor (a freshly initialized model)
+``cost ARCHIVE``
+    per dataset and model of ``results/ARCHIVE``, each method against standard training: the VII
+    gained and the accuracy points lost (differences of seed means with their 95% Welch
+    intervals), the training time as a multiple of standard's, and the VII gained per accuracy
+    point lost and per extra standard-training time
 ``archive``
     the archive itself: each sweep, its runs, its size, and the total size
 
@@ -83,33 +89,84 @@ def _bottom_line(sources: Sources, args: Sequence[str]) -> str:
 def _table(sources: Sources, args: Sequence[str]) -> str:
     from .report import report_sections
 
+    folder = _archived(sources, args, "table")
+    s = report_sections(folder)
+    command = SweepDir(folder).read_sweep().get("command")  # as the sweep was run (not the archive's path)
+    parts = [f"`{command}`"] if command else []
+    parts.append(
+        "Results (VII on the full test set; mean ± std [95% CI] over seeds):\n\n" + _markdown_table(*s["results"])
+    )
+    header, rows = s["interpretability"]
+    if rows:
+        n = sorted({str(r.get("n")) for r in _interpretability_entries(folder)})
+        parts.append(
+            f"Interpretability on the first {', '.join(n)} test images (mean ± std over seeds; [floor: the same "
+            "architecture freshly initialized]; ↑ higher is better):\n\n" + _markdown_table(header, rows)
+        )
+    return "\n\n".join(parts)
+
+
+def _interpretability_entries(folder: Path) -> list[dict]:
+    sweep = SweepDir(folder)
+    out = []
+    for run in sorted(sweep.runs_dir.iterdir()) if sweep.runs_dir.is_dir() else ():
+        out += list(sweep.run(run.name).read_interpretability().values())
+    return out
+
+
+def _cost(sources: Sources, args: Sequence[str]) -> str:
+    from .figures import aggregate, condition_label, load_results
+    from .report import comparisons
+
+    rows = load_results(_archived(sources, args, "cost"))
+    compared = {(c["dataset"], c["model"], c["condition"], c["metric"]): c for c in comparisons(rows, CONDITION)}
+    times = {
+        (g["dataset"], g["model"], g["label"]): g["train_seconds_mean"]
+        for g in aggregate(
+            [dict(r, label=condition_label(r)) for r in rows], ("dataset", "model", "label"), ["train_seconds"]
+        )
+    }
+    header = ["dataset, model", "method", "seeds", "VII gained [95% CI]", "accuracy points lost [95% CI]"]
+    header += ["time / standard", "VII per point lost", "VII per extra standard time"]
+    body = []
+    for (dataset, model, label, metric), vii in compared.items():
+        acc = compared.get((dataset, model, label, "test_accuracy"))
+        standard = next((v for k, v in times.items() if k[:2] == (dataset, model) and k[2] == "standard"), None)
+        if metric != "vii" or acc is None or not standard:
+            continue
+        gain, lost = vii["comparison"], acc["comparison"]
+        ratio = times[(dataset, model, label)] / standard
+        body.append(
+            [f"{dataset}, {model}", label, str(vii["a"]["n"]), _diff(gain["diff"], gain["ci_low"], gain["ci_high"])]
+            + [_diff(-100 * lost["diff"], _neg(lost["ci_high"]), _neg(lost["ci_low"])), f"{ratio:.2f}"]
+            + [_per(gain["diff"], -100 * lost["diff"]), _per(gain["diff"], ratio - 1)]
+        )
+    return _markdown_table(header, body)
+
+
+CONDITION = ("dataset", "model", "method")
+
+
+def _neg(v):
+    return None if v is None else -100 * v
+
+
+def _diff(d: float, low, high) -> str:
+    return f"{d:+.3f}" + (f" [{low:+.3f}, {high:+.3f}]" if low is not None else "")
+
+
+def _per(gain: float, cost: float) -> str:
+    """Gain per unit of cost; '-' where the cost is not positive (nothing was paid)."""
+    return f"{gain / cost:+.4f}" if cost > 0 else "- (no cost)"
+
+
+def _archived(sources: Sources, args: Sequence[str], kind: str) -> Path:
     if len(args) != 1:
-        raise DocError(f"'table' takes one archive name, got {' '.join(args) or 'none'}")
+        raise DocError(f"'{kind}' takes one archive name, got {' '.join(args) or 'none'}")
     folder = sources.results / args[0]
     if not (folder / "results.csv").is_file():
         raise DocError(f"no archived sweep {folder} (results.csv missing)")
-    s = report_sections(folder)
-    header, rows = s["results"]
-    vii_floor = _floors(s)
-    if vii_floor:
-        header = [*header, "VII floor (fresh model)"]
-        rows = [[*row, vii_floor.get(tuple(row[:2]), "-")] for row in rows]
-    command = SweepDir(folder).read_sweep().get("command")  # as the sweep was run (not the archive's path)
-    table = _markdown_table(header, rows)
-    return f"`{command}`\n\n{table}" if command else table
-
-
-def _floors(sections: dict) -> dict:
-    """(dataset, model) -> the gradient's VII floor, mean over the conditions' seeds, when scored."""
-    header, rows = sections["interpretability"]
-    if not rows or "vii ↑" not in header:
-        return {}
-    at = header.index("vii ↑")
-    out = {}
-    for row in rows:
-        if row[3] == "gradient" and "[" in row[at]:
-            out.setdefault((row[0], row[1]), row[at].rsplit("[", 1)[1].rstrip("]"))
-    return out
+    return folder
 
 
 def _archive(sources: Sources, args: Sequence[str]) -> str:
@@ -134,6 +191,7 @@ KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "verdicts": _verdicts,
     "bottom-line": _bottom_line,
     "table": _table,
+    "cost": _cost,
     "archive": _archive,
 }
 
