@@ -350,6 +350,10 @@ def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, ca
     _, md = write_report(out)
     text = md.read_text()
     assert "## Interpretability" in text and "| synthetic | mlp | nm b0.5 gaussian | saliency | 1 |" in text
+    # deletion's bar is the same model with a random order (deletion_random), not the floor: its own column is gone
+    assert "| dataset | model | condition | explainer | runs | vii ↑ | deletion ↓ |" in text
+    [row] = [line for line in text.splitlines() if line.startswith("| synthetic | mlp | nm b0.5 gaussian | saliency")]
+    assert row.count("[random order: ") == 1 and row.count("[") == 2  # vii beside its floor, deletion beside random
     assert (out / "figures" / "interpretability.png").is_file()
     # a rerun starts nothing: every entry is there
     lines = []

@@ -155,15 +155,7 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
         + [[k, ", ".join(map(_fmt, v)) + " (varied)"] for k, v in varied.items()],
     )
 
-    conditions = [k for k in ("dataset", "model", "method") if k not in varied] + [
-        k for k in varied if k in condition_names()
-    ]
-    columns = [c for c in METRIC_COLUMNS if c != "robust_accuracy" or any(r.get(c) is not None for r in rows)]
-    groups = aggregate(rows, keys=conditions, metrics=columns)
-    results = (
-        [*conditions, "runs", *columns],
-        [[*(_fmt(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in columns)] for g in groups],
-    )
+    conditions, groups, results = _results(rows, varied)
     run_keys = [
         "run_id",
         *(["status"] if "status" in every[0] else []),
@@ -192,6 +184,20 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     }
 
 
+def _results(rows: Sequence[Mapping], varied: Mapping) -> tuple[list, list, tuple]:
+    """(the condition settings, the aggregated groups, the results table): one row per condition."""
+    conditions = [k for k in ("dataset", "model", "method") if k not in varied] + [
+        k for k in varied if k in condition_names()
+    ]
+    columns = [c for c in METRIC_COLUMNS if c != "robust_accuracy" or any(r.get(c) is not None for r in rows)]
+    groups = aggregate(rows, keys=conditions, metrics=columns)
+    table = (
+        [*conditions, "runs", *columns],
+        [[*(_fmt(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in columns)] for g in groups],
+    )
+    return conditions, groups, table
+
+
 TABLES = (
     ("settings", "Settings"),
     ("results", "Results (mean ± std [95% CI] over seeds)"),
@@ -202,7 +208,8 @@ TABLES = (
     ),
     (
         "interpretability",
-        "Interpretability (mean ± std over seeds; [floor: a freshly initialized model]; ↑ higher is better, ↓ lower)",
+        "Interpretability (mean ± std over seeds; [the reference to beat: the floor, a freshly initialized model, "
+        "or for deletion and insertion the same model with a random order]; ↑ higher is better, ↓ lower)",
     ),
     ("runs", "Every run"),
 )
@@ -279,26 +286,33 @@ def _plain(groups: Sequence[Mapping]) -> list[dict]:
 
 
 def _interpretability_table(rows: Sequence[Mapping]) -> tuple[list, list]:
-    """Per dataset, model, method condition and explainer: each metric's mean ± std and its floor; the
-    header marks each metric's direction (``vii ↑``, ``deletion ↓``)."""
+    """Per dataset, model, method condition and explainer: each metric's mean ± std and, in brackets,
+    the reference it must beat: its floor (a freshly initialized model), or for a metric with a
+    random-order reference (deletion, insertion) that reference, the same model with the elements in
+    a random order (a randomized model's class probability is flat, so its deletion score is no bar).
+    The header marks each metric's direction (``vii ↑``, ``deletion ↓``)."""
     from .metrics import get_metric
     from .rundir import interpretability_column
 
     found = interpretability_scores(rows)
-    metrics = list(dict.fromkeys(m for ms in found.values() for m in ms))
+    scored = list(dict.fromkeys(m for ms in found.values() for m in ms))
+    references = {get_metric(m).reference for m in scored} - {None}
+    metrics = [m for m in scored if m not in references]
     arrows = [f"{m} {'↑' if get_metric(m).higher_is_better else '↓'}" for m in metrics]
     header = ["dataset", "model", "condition", "explainer", "runs", *arrows]
     body = []
     labelled = [dict(r, label=condition_label(r)) for r in rows]
     for explainer in found:
-        keys = [interpretability_column(explainer, s) for m in metrics for s in (m, m + "_floor")]
+        bars = {m: get_metric(m).reference or m + "_floor" for m in metrics}
+        keys = [interpretability_column(explainer, s) for m in metrics for s in (m, bars[m])]
         have = [r for r in labelled if r.get(interpretability_column(explainer, found[explainer][0])) is not None]
         for g in aggregate(have, keys=("dataset", "model", "label"), metrics=keys):
             cells = []
             for m in metrics:
-                score, floor = interpretability_column(explainer, m), interpretability_column(explainer, m + "_floor")
-                text = _mean_std(g, score)
-                cells.append(f"{text} [{_metric(g[floor + '_mean'])}]" if _isnumber(g[floor + "_mean"]) else text)
+                text = _mean_std(g, interpretability_column(explainer, m))
+                bar = g[interpretability_column(explainer, bars[m]) + "_mean"]
+                name = "" if bars[m].endswith("_floor") else "random order: "
+                cells.append(f"{text} [{name}{_metric(bar)}]" if _isnumber(bar) else text)
             body.append([_fmt(g["dataset"]), _fmt(g["model"]), g["label"], explainer, str(g["n"]), *cells])
     return header, body
 
