@@ -134,3 +134,15 @@ def test_the_cost_table_prices_each_methods_vii_in_accuracy_and_time(tmp_path):
     assert "| 3 | +0.020 [" in lines["nm"] and "| +1.000 [" in lines["nm"]
     assert "| 1.10 | +0.0200 | +0.2000 |" in lines["nm"]
     assert "| 5.00 | +0.0200 | +0.0250 |" in lines["pgd"]  # +0.1 VII for 5 points and 4 more standard times
+
+
+def test_a_table_lists_numeric_conditions_in_order_whatever_order_they_ran_in(tmp_path):
+    rows = [
+        {"run_id": f"b{beta}-s{seed}", "spec": "fig4", "budget": "cpu", "status": "completed", "dataset": "cifar10",
+         "model": "fcnn", "method": "nm", "beta": beta, "seed": seed, "epochs": 3, "test_accuracy": 0.2, "vii": 0.1}
+        for beta in (0.5, 1.0, 0.0) for seed in (0, 1)
+    ]  # fmt: skip
+    SweepDir(tmp_path / "fig4").write_results(rows)
+    text = render("table fig4", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
+    betas = [line.split(" | ")[3] for line in text.splitlines() if line.startswith("| cifar10 | fcnn | nm |")]
+    assert betas == ["0", "0.5", "1"], text

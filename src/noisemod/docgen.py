@@ -172,12 +172,22 @@ def _archived(sources: Sources, args: Sequence[str], kind: str) -> Path:
 def _archive(sources: Sources, args: Sequence[str]) -> str:
     rows, total = [], 0
     for folder in sorted(p for p in sources.results.iterdir() if (p / "results.csv").is_file()):
-        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        size = sum(f.stat().st_size for f in _archived_files(folder))
         total += size
         runs = sum(1 for p in (folder / "runs").iterdir() if p.is_dir()) if (folder / "runs").is_dir() else 0
         rows.append([f"`results/{folder.name}`", str(runs), f"{size / 1e6:.2f} MB"])
     rows.append(["all", str(sum(int(r[1]) for r in rows)), f"{total / 1e6:.2f} MB"])
     return _markdown_table(["archive", "runs", "size"], rows)
+
+
+def _archived_files(folder: Path) -> list[Path]:
+    """The files an archive keeps (its spec, sweep.json, results.csv and runs), not a report made from it."""
+    from .archive import SPEC
+
+    sweep = SweepDir(folder)
+    top = [folder / name for name in (SPEC, sweep.SWEEP, sweep.RESULTS)]
+    runs = sweep.runs_dir.rglob("*") if sweep.runs_dir.is_dir() else ()
+    return [f for f in [*top, *runs] if f.is_file()]
 
 
 def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -190,12 +190,28 @@ def _results(rows: Sequence[Mapping], varied: Mapping) -> tuple[list, list, tupl
         k for k in varied if k in condition_names()
     ]
     columns = [c for c in METRIC_COLUMNS if c != "robust_accuracy" or any(r.get(c) is not None for r in rows)]
-    groups = aggregate(rows, keys=conditions, metrics=columns)
+    groups = _in_order(aggregate(rows, keys=conditions, metrics=columns), conditions)
     table = (
         [*conditions, "runs", *columns],
         [[*(_fmt(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in columns)] for g in groups],
     )
     return conditions, groups, table
+
+
+def _in_order(groups: list[dict], keys: Sequence[str]) -> list[dict]:
+    """Groups in the order their text settings first appear, and by their numeric settings within
+    (beta 0, 0.1, ..., 1 in order, whatever order the sweep ran them in)."""
+
+    def number(v) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    first: dict[tuple, int] = {}
+    for g in groups:
+        first.setdefault(tuple(g[k] for k in keys if not number(g[k])), len(first))
+    return sorted(
+        groups,
+        key=lambda g: (first[tuple(g[k] for k in keys if not number(g[k]))], [g[k] for k in keys if number(g[k])]),
+    )
 
 
 TABLES = (
