@@ -100,8 +100,8 @@ def _table(sources: Sources, args: Sequence[str]) -> str:
     if rows:
         n = sorted({str(r.get("n")) for r in _interpretability_entries(folder)})
         parts.append(
-            f"Interpretability on the first {', '.join(n)} test images (mean ± std over seeds; [floor: the same "
-            "architecture freshly initialized]; ↑ higher is better):\n\n" + _markdown_table(header, rows)
+            f"Interpretability on the first {', '.join(n)} test images (mean ± std [95% CI] over seeds; [floor: "
+            "the same architecture freshly initialized]; ↑ higher is better):\n\n" + _markdown_table(header, rows)
         )
     return "\n\n".join(parts)
 

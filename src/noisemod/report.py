@@ -224,8 +224,9 @@ TABLES = (
     ),
     (
         "interpretability",
-        "Interpretability (mean ± std over seeds; [the reference to beat: the floor, a freshly initialized model, "
-        "or for deletion and insertion the same model with a random order]; ↑ higher is better, ↓ lower)",
+        "Interpretability (mean ± std [95% CI] over seeds, then the reference to beat: [floor: a freshly "
+        "initialized model] or, for deletion and insertion, [random order: the same model, elements in a random "
+        "order]; ↑ higher is better, ↓ lower)",
     ),
     ("runs", "Every run"),
 )
@@ -327,8 +328,8 @@ def _interpretability_table(rows: Sequence[Mapping]) -> tuple[list, list]:
             for m in metrics:
                 text = _mean_std(g, interpretability_column(explainer, m))
                 bar = g[interpretability_column(explainer, bars[m]) + "_mean"]
-                name = "" if bars[m].endswith("_floor") else "random order: "
-                cells.append(f"{text} [{name}{_metric(bar)}]" if _isnumber(bar) else text)
+                name = "floor" if bars[m].endswith("_floor") else "random order"
+                cells.append(f"{text} [{name} {_metric(bar)}]" if _isnumber(bar) else text)
             body.append([_fmt(g["dataset"]), _fmt(g["model"]), g["label"], explainer, str(g["n"]), *cells])
     return header, body
 
