@@ -145,6 +145,15 @@ def test_robustness_after_training_at_the_dataset_radii_is_kept_archived_and_tab
         assert isinstance(row[f"robust_accuracy_eps{eps:g}"], float)
     archive_sweep(sweep, tmp_path / "a")
     assert (tmp_path / "a" / "runs" / run.path.name / "robustness.json").is_file()
+    # the report of the archive tables it per condition, one column per radius (smaller first), "-" where not measured
+    from noisemod.report import report_sections
+
+    header, body = report_sections(tmp_path / "a")["results"]
+    radii = [f"robust_accuracy_eps{eps:g}" for eps in sorted(robustness_eps("synthetic"))]
+    assert header[-1 - len(radii) : -1] == radii
+    [standard] = [r for r in body if r[header.index("method")] == "standard"]
+    [nm] = [r for r in body if r[header.index("method")] == "nm"]
+    assert standard[header.index(radii[0])] == f"{row[radii[0]]:.4f}" and nm[header.index(radii[0])] == "-"
     lines.clear()
     assert [r["status"] for r in run_sweep(spec, sweep, log=lines.append)] == ["skipped", "skipped"]
     assert not any("start" in line for line in lines)  # nothing left to do

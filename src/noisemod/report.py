@@ -31,11 +31,12 @@ from .figures import (
     read_sweep,
 )
 from .io import atomic_write, write_json
-from .rundir import SweepDir
+from .rundir import SweepDir, robustness_column
 
 __all__ = ["comparisons", "report_sections", "write_report"]
 
 METRIC_COLUMNS = ("test_accuracy", "robust_accuracy", "vii", "train_seconds")
+ROBUST_PREFIX = robustness_column(0).partition("eps")[0] + "eps"  # robust_accuracy_eps<eps>, after training
 RUN_COLUMNS = ("test_accuracy", "vii", "best_epoch", "val_accuracy", "train_seconds")
 CAPTIONS = {
     "fig1": "Figure 1: test inputs and the input-gradients of standard, noise-modulated and adversarially "
@@ -190,6 +191,10 @@ def _results(rows: Sequence[Mapping], varied: Mapping) -> tuple[list, list, tupl
         k for k in varied if k in condition_names()
     ]
     columns = [c for c in METRIC_COLUMNS if c != "robust_accuracy" or any(r.get(c) is not None for r in rows)]
+    radii = sorted(
+        {k for r in rows for k in r if k.startswith(ROBUST_PREFIX)}, key=lambda k: float(k[len(ROBUST_PREFIX) :])
+    )
+    columns[-1:-1] = radii  # robustness after training (PGD-50 at the dataset's radii), before train_seconds
     groups = _in_order(aggregate(rows, keys=conditions, metrics=columns), conditions)
     table = (
         [*conditions, "runs", *columns],
