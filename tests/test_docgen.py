@@ -146,3 +146,21 @@ def test_a_table_lists_numeric_conditions_in_order_whatever_order_they_ran_in(tm
     text = render("table fig4", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
     betas = [line.split(" | ")[3] for line in text.splitlines() if line.startswith("| cifar10 | fcnn | nm |")]
     assert betas == ["0", "0.5", "1"], text
+
+
+def test_the_correlation_part_ranks_runs_like_scipy_and_reads_the_robust_radii(tmp_path):
+    vii = [0.10, 0.12, 0.11, 0.20, 0.18, 0.15]
+    small = [0.60, 0.62, 0.70, 0.90, 0.85, 0.61]
+    rows = [
+        {"run_id": f"r{i}", "spec": "cost", "budget": "cpu", "status": "completed", "dataset": "mnist",
+         "model": "lenet", "method": "nm", "seed": i, "epochs": 3, "test_accuracy": 0.9, "vii": v,
+         "robust_accuracy_eps0.1": s, "robust_accuracy_eps0.3": 0.0}
+        for i, (v, s) in enumerate(zip(vii, small))
+    ]  # fmt: skip
+    SweepDir(tmp_path / "cost").write_results(rows)
+    sources = Sources(results=tmp_path, claims=tmp_path / "none.yaml")
+    text = render("correlation cost vii robust@small", sources)
+    rho = scipy_stats.spearmanr(vii, small).statistic
+    assert f"| mnist, lenet | 6 | nm | {rho:+.2f} [" in text
+    with pytest.raises(DocError, match="no runs in results/cost have both vii and gradient_vii"):
+        render("correlation cost vii gradient_vii", sources)

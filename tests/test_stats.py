@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from noisemod.stats import compare, holm, permutation_p, summarize
+from noisemod.stats import compare, holm, permutation_p, spearman, summarize
 
 A = [0.121, 0.134, 0.118, 0.129, 0.140]
 B = [0.101, 0.097, 0.112, 0.095]
@@ -58,3 +58,23 @@ def test_holm_matches_the_step_down_rule():
 def test_bad_values_are_refused_naming_them(bad):
     with pytest.raises(ValueError, match="expected finite numbers"):
         summarize(bad)
+
+
+def test_spearman_matches_scipy_with_a_fisher_interval_by_hand():
+    x = [0.10, 0.12, 0.11, 0.20, 0.18, 0.15, 0.13]
+    y = [0.60, 0.62, 0.70, 0.90, 0.85, 0.61, 0.75]
+    c = spearman(x, y)
+    ref = sp.spearmanr(x, y)
+    assert (c.n, c.rho, c.p) == (7, pytest.approx(ref.statistic), pytest.approx(ref.pvalue))
+    # by hand: ranks of x 1 3 2 7 6 5 4, of y 1 3 4 7 6 2 5; d^2 = 0 0 4 0 0 9 1 = 14; rho = 1 - 6*14/(7*48)
+    assert c.rho == pytest.approx(1 - 6 * 14 / (7 * 48))
+    half = 1.959963984540054 * math.sqrt(1.06 / 4)
+    assert (c.ci_low, c.ci_high) == (
+        pytest.approx(math.tanh(math.atanh(c.rho) - half)),
+        pytest.approx(math.tanh(math.atanh(c.rho) + half)),
+    )
+    assert c.ci_low < c.rho < c.ci_high
+    three = spearman([1, 2, 3], [3, 1, 2])
+    assert three.ci_low is None and three.rho == pytest.approx(sp.spearmanr([1, 2, 3], [3, 1, 2]).statistic)
+    with pytest.raises(ValueError, match="at least 3 pairs"):
+        spearman([1, 2], [2, 1])

@@ -23,6 +23,11 @@ The kinds (one word, then its arguments):
     gained and the accuracy points lost (differences of seed means with their 95% Welch
     intervals), the training time as a multiple of standard's, and the VII gained per accuracy
     point lost and per extra standard-training time
+``correlation ARCHIVE X Y``
+    per dataset and model, Spearman's rank correlation of two results.csv columns over the runs
+    that have both, with its 95% interval and p (:func:`noisemod.stats.spearman`); ``robust@large``
+    and ``robust@small`` name the robust accuracy after training at the dataset's larger or smaller
+    radius
 ``archive``
     the archive itself: each sweep, its runs, its size, and the total size
 
@@ -147,6 +152,45 @@ def _cost(sources: Sources, args: Sequence[str]) -> str:
 CONDITION = ("dataset", "model", "method")
 
 
+def _correlation(sources: Sources, args: Sequence[str]) -> str:
+    from .figures import load_results
+    from .stats import spearman
+
+    if len(args) != 3:
+        raise DocError(f"'correlation' takes an archive and two columns, got {' '.join(args) or 'none'}")
+    rows = load_results(_archived(sources, args[:1], "correlation"))
+    header = ["dataset, model", "runs", "methods", f"Spearman {args[1]} vs {args[2]} [95% CI]", "p"]
+    body = []
+    for pair in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
+        both = [(r, _column(r, args[1]), _column(r, args[2])) for r in rows if (r["dataset"], r["model"]) == pair]
+        both = [(r, x, y) for r, x, y in both if x is not None and y is not None]
+        if len(both) < 3:
+            continue
+        c = spearman([x for _, x, _ in both], [y for _, _, y in both])
+        ci = f" [{c.ci_low:+.2f}, {c.ci_high:+.2f}]" if c.ci_low is not None else ""
+        methods = ", ".join(dict.fromkeys(str(r["method"]) for r, _, _ in both))
+        body.append([", ".join(map(str, pair)), str(c.n), methods, f"{c.rho:+.2f}{ci}", f"{c.p:.3g}"])
+    if not body:
+        raise DocError(f"no runs in results/{args[0]} have both {args[1]} and {args[2]}")
+    return _markdown_table(header, body)
+
+
+def _column(row: dict, name: str) -> float | None:
+    """A number of the row: a column, or robust@large / robust@small (the robust accuracy at the larger
+    or smaller radius measured after training); None when absent."""
+    from .report import ROBUST_PREFIX
+
+    if name in ("robust@large", "robust@small"):
+        radii = sorted(
+            (float(k[len(ROBUST_PREFIX) :]), k) for k, v in row.items() if k.startswith(ROBUST_PREFIX) and v is not None
+        )
+        if not radii:
+            return None
+        name = radii[-1 if name == "robust@large" else 0][1]
+    value = row.get(name)
+    return float(value) if isinstance(value, (int, float)) and value == value else None
+
+
 def _neg(v):
     return None if v is None else -100 * v
 
@@ -202,6 +246,7 @@ KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "bottom-line": _bottom_line,
     "table": _table,
     "cost": _cost,
+    "correlation": _correlation,
     "archive": _archive,
 }
 

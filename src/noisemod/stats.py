@@ -1,7 +1,8 @@
 """Statistics over seeds: a condition's mean with its 95% confidence interval, and the comparison
 of two conditions (difference, Welch CI and t-test, exact permutation test), Holm-corrected within
-one claim. Plain formulas on small samples (scipy for the t distribution); tests check them
-against ``scipy.stats``.
+one claim; the rank correlation of two measures over runs (Spearman, with a Fisher-z interval).
+Plain formulas on small samples (scipy for the distributions and ranks); tests check them against
+``scipy.stats``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-__all__ = ["Comparison", "Summary", "compare", "holm", "permutation_p", "summarize"]
+__all__ = ["Comparison", "Correlation", "Summary", "compare", "holm", "permutation_p", "spearman", "summarize"]
 
 LEVEL = 0.95  # confidence level of every interval
 EXACT_UP_TO = 10  # the permutation test is exact (every split) when both sides have at most this many values
@@ -147,3 +148,35 @@ def holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
         running = max(running, min(1.0, (m - k) * p))
         adjusted[i] = running
     return [replace(c, p_holm=adjusted.get(i)) for i, c in enumerate(comparisons)]
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman's rank correlation of ``n`` pairs: ``rho``, its 95% interval (Fisher's z with the
+    standard error ``sqrt(1.06 / (n - 3))`` of Fieller, Hartley & Pearson 1957; None under 4 pairs)
+    and the two-sided p-value of scipy's ``spearmanr`` (t approximation)."""
+
+    n: int
+    rho: float
+    ci_low: float | None
+    ci_high: float | None
+    p: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> Correlation:
+    """Spearman's rho of paired values (ties get average ranks), its 95% interval and p-value."""
+    from scipy.stats import norm, spearmanr
+
+    x, y = _values(x, "x"), _values(y, "y")
+    if len(x) != len(y) or len(x) < 3:
+        raise ValueError(f"spearman: expected at least 3 pairs of equal length, got {len(x)} and {len(y)}")
+    result = spearmanr(x, y)
+    rho, p = float(result.statistic), float(result.pvalue)
+    if len(x) < 4 or not math.isfinite(rho) or abs(rho) == 1:
+        return Correlation(len(x), rho, None, None, p)
+    half = norm.ppf(0.5 + LEVEL / 2) * math.sqrt(1.06 / (len(x) - 3))
+    z = math.atanh(rho)
+    return Correlation(len(x), rho, math.tanh(z - half), math.tanh(z + half), p)
