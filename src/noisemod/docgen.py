@@ -22,7 +22,7 @@ The kinds (one word, then its arguments):
     per dataset and model of ``results/ARCHIVE``, each method against standard training: the VII
     gained and the accuracy points lost (differences of seed means with their 95% Welch
     intervals), the training time as a multiple of standard's, and the VII gained per accuracy
-    point lost and per extra standard-training time
+    point lost and per extra standard-training time (not given under 5% extra: timing noise)
 ``correlation ARCHIVE X Y``
     per dataset and model, Spearman's rank correlation of two results.csv columns over the runs
     that have both, with its 95% interval and p (:func:`noisemod.stats.spearman`); ``robust@large``
@@ -144,7 +144,7 @@ def _cost(sources: Sources, args: Sequence[str]) -> str:
         body.append(
             [f"{dataset}, {model}", label, str(vii["a"]["n"]), _diff(gain["diff"], gain["ci_low"], gain["ci_high"])]
             + [_diff(-100 * lost["diff"], _neg(lost["ci_high"]), _neg(lost["ci_low"])), f"{ratio:.2f}"]
-            + [_per(gain["diff"], -100 * lost["diff"]), _per(gain["diff"], ratio - 1)]
+            + [_per(gain["diff"], -100 * lost["diff"]), _per(gain["diff"], ratio - 1, at_least=TIME_NOISE)]
         )
     return _markdown_table(header, body)
 
@@ -199,9 +199,16 @@ def _diff(d: float, low, high) -> str:
     return f"{d:+.3f}" + (f" [{low:+.3f}, {high:+.3f}]" if low is not None else "")
 
 
-def _per(gain: float, cost: float) -> str:
-    """Gain per unit of cost; '-' where the cost is not positive (nothing was paid)."""
-    return f"{gain / cost:+.4f}" if cost > 0 else "- (no cost)"
+#: extra training time (a fraction of standard's) below which it is not told apart from timing noise
+TIME_NOISE = 0.05
+
+
+def _per(gain: float, cost: float, at_least: float = 0.0) -> str:
+    """Gain per unit of cost; '-' where the cost is not positive (nothing was paid) or under ``at_least``
+    (a cost not told apart from noise: dividing by it would blow the ratio up)."""
+    if cost <= 0:
+        return "- (no cost)"
+    return f"{gain / cost:+.4f}" if cost >= at_least else f"- (under {at_least:.0%})"
 
 
 def _archived(sources: Sources, args: Sequence[str], kind: str) -> Path:
