@@ -268,7 +268,15 @@ def test_shipped_specs_cover_the_paper():
     assert len(ids["fig3"]) == 3 * 3 + 4 * 3
     assert len(ids["fig4"]) == 11 and len(ids["fig5"]) == 6
     assert "cifar10-resnet18-nm-b0.5-gaussian-s0" in ids["fig3"] and "mnist-lenet-pgd-s0" in ids["fig3"]
-    assert {i.split("-")[2] for i in ids["cost"]} == {"standard", "nm", "fgsm", "pgd", "igr"}
+    assert {i.split("-")[2] for i in ids["cost"]} == {
+        "standard",
+        "nm",
+        "additive",
+        "multiplicative",
+        "fgsm",
+        "pgd",
+        "igr",
+    }
     assert any("after-norm" in i for i in ids["norm"])
 
 

@@ -215,14 +215,14 @@ def _archived(sources: Sources, args: Sequence[str], kind: str) -> Path:
     if len(args) != 1:
         raise DocError(f"'{kind}' takes one archive name, got {' '.join(args) or 'none'}")
     folder = sources.results / args[0]
-    if not (folder / "results.csv").is_file():
-        raise DocError(f"no archived sweep {folder} (results.csv missing)")
+    if not SweepDir(folder).file(SweepDir.RESULTS).is_file():
+        raise DocError(f"no archived sweep {folder} ({SweepDir.RESULTS} missing)")
     return folder
 
 
 def _archive(sources: Sources, args: Sequence[str]) -> str:
     rows, total = [], 0
-    for folder in sorted(p for p in sources.results.iterdir() if (p / "results.csv").is_file()):
+    for folder in sorted(p for p in sources.results.iterdir() if SweepDir(p).file(SweepDir.RESULTS).is_file()):
         size = sum(f.stat().st_size for f in _archived_files(folder))
         total += size
         runs = sum(1 for p in (folder / "runs").iterdir() if p.is_dir()) if (folder / "runs").is_dir() else 0
