@@ -344,7 +344,8 @@ def _isnumber(v) -> bool:
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
+table{border-collapse:collapse;margin:1em 0;font-size:14px;display:block;max-width:100%;overflow-x:auto}
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:left}
 th{background:#f2f2f2}td{font-variant-numeric:tabular-nums}figure{margin:1.5em 0}img{max-width:100%}
 figcaption{font-size:14px;color:#555}pre{background:#f6f6f6;padding:.8em;overflow-x:auto}"""
 
