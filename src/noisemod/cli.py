@@ -388,6 +388,7 @@ SHARED = {
     "data_root": (("--data-root",), dict(help="folder holding the datasets")),
     "device": (("--device",), dict(help="cpu, cuda, cuda:N or auto")),
     "quiet": (("-q", "--quiet"), dict(action="store_true", help="no progress bars or per-epoch lines")),
+    "results": (("--results",), dict(default="results", help="the archive's root folder (default: results)")),
 }
 
 
@@ -409,6 +410,12 @@ def _explainer_names() -> str:
     from .explainers import list_explainers
 
     return _names(list_explainers(), "gradient")
+
+
+def _doc_kinds() -> list[str]:
+    from .docgen import KINDS
+
+    return list(KINDS)
 
 
 def _executor_help() -> str:
@@ -555,19 +562,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "claims", metavar="CLAIMS", nargs="?", default="docs/claims.yaml", help="(default: docs/claims.yaml)"
     )
-    p.add_argument("--results", default="results", help="the archive's root folder (default: results)")
+    _shared(p, "results")
     p.add_argument("--json", action="store_true", help="every claim, comparison and verdict as JSON")
     p.set_defaults(func=cmd_claims)
 
     p = sub.add_parser(
         "docs",
         help="rewrite the generated parts of Markdown docs from the results archive",
-        description="Rewrite each '<!-- generated: KIND ... -->' part of the files (verdicts, bottom-line, "
-        "table ARCHIVE, archive; see noisemod.docgen) from the archive and the claims file. With --check, "
+        description="Rewrite each '<!-- generated: KIND ... -->' part of the files (kinds: "
+        f"{', '.join(_doc_kinds())}; see noisemod.docgen) from the archive and the claims file. With --check, "
         "change nothing and exit 1 naming the parts that are out of date.",
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="Markdown files, e.g. README.md docs/RESULTS.md")
-    p.add_argument("--results", default="results", help="the archive's root folder (default: results)")
+    _shared(p, "results")
     p.add_argument("--claims", default="docs/claims.yaml", help="the claims file (default: docs/claims.yaml)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a part is out of date")
     p.set_defaults(func=cmd_docs)
