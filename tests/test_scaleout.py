@@ -248,6 +248,7 @@ def test_tensorboard_event_files_hold_the_curves_and_the_maps(tmp_path):
     assert [e.value for e in events.Scalars("accuracy/validation")] == pytest.approx(
         [m["val_accuracy"] for m in metrics]
     )
+    assert [e.value for e in events.Scalars("vii/validation_batch")] == pytest.approx([m["val_vii"] for m in metrics])
     assert [e.step for e in events.Images("input-gradients")] == [1, 3]  # the first and the last epoch
     off = tmp_path / "off"
     fit(TrainConfig(dataset="synthetic", model="lenet", epochs=1, tensorboard=False), off, progress=False, log=quiet)

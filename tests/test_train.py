@@ -129,6 +129,29 @@ def test_resume_after_interruption_equals_uninterrupted_run(tmp_path, fused):
     )
 
 
+def test_vii_along_training_is_in_metrics_csv_and_is_the_vii_of_that_epochs_model(tmp_path):
+    """val_vii: VII of 256 validation images spread over the split (x_bar their mean), every epoch;
+    the last epoch's equals VII of last.pt recomputed on those images; without a validation split no column."""
+    from noisemod.metrics import vii
+    from noisemod.training.build import load_data
+
+    run = tmp_path / "run"
+    fit(TrainConfig(**QUICK), run, progress=False, log=quiet)
+    rows = RunDir(run).read_metrics()
+    assert len(rows) == 2 and all(0 < r["val_vii"] < 1 for r in rows)
+    assert rows[0]["val_vii"] != rows[1]["val_vii"]
+    val = load_data(TrainConfig(**QUICK))[0].val
+    batch = val.spread(256)
+    last = RunDir(run).read_checkpoint("last")
+    model = load_model(run)  # best.pt; load last.pt's weights into it
+    model.load_state_dict(last["model"])
+    assert len(batch.labels) == min(256, len(val))
+    assert rows[1]["val_vii"] == pytest.approx(vii(model, batch.images.float() / 255, batch.labels), abs=1e-12)
+    none = tmp_path / "none"
+    fit(TrainConfig(**{**QUICK, "val_size": 0}), none, progress=False, log=quiet)
+    assert all("val_vii" not in r or r["val_vii"] is None for r in RunDir(none).read_metrics())
+
+
 def test_run_directory_is_never_clobbered(tmp_path):
     config = TrainConfig(**{**QUICK, "epochs": 1})
     fit(config, tmp_path / "run", progress=False, log=quiet)

@@ -36,8 +36,10 @@ __all__ = ["METRIC_FIELDS", "RESULT_FIELDS", "ROW_FIELDS", "RunDir", "RunDirErro
 
 CHECKPOINT_FORMAT = "noisemod-checkpoint/1"
 
-#: metrics.csv: one row per epoch; a method may add columns (adversarial training: ``attack_eps``,
-#: the eps at the epoch's last step, and ``probe_robust_accuracy``), after these.
+#: metrics.csv: one row per epoch; after these, ``val_vii`` (VII of 256 validation images spread over the
+#: split, x_bar their mean; runs with a validation split, from this column's introduction on) and a
+#: method's columns (adversarial training: ``attack_eps``, the eps at the epoch's last step, and
+#: ``probe_robust_accuracy``).
 METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "seconds", "samples_per_s", "lr")
 
 #: result.json: name -> (type, meaning). No name is also a setting's: settings are in config.json.

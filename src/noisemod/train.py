@@ -103,6 +103,7 @@ def fit(
         f"{len(data.test)} test images, {config.epochs} epochs, device {device}"
     )
     loaders = dict(train_loader=train_loader, val_loader=val_loader, probe=_probe(train_split, device))
+    loaders["val_batch"] = _probe(data.val, device) if len(data.val) else None  # VII along training
     if (config.compile or config.fused_noise) and state.epoch < config.epochs:
         state.compile_seconds += training.warm_up(*next(iter(train_loader.batches())))
     monitor = Monitor(run, data.val, device, start=state.epoch) if config.tensorboard and dist.main else None
@@ -123,14 +124,26 @@ def fit(
 
 
 def _probe(split, device, n: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` training images evenly spaced over the split (``Split.spread``: every class, also for a split
-    stored class by class), float in [0, 1], and labels: the fixed batch methods check after each epoch."""
+    """``n`` images evenly spaced over the split (``Split.spread``: every class, also for a split stored
+    class by class), float in [0, 1], and labels: the fixed batches checked after each epoch (of the
+    training split by the method, of the validation split for ``val_vii``)."""
     batch = split.spread(n)
     return batch.images.to(device).float().div_(255), batch.labels.to(device)
 
 
 def _train_epochs(
-    run: RunDir, training: Training, state: RunState, *, train_loader, val_loader, probe, dist, progress, say, monitor
+    run: RunDir,
+    training: Training,
+    state: RunState,
+    *,
+    train_loader,
+    val_loader,
+    probe,
+    val_batch,
+    dist,
+    progress,
+    say,
+    monitor,
 ):
     """The epochs left: train, reduce over ranks, stop on divergence, step the schedule, record
     (main process), and stop with a checkpoint on SIGINT/SIGTERM or when the method asks."""
@@ -161,7 +174,15 @@ def _train_epochs(
             state.train_seconds += seconds
             if dist.main:
                 row = end_epoch(
-                    run, training, state, totals=totals, seconds=seconds, lr=lr, val_loader=val_loader, probe=probe
+                    run,
+                    training,
+                    state,
+                    totals=totals,
+                    seconds=seconds,
+                    lr=lr,
+                    val_loader=val_loader,
+                    probe=probe,
+                    val_batch=val_batch,
                 )
                 if monitor is not None:
                     monitor.epoch(training.model, row, last=epoch + 1 == config.epochs)

@@ -8,7 +8,7 @@ import dataclasses
 from torch import nn
 
 from ..config import TrainConfig, settings
-from ..metrics import accuracy
+from ..metrics import accuracy, vii
 from ..rundir import RunDir, RunDirError
 from .build import Training
 from .epoch import RunState
@@ -50,7 +50,16 @@ def save_last(run: RunDir, training: Training, state: RunState, val_acc: float) 
 
 
 def end_epoch(
-    run: RunDir, training: Training, state: RunState, *, totals: list, seconds: float, lr: float, val_loader, probe
+    run: RunDir,
+    training: Training,
+    state: RunState,
+    *,
+    totals: list,
+    seconds: float,
+    lr: float,
+    val_loader,
+    probe,
+    val_batch=None,
 ) -> dict:
     """Record a finished epoch (main process): validation, the method's check (which may stop
     training: then this epoch cannot become best.pt), metrics.csv, best.pt and last.pt.
@@ -58,7 +67,9 @@ def end_epoch(
     best.pt is the epoch with the best validation accuracy (the paper's protocol; without a
     validation split, the last epoch) among the eligible epochs (:class:`~noisemod.methods.EpochCheck`);
     an eligible epoch replaces an ineligible best.pt whatever its accuracy, so ineligible (warm-up)
-    epochs are kept only while no eligible epoch exists. Returns the epoch's metrics.csv row."""
+    epochs are kept only while no eligible epoch exists. ``val_batch`` (images in [0, 1], labels): a
+    fixed validation batch whose VII (x_bar its mean) goes into the row as ``val_vii``, so VII along
+    training is in every run's metrics.csv. Returns the epoch's metrics.csv row."""
     loss_total, correct_total, seen_total, _ = totals
     val_acc = validate(training.model, val_loader)
     check = training.method.end_epoch(training.model, probe, state.history)
@@ -72,6 +83,8 @@ def end_epoch(
         "lr": lr,
         **check.metrics,
     }
+    if val_batch is not None:
+        row["val_vii"] = vii(training.model, *val_batch)
     state.history.append(row)
     if check.stop:
         state.stopped = {"epoch": state.epoch, "reason": check.stop}
