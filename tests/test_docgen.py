@@ -168,3 +168,50 @@ def test_the_correlation_part_ranks_runs_like_scipy_and_reads_the_robust_radii(t
     assert f"| mnist, lenet | 6 | nm | {rho:+.2f} [" in text
     with pytest.raises(DocError, match="no runs in results/cost have both vii and gradient_vii"):
         render("correlation cost vii gradient_vii", sources)
+
+
+NM_SETTINGS = {"beta": 0.5, "noise": "gaussian", "modulate_after_norm": False, "fused_noise": False}
+
+
+def test_the_training_part_follows_vii_per_epoch_and_finds_nms_largest_lead(tmp_path):
+    """val_vii per epoch from each run's metrics.csv: mean ± std per method, nm - standard with Welch's
+    interval (scipy) and the epoch of its largest lead; a run without the column is left out."""
+    from noisemod.figures import training
+
+    lead = {1: 0.0, 2: 0.05, 3: 0.02}  # nm's lead per epoch: largest at epoch 2
+    rows = []
+    sweep = SweepDir(tmp_path / "curves")
+    for method in ("standard", "nm"):
+        for seed in range(3):
+            run_id = f"{method}-s{seed}"
+            rows.append({"run_id": run_id, "spec": "p", "budget": "cpu", "status": "completed", "dataset": "mnist",
+                         "model": "lenet", "method": method, "seed": seed, "epochs": 3, "test_accuracy": 0.9,
+                         "vii": 0.1, **NM_SETTINGS})  # fmt: skip
+            metrics = [
+                {"epoch": e, "train_loss": 1.0, "train_accuracy": 0.5, "val_accuracy": 0.5 + 0.1 * e, "seconds": 1,
+                 "samples_per_s": 1, "lr": 0.001, "val_vii": 0.1 + 0.01 * seed + (lead[e] if method == "nm" else 0)}
+                for e in (1, 2, 3)
+            ]  # fmt: skip
+            sweep.run(run_id).path.mkdir(parents=True)
+            sweep.run(run_id).write_metrics(metrics)
+    old = "standard-s9"  # a run from before val_vii: no column, left out
+    rows.append({**rows[0], "run_id": old, "seed": 9})
+    sweep.run(old).path.mkdir(parents=True)
+    sweep.run(old).write_metrics([{"epoch": 1, "train_loss": 1, "train_accuracy": 0.5, "val_accuracy": 0.5,
+                                   "seconds": 1, "samples_per_s": 1, "lr": 0.001}])  # fmt: skip
+    sweep.write_results(rows)
+    text = render("training curves", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
+    assert "| epoch | standard | nm b0.5 gaussian | nm b0.5 gaussian - standard [95% CI] | p |" in text
+    assert "| 1 | 0.110 ± 0.010 | 0.110 ± 0.010 | +0.000" in text
+    nm, standard = [0.15, 0.16, 0.17], [0.10, 0.11, 0.12]
+    low, high = scipy_stats.ttest_ind(nm, standard, equal_var=False).confidence_interval()
+    p = max(scipy_stats.ttest_ind(nm, standard, equal_var=False).pvalue, 0.1)  # exact permutation p of 3 v 3: 0.1
+    assert (
+        f"| 2 (nm's largest lead) | 0.110 ± 0.010 | 0.160 ± 0.010 | +0.050 [{low:+.3f}, {high:+.3f}] | {p:.3g} |"
+        in text
+    )
+    assert "| 3 |" in text and "(n=" not in text
+    written = training(load_results(sweep.path), sweep.path, tmp_path / "t.png")
+    assert written[0].stat().st_size > 10_000
+    with pytest.raises(ValueError, match="val_vii"):
+        training([rows[-1]], sweep.path, tmp_path / "none.png")

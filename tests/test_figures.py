@@ -205,15 +205,16 @@ def test_plan_figures():
 
 def test_make_figures(fake_sweep, tmp_path):
     written = figures.make_figures(fake_sweep)
-    names = [*(f"fig{i}" for i in range(1, 6)), "tradeoff"]  # nm in three settings beside standard and pgd
+    # nm in three settings beside standard and pgd; VII along training from the runs' metrics.csv
+    names = [*(f"fig{i}" for i in range(1, 6)), "tradeoff", "training"]
     assert [p.name for p in written] == [f"{n}.{ext}" for n in names for ext in ("png", "svg")]
     assert all(p.parent == fake_sweep / "figures" for p in written)
     for p in written:
         check_png(p) if p.suffix == ".png" else check_svg(p)
-    # a sweep of nm runs that vary beta only: fig2 and fig4, written where asked
+    # a sweep of nm runs that vary beta only: fig2, fig4 and training, written where asked
     betas = write_sweep(tmp_path / "betas", ["nm-s0", "nm-b08"], runs_from=fake_sweep)
     written = figures.make_figures(betas, out_dir=tmp_path / "out")
-    assert sorted(p.name for p in written) == ["fig2.png", "fig2.svg", "fig4.png", "fig4.svg"]
+    assert sorted(p.stem for p in written if p.suffix == ".png") == ["fig2", "fig4", "training"]
 
 
 def test_main_conditions_keep_one_condition_per_method():

@@ -41,7 +41,7 @@ def test_write_report(sweep):
         assert command in text
         assert "4 completed, 1 failed (igr-s0)" in text and "| igr-s0 | failed |" in md
         assert "torch" in text and rows[0]["git_sha"] in text  # hardware and versions from result.json
-    assert page.count('<img src="data:image/png;base64,') == 3
+    assert page.count('<img src="data:image/png;base64,') == 4  # fig1, fig2, fig3 and training
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)|url\(|@import|<script|<link""", page)
     header = "| dataset | model | method | steps | runs | test_accuracy | robust_accuracy | vii | train_seconds |"
     assert header in md  # robust accuracy because a pgd run is in the sweep
@@ -63,6 +63,8 @@ def test_write_report(sweep):
         "fig2.svg",
         "fig3.png",
         "fig3.svg",
+        "training.png",
+        "training.svg",
     ]
 
 

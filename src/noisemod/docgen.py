@@ -28,6 +28,11 @@ The kinds (one word, then its arguments):
     that have both, with its 95% interval and p (:func:`noisemod.stats.spearman`); ``robust@large``
     and ``robust@small`` name the robust accuracy after training at the dataset's larger or smaller
     radius
+``training ARCHIVE``
+    per dataset and model of ``results/ARCHIVE``, VII of the fixed validation batch (metrics.csv's
+    ``val_vii``) per method at epochs 1, 2, 5, 10, 20, ..., mean ± std over seeds, with nm minus
+    standard (95% Welch interval, p = max of Welch's and the permutation test's) at each, and the
+    epoch where that difference is largest
 ``archive``
     the archive itself: each sweep, its runs, its size, and the total size
 
@@ -175,6 +180,65 @@ def _correlation(sources: Sources, args: Sequence[str]) -> str:
     return _markdown_table(header, body)
 
 
+#: the epochs a ``training`` table shows (those the runs reached), besides the epoch of nm's largest lead
+TRAINING_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 50, 75, 100)
+
+
+def _training(sources: Sources, args: Sequence[str]) -> str:
+    from .figures import load_results, training_rows
+
+    folder = _archived(sources, args, "training")
+    points = training_rows(folder, load_results(folder), ("val_vii",))
+    if not points:
+        raise DocError(f"no run of {folder} has val_vii in its metrics.csv (runs before VII along training)")
+    parts = []
+    for pair in dict.fromkeys((p["dataset"], p["model"]) for p in points):
+        here = [p for p in points if (p["dataset"], p["model"]) == pair]
+        parts.append(f"{pair[0]}, {pair[1]}:\n\n" + _training_table(here))
+    return "\n\n".join(parts)
+
+
+def _training_table(points: Sequence[dict]) -> str:
+    """One dataset and model: VII per epoch and condition, nm minus standard, and where it peaks."""
+    from .stats import compare
+
+    values: dict[tuple, list[float]] = {}
+    for p in points:
+        values.setdefault((p["label"], p["epoch"]), []).append(p["val_vii"])
+    labels = list(dict.fromkeys(p["label"] for p in points))
+    epochs = sorted({p["epoch"] for p in points})
+    nm = next((lb for lb in labels if lb.split()[0] == "nm"), None)
+    diffs = {}
+    for e in epochs if nm and "standard" in labels else ():
+        a, b = values.get((nm, e), []), values.get(("standard", e), [])
+        if len(a) > 1 and len(b) > 1:
+            diffs[e] = compare(a, b)
+    peak = max(diffs, key=lambda e: diffs[e].diff) if diffs else None
+    shown = sorted({e for e in epochs if e in TRAINING_EPOCHS or e == epochs[-1]} | ({peak} if peak else set()))
+    header = ["epoch", *labels] + ([f"{nm} - standard [95% CI]", "p"] if diffs else [])
+    body = []
+    for e in shown:
+        row = [f"{e}" + (" (nm's largest lead)" if e == peak else "")]
+        row += [
+            _mean_std(values.get((lb, e), []), len({p["seed"] for p in points if p["label"] == lb})) for lb in labels
+        ]
+        if diffs:
+            c = diffs.get(e)
+            row += [_diff(c.diff, c.ci_low, c.ci_high), f"{c.p:.3g}"] if c else ["", ""]
+        body.append(row)
+    return _markdown_table(header, body)
+
+
+def _mean_std(values: Sequence[float], seeds: int) -> str:
+    """``mean ± std``, with the number of seeds when fewer than the condition's (runs stopped early)."""
+    import statistics
+
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {std:.3f}" + (f" (n={len(values)})" if len(values) < seeds else "")
+
+
 def _column(row: dict, name: str) -> float | None:
     """A number of the row: a column, or robust@large / robust@small (the robust accuracy at the larger
     or smaller radius measured after training); None when absent."""
@@ -254,6 +318,7 @@ KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "table": _table,
     "cost": _cost,
     "correlation": _correlation,
+    "training": _training,
     "archive": _archive,
 }
 

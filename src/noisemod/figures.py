@@ -10,6 +10,7 @@ method registry (which methods use a setting, each method's family).
 - :func:`fig3`: test accuracy and VII per model and method, one row of panels per dataset.
 - :func:`fig4`: accuracy and VII against beta, with the gradient map of one test image per beta.
 - :func:`fig5`: accuracy and VII per noise, with each noise's histogram (scaled to [0, 1]).
+- :func:`training`: VII and validation accuracy against epoch (metrics.csv), per method, mean ± std.
 - :func:`make_figures`: the figures that apply to a sweep, in ``DIR/figures/`` as PNG and SVG.
 
 Every figure function takes ``path``, one file or a list of files (the same figure in each
@@ -55,12 +56,16 @@ __all__ = [
     "series",
     "spectrum",
     "tradeoff",
+    "training",
+    "training_rows",
 ]
 
 PathLike = str | os.PathLike
 Paths = PathLike | Sequence[PathLike]
 
 METRICS = {"test_accuracy": "test accuracy", "vii": "VII"}
+#: metrics.csv's columns followed along training (:func:`training`)
+CURVES = {"val_vii": "VII, 256 validation images", "val_accuracy": "validation accuracy"}
 HIST_SAMPLES = 100_000
 
 
@@ -162,6 +167,19 @@ def _representative(rows: Sequence[Mapping]) -> Mapping:
         return (*(r.get(s) != get_setting(s).default for s in used), r.get("seed") or 0)
 
     return min(rows, key=key)
+
+
+def training_rows(sweep_dir: PathLike, rows: Sequence[Mapping], columns: Sequence[str] = tuple(CURVES)) -> list[dict]:
+    """One row per run and epoch from the runs' metrics.csv: ``dataset``, ``model``, ``method``,
+    ``label`` (:func:`condition_label`), ``seed``, ``epoch`` and ``columns``; only the epochs where
+    every column has a value (runs before ``val_vii`` have none)."""
+    out = []
+    for r in rows:
+        keys = {k: r.get(k) for k in ("dataset", "model", "method", "seed")}
+        for m in RunDir(_run_dir(sweep_dir, r)).read_metrics():
+            if all(_valid(m.get(c)) for c in columns):
+                out.append({**keys, "label": condition_label(r), "epoch": m["epoch"], **{c: m[c] for c in columns}})
+    return out
 
 
 # ----------------------------------------------------------------------------- data behind the plots
@@ -455,6 +473,48 @@ def tradeoff(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     return _save(fig, path)
 
 
+def training(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths) -> list[Path]:
+    """VII (of the fixed validation batch) and validation accuracy against epoch, one line per
+    condition with a band of ± one std over seeds, one row of panels per dataset and model: where
+    along training a method's VII departs from standard's (:func:`training_rows`)."""
+    from .methods import METHODS
+
+    points = training_rows(sweep_dir, results_rows)
+    if not points:
+        raise ValueError(f"no run of {sweep_dir} has val_vii in its metrics.csv (runs before VII along training)")
+    agg = aggregate(points, keys=("dataset", "model", "method", "label", "epoch"), metrics=tuple(CURVES))
+    pairs = _unique((g["dataset"], g["model"]) for g in agg)
+    order = list(METHODS)
+    fig = _figure(9, 3.2 * len(pairs))
+    axes = fig.subplots(len(pairs), len(CURVES), squeeze=False)
+    for row, pair in zip(axes, pairs):
+        here = [g for g in agg if (g["dataset"], g["model"]) == pair]
+        for ax, (column, name) in zip(row, CURVES.items()):
+            for label in _unique(g["label"] for g in here):
+                line = sorted((g for g in here if g["label"] == label), key=lambda g: g["epoch"])
+                method = line[0]["method"]
+                color = f"C{order.index(method) % 10}" if method in order else "k"
+                xs = [g["epoch"] for g in line]
+                mean = [g[f"{column}_mean"] for g in line]
+                std = [g[f"{column}_std"] for g in line]
+                ax.plot(xs, mean, color=color, lw=1.2, label=label)
+                ax.fill_between(
+                    xs,
+                    [m - s for m, s in zip(mean, std)],
+                    [m + s for m, s in zip(mean, std)],
+                    color=color,
+                    alpha=0.15,
+                    lw=0,
+                )
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(name)
+            ax.set_title(f"{pair[0]}, {pair[1]}", fontsize=10)
+            ax.grid(alpha=0.3)
+    handles = {label: h for ax in fig.axes for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="outside right upper")
+    return _save(fig, path)
+
+
 def interpretability_scores(rows: Sequence[Mapping]) -> dict[str, list[str]]:
     """Explainer -> the metrics the rows have scores of (results.csv's ``<explainer>_<metric>`` columns)."""
     from .explainers import EXPLAINERS
@@ -599,6 +659,8 @@ def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root
     root = data_root or rows[0].get("data_root")
     written: list[Path] = []
     names = plan_figures(rows, str(read_sweep(sweep_dir).get("spec", "")), checkpoints=has_checkpoints(sweep_dir, rows))
+    if training_rows(sweep_dir, rows):
+        names.append("training")
     for name in names:
         paths = [out / f"{name}.png", out / f"{name}.svg"]
         if name == "fig1":
@@ -615,4 +677,6 @@ def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root
             written += tradeoff(rows, paths)
         elif name == "interpretability":
             written += interpretability_figure(rows, paths)
+        elif name == "training":
+            written += training(rows, sweep_dir, paths)
     return written

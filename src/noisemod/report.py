@@ -49,6 +49,8 @@ CAPTIONS = {
     "fig5": "Figure 5: test accuracy and VII per noise, and the noises scaled to [0, 1].",
     "tradeoff": "Test accuracy against VII per method and setting (mean ± std over seeds): methods compared at "
     "equal accuracy cost.",
+    "training": "Along training: VII of 256 validation images (spread over the split, x_bar their mean) and "
+    "validation accuracy per epoch, per method (mean, band ± one std over seeds; from each run's metrics.csv).",
 }
 
 
