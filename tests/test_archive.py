@@ -157,3 +157,33 @@ def test_robustness_after_training_at_the_dataset_radii_is_kept_archived_and_tab
     lines.clear()
     assert [r["status"] for r in run_sweep(spec, sweep, log=lines.append)] == ["skipped", "skipped"]
     assert not any("start" in line for line in lines)  # nothing left to do
+
+
+def test_a_spec_asks_for_the_randomization_test_and_the_sweep_adds_it_to_finished_runs(finished, tmp_path):
+    """``randomization:`` runs ``evaluate --cascading`` signed and absolute on the runs it names, after
+    training; interpretability.json keeps both (archived); a second sweep has nothing left to do."""
+    from noisemod.experiments.spec import load_spec
+    from noisemod.rundir import RunDir
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY + "randomization: {images: 20, only: {method: [nm]}}\n")
+    lines = []
+    assert [r["status"] for r in run_sweep(spec, sweep, log=lines.append)] == ["skipped", "skipped"]
+    nm = RunDir(sweep / "runs" / "synthetic-mlp-nm-b0.5-gaussian-s0").read_interpretability()
+    assert set(nm) == {"gradient/cascading", "gradient/cascading-absolute"}
+    for key, absolute in (("gradient/cascading", False), ("gradient/cascading-absolute", True)):
+        assert nm[key]["n"] == 20 and nm[key]["absolute"] is absolute
+        assert len(nm[key]["layers"]) >= 2  # one entry per re-initialized module, top down
+        assert all(-1 <= r <= 1 for _, r in nm[key]["layers"])
+    assert not RunDir(sweep / "runs" / "synthetic-mlp-standard-s0").read_interpretability()  # only: nm
+    lines.clear()
+    assert [r["status"] for r in run_sweep(spec, sweep, log=lines.append)] == ["skipped", "skipped"]
+    assert not any("start" in line for line in lines)  # nothing left to do
+    archive_sweep(sweep, tmp_path / "a")
+    assert (tmp_path / "a" / "runs" / "synthetic-mlp-nm-b0.5-gaussian-s0" / "interpretability.json").is_file()
+    for bad, named in (("{images: 0}", "randomization.images"), ("{explainers: [nope]}", "randomization.explainers")):
+        spec.write_text(TINY + f"randomization: {bad}\n")
+        with pytest.raises(ValueError, match=named):
+            load_spec(spec)

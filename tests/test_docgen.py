@@ -215,3 +215,28 @@ def test_the_training_part_follows_vii_per_epoch_and_finds_nms_largest_lead(tmp_
     assert written[0].stat().st_size > 10_000
     with pytest.raises(ValueError, match="val_vii"):
         training([rows[-1]], sweep.path, tmp_path / "none.png")
+
+
+def test_the_randomization_part_tables_the_top_and_the_full_cascade_per_method(tmp_path):
+    sweep = SweepDir(tmp_path / "rand")
+    rows = []
+    for method, top in (("standard", [0.5, 0.7]), ("nm", [0.1, 0.3])):
+        for seed, t in enumerate(top):
+            run_id = f"{method}-s{seed}"
+            rows.append({"run_id": run_id, "spec": "p", "budget": "cpu", "status": "completed", "dataset": "mnist",
+                         "model": "lenet", "method": method, "seed": seed, "epochs": 3, "test_accuracy": 0.9,
+                         "vii": 0.1, **(NM_SETTINGS if method == "nm" else {})})  # fmt: skip
+            run = sweep.run(run_id)
+            run.path.mkdir(parents=True)
+            run.write_interpretability(
+                run.cascading_key("gradient", False), {"n": 5, "layers": [["fc3", t], ["c1", 0.0]]}
+            )
+            if method == "standard":  # the absolute test on standard only
+                run.write_interpretability(run.cascading_key("gradient", True), {"n": 5, "layers": [["fc3", 0.9]]})
+    sweep.write_results(rows)
+    text = render("randomization rand", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
+    assert "| mnist, lenet | standard | 2 | 0.600 ± 0.141 | 0.000 ± 0.000 | 0.900 ± 0.000 | 0.900 ± 0.000 |" in text
+    assert "| mnist, lenet | nm b0.5 gaussian | 2 | 0.200 ± 0.141 | 0.000 ± 0.000 | - | - |" in text
+    SweepDir(tmp_path / "empty").write_results(rows[:1])  # a run without the test, in another archive
+    with pytest.raises(DocError, match="no run of .* has a cascading randomization test"):
+        render("randomization empty", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))

@@ -33,6 +33,11 @@ The kinds (one word, then its arguments):
     ``val_vii``) per method at epochs 1, 2, 5, 10, 20, ..., mean ± std over seeds, with nm minus
     standard (95% Welch interval, p = max of Welch's and the permutation test's) at each, and the
     epoch where that difference is largest
+``randomization ARCHIVE``
+    per dataset, model and method of ``results/ARCHIVE``, the cascading randomization test of the
+    gradient (signed and absolute): the mean Spearman correlation between the explanations of the
+    trained model and of the model with its top module re-initialized, and with every module
+    re-initialized, mean ± std over seeds (near 0: the explanation depends on what was learned)
 ``archive``
     the archive itself: each sweep, its runs, its size, and the total size
 
@@ -47,7 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rundir import SweepDir
+from .rundir import RunDir, SweepDir
 
 __all__ = ["DocError", "Sources", "check", "regenerate", "render"]
 
@@ -177,6 +182,36 @@ def _correlation(sources: Sources, args: Sequence[str]) -> str:
         body.append([", ".join(map(str, pair)), str(c.n), methods, f"{c.rho:+.2f}{ci}", f"{c.p:.3g}"])
     if not body:
         raise DocError(f"no runs in results/{args[0]} have both {args[1]} and {args[2]}")
+    return _markdown_table(header, body)
+
+
+def _randomization(sources: Sources, args: Sequence[str]) -> str:
+    from .figures import condition_label, load_results
+
+    folder = _archived(sources, args, "randomization")
+    sweep = SweepDir(folder)
+    cells: dict[tuple, dict[str, list[float]]] = {}
+    for row in load_results(folder):
+        tests = sweep.run(row["run_id"]).read_interpretability()
+        key = (f"{row['dataset']}, {row['model']}", condition_label(row))
+        for absolute in (False, True):
+            layers = tests.get(RunDir.cascading_key("gradient", absolute), {}).get("layers")
+            if layers:
+                kind = "absolute" if absolute else "signed"
+                cells.setdefault(key, {}).setdefault(f"{kind}: top", []).append(layers[0][1])
+                cells[key].setdefault(f"{kind}: all", []).append(layers[-1][1])
+    if not cells:
+        raise DocError(f"no run of {folder} has a cascading randomization test of the gradient")
+    columns = ["signed: top", "signed: all", "absolute: top", "absolute: all"]
+    header = ["dataset, model", "method", "seeds", *(f"{c} modules re-initialized" for c in columns)]
+    body = [
+        [
+            *key,
+            str(max(len(v) for v in c.values())),
+            *(_mean_std(c.get(col, []), len(c.get(col, []))) for col in columns),
+        ]
+        for key, c in cells.items()
+    ]
     return _markdown_table(header, body)
 
 
@@ -319,6 +354,7 @@ KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "cost": _cost,
     "correlation": _correlation,
     "training": _training,
+    "randomization": _randomization,
     "archive": _archive,
 }
 

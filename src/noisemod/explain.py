@@ -186,6 +186,7 @@ def cascade_run(
     model = run.load_model(device=device)
     x, y = data.test.images[:n].float().div_(255), data.test.labels[:n]
     layers = cascading_randomization(model, x, y, explainer, seed=seed, absolute=absolute)
-    key = f"{explainer}/cascading" + ("-absolute" if absolute else "")
-    run.write_interpretability(key, {"n": n, "seed": seed, "absolute": absolute, "layers": layers})
+    run.write_interpretability(
+        run.cascading_key(explainer, absolute), {"n": n, "seed": seed, "absolute": absolute, "layers": layers}
+    )
     return layers

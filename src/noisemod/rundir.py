@@ -194,6 +194,15 @@ class RunDir(_Folder):
         """Set one explainer's entry in interpretability.json, keeping the others'."""
         return write_json(self.file(self.INTERPRETABILITY), {**self.read_interpretability(), explainer: entry})
 
+    @staticmethod
+    def cascading_key(explainer: str, absolute: bool) -> str:
+        """interpretability.json's key of a cascading randomization test (signed or of absolute values)."""
+        return f"{explainer}/cascading" + ("-absolute" if absolute else "")
+
+    def has_cascading(self, explainer: str, *, absolute: bool, n: int) -> bool:
+        """Whether interpretability.json holds this randomization test of ``explainer`` on the first ``n`` images."""
+        return self.read_interpretability().get(self.cascading_key(explainer, absolute), {}).get("n") == n
+
     def has_interpretability(self, explainer: str, *, metrics, n: int | None, floor: bool) -> bool:
         """Whether interpretability.json already holds these metrics of ``explainer`` on the same images,
         with ``x_bar`` the test set's mean (entries without ``"mean"`` used the mean of the ``n``

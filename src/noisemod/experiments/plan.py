@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..config import identity
 from ..rundir import RunDir, SweepDir
-from .spec import Run, Spec, expand, interpreted, robustness_for
+from .spec import Run, Spec, expand, interpreted, randomization_for, robustness_for
 from .task import missing_post
 
 __all__ = ["ACTIONS", "PlannedRun", "SweepPlan", "plan_action", "plan_sweep"]
@@ -25,21 +25,24 @@ def plan_action(run_dir) -> str:
 @dataclass
 class PlannedRun:
     """One run of the plan. ``record`` is what :func:`~noisemod.experiments.run_sweep` returns for it
-    (``run_id``, ``dir``, ``config``, ``action``, ``status``); ``interpretability`` and ``robustness``
-    what the spec asks after training (else None); ``interpret``: complete, but missing some of it."""
+    (``run_id``, ``dir``, ``config``, ``action``, ``status``); ``interpretability``, ``robustness`` and
+    ``randomization`` what the spec asks after training (else None); ``interpret``: complete, but
+    missing some of it."""
 
     @property
     def post(self) -> dict | None:
-        """What :func:`~.task.run_task` does after training: ``{"interpretability", "robustness"}``."""
-        if self.interpretability is None and self.robustness is None:
-            return None
-        return {"interpretability": self.interpretability, "robustness": self.robustness}
+        """What :func:`~.task.run_task` does after training: ``{"interpretability", "robustness",
+        "randomization"}``."""
+        post = {"interpretability": self.interpretability, "robustness": self.robustness}
+        post["randomization"] = self.randomization
+        return post if any(v is not None for v in post.values()) else None
 
     run: Run
     dir: RunDir
     action: str
     interpretability: dict | None = None
     robustness: dict | None = None
+    randomization: dict | None = None
     interpret: bool = False
     record: dict = field(init=False)
 
@@ -99,7 +102,8 @@ def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None) -> Swee
         _check_existing(run, run_dir)
         settings = spec.interpretability if interpreted(spec, run.config) else None
         robust = robustness_for(spec, run.config)
-        p = PlannedRun(run, run_dir, plan_action(run_dir.path), settings, robust)
+        randomization = randomization_for(spec, run.config)
+        p = PlannedRun(run, run_dir, plan_action(run_dir.path), settings, robust, randomization)
         p.interpret = p.action == "skip" and bool(missing_post(run_dir, p.post))
         planned.append(p)
     return SweepPlan(spec, budget, sweep, planned)

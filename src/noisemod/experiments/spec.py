@@ -51,9 +51,10 @@ from ..methods import get_method
 
 __all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
 
-SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets", "interpretability", "robustness")
+SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets", "interpretability", "robustness", "randomization")
 INTERPRETABILITY_KEYS = ("metrics", "explainers", "n", "floor", "only")
 ROBUSTNESS_KEYS = ("images", "only")
+RANDOMIZATION_KEYS = ("images", "explainers", "only")
 BUDGET_KEYS = ("datasets", "cases", "only")
 CASE_KEYS = ("when", "set")
 DEFAULTS = TrainConfig()
@@ -71,6 +72,7 @@ class Spec:
     budgets: dict[str, dict[str, Any]]
     interpretability: dict[str, Any] | None = None  # metrics, explainers, n, floor: computed after training
     robustness: dict[str, Any] | None = None  # images, only: PGD-50 at the dataset's radii, after training
+    randomization: dict[str, Any] | None = None  # images, explainers, only: the cascading test, after training
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ def load_spec(path) -> Spec:
         {str(k): v or {} for k, v in budgets.items()},
         _check_interpretability(check, raw.get("interpretability")),
         _check_robustness(check, raw.get("robustness")),
+        _check_randomization(check, raw.get("randomization")),
     )
 
 
@@ -190,6 +193,27 @@ def _check_robustness(check: _Checker, section) -> dict[str, Any] | None:
     n = values["images"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         check.fail("robustness.images", f"expected a positive integer, got {n!r}")
+    return values
+
+
+def _check_randomization(check: _Checker, section) -> dict[str, Any] | None:
+    """``randomization: {images: N, explainers: [...], only: {...}}``: the cascading model parameter
+    randomization test (``noisemod evaluate --cascading``, signed and ``--absolute``) of each explainer
+    (default: the gradient) on the first N test images (default 100), after training, for every
+    finished run (or those ``only`` lists)."""
+    if section is None:
+        return None
+    from ..explainers import EXPLAINERS
+
+    check.mapping("randomization", section, RANDOMIZATION_KEYS)
+    values = {"images": 100, "explainers": ["gradient"], "only": {}, **section}
+    _check_only(check, "randomization.only", values["only"])
+    for j, name in enumerate(check.nonempty_list("randomization.explainers", values["explainers"])):
+        if name not in EXPLAINERS:
+            check.fail(f"randomization.explainers[{j}]", f"unknown explainer {name!r}; known: {', '.join(EXPLAINERS)}")
+    n = values["images"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        check.fail("randomization.images", f"expected a positive integer, got {n!r}")
     return values
 
 
@@ -243,8 +267,7 @@ def _check_budget(check: _Checker, where: str, budget) -> None:
 
 def interpreted(spec: Spec, config: TrainConfig) -> bool:
     """Whether the spec's interpretability section applies to a run."""
-    section = spec.interpretability
-    return section is not None and all(getattr(config, k) in v for k, v in section["only"].items())
+    return _applies(spec.interpretability, config)
 
 
 def robustness_for(spec: Spec, config: TrainConfig) -> dict[str, Any] | None:
@@ -253,9 +276,20 @@ def robustness_for(spec: Spec, config: TrainConfig) -> dict[str, Any] | None:
     from ..attacks import robustness_eps
 
     section = spec.robustness
-    if section is None or not all(getattr(config, k) in v for k, v in section["only"].items()):
+    if not _applies(section, config):
         return None
     return {"eps": list(robustness_eps(config.dataset)), "images": section["images"]}
+
+
+def randomization_for(spec: Spec, config: TrainConfig) -> dict[str, Any] | None:
+    """The randomization tests the spec asks of a run: ``{"images": N, "explainers": [...]}``, or None."""
+    section = spec.randomization
+    return {"images": section["images"], "explainers": section["explainers"]} if _applies(section, config) else None
+
+
+def _applies(section: dict | None, config: TrainConfig) -> bool:
+    """Whether a section of the spec (with its ``only``) applies to a run."""
+    return section is not None and all(getattr(config, k) in v for k, v in section["only"].items())
 
 
 def normalize(values: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ re-serialized as a flag. A run decides whether it resumes where it executes (``l
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 import shlex
 import signal
@@ -21,6 +22,7 @@ from ..config import TrainConfig
 from ..rundir import RunDir
 
 __all__ = [
+    "cascade_command",
     "interpret_command",
     "missing_explainers",
     "missing_post",
@@ -53,9 +55,15 @@ def robust_command(run_dir, eps: float, images: int) -> list[str]:
     return cmd + ["--robust-images", str(images), "--quiet"]
 
 
+def cascade_command(run_dir, explainer: str, absolute: bool, images: int) -> list[str]:
+    """The ``noisemod evaluate --cascading`` process that adds one randomization test to interpretability.json."""
+    cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--cascading", "--explainer", explainer]
+    return cmd + ["--n", str(images), "--json", "--quiet"] + (["--absolute"] if absolute else [])
+
+
 def missing_post(run_dir: RunDir, post: dict | None) -> list[list[str]]:
-    """The commands still to run after training (``post``: the spec's interpretability and
-    robustness for this run), for what the run's files do not hold yet."""
+    """The commands still to run after training (``post``: the spec's interpretability, robustness
+    and randomization for this run), for what the run's files do not hold yet."""
     if post is None:
         return []
     commands = []
@@ -67,6 +75,11 @@ def missing_post(run_dir: RunDir, post: dict | None) -> list[list[str]]:
         commands += [
             robust_command(run_dir.path, e, r["images"]) for e in r["eps"] if not run_dir.has_robustness(e, r["images"])
         ]
+    if post.get("randomization") is not None:
+        r = post["randomization"]
+        for explainer, absolute in itertools.product(r["explainers"], (False, True)):
+            if not run_dir.has_cascading(explainer, absolute=absolute, n=r["images"]):
+                commands.append(cascade_command(run_dir.path, explainer, absolute, r["images"]))
     return commands
 
 
