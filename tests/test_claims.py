@@ -110,3 +110,38 @@ def test_the_cli_prints_the_verdict_table_and_exits_2_naming_a_bad_claim(tmp_pat
     bad = claims_file(tmp_path, CLAIM.format(metric="sharpness", direction="higher", b="standard"))
     assert main(["claims", str(bad), "--results", str(results)]) == 2
     assert "no metric 'sharpness'" in capsys.readouterr().err
+
+
+PENDING_SPEC = """name: p
+grids: [{dataset: [synthetic, digits], model: [lenet], method: [standard, nm], seed: [0, 1, 2, 3, 4]}]
+budgets: {cpu: {epochs: 5}}
+"""
+
+
+def test_a_claim_is_pending_while_its_sweep_is_being_archived_and_complete_groups_are_shown(tmp_path):
+    """An archive that lacks runs its spec plans for a claim's sides: the complete groups are compared,
+    the verdict is 'pending' with the runs archived of those planned; once all are in, a verdict."""
+    from noisemod.claims import verdict_table
+    from noisemod.experiments.spec import expand, load_spec
+
+    folder = tmp_path / "results" / "p"
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(PENDING_SPEC)
+    sweep = SweepDir(folder)
+    sweep.write_sweep({"spec": "p", "budget": "cpu"})
+    runs = expand(load_spec(folder / "spec.yaml"), "cpu")
+    rows = [
+        {"run_id": r.run_id, "spec": "p", "budget": "cpu", "status": "completed", "dataset": r.config.dataset,
+         "model": "lenet", "method": r.config.method, "seed": r.config.seed, "epochs": 5, "test_accuracy": 0.9,
+         "vii": (NM if r.config.method == "nm" else STANDARD)[r.config.seed]}
+        for r in runs
+    ]  # fmt: skip
+    claim = claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="standard").replace("toy", "p"))
+    sweep.write_results(rows[:-1])  # the last planned run (digits, nm, seed 4) is not archived yet
+    [r] = evaluate_claims(claim, tmp_path / "results")
+    assert r.verdict == "pending" and r.runs == (19, 20)
+    assert [c["group"]["dataset"] for c in r.comparisons] == ["synthetic"]  # the complete group only
+    assert "**pending** | synthetic, lenet: " in verdict_table([r]) and "19 of 20 runs archived" in verdict_table([r])
+    sweep.write_results(rows)
+    [r] = evaluate_claims(claim, tmp_path / "results")
+    assert r.verdict == "reproduced" and r.runs is None and len(r.comparisons) == 2

@@ -23,7 +23,10 @@ comparison's p is the larger of the two, Holm-corrected within the claim. A comp
 when that p < 0.05 and the difference has the expected sign, *disagrees* when p < 0.05 the other
 way, and is *not significant* otherwise. A claim is **reproduced** when every comparison agrees,
 **partly** when some agree and none disagrees, **contradicted** when some disagree and none
-agrees, **mixed** when some of each, **inconclusive** when none is significant.
+agrees, **mixed** when some of each, **inconclusive** when none is significant. A claim is **pending**
+while its archive lacks some of the runs its sweep plans for either side (an archive still being
+filled): the groups whose runs are all archived are compared and shown, but no verdict is
+computed from part of the sweep.
 
 A comparison never mixes budgets: both sides must have the same epochs, training images and (for
 an interpretability column) number of images scored, or the claim is refused naming them.
@@ -51,7 +54,7 @@ __all__ = [
 ]
 
 ALPHA = 0.05
-VERDICTS = ("reproduced", "partly", "contradicted", "mixed", "inconclusive")
+VERDICTS = ("reproduced", "partly", "contradicted", "mixed", "inconclusive", "pending")
 DIRECTIONS = {"higher": 1, "lower": -1}
 BUDGET = ("epochs", "train_size")  # settings a comparison may not mix (and the images scored, below)
 KEYS = {"id", "title", "source", "archive", "metric", "direction", "a", "b", "by", "note"}
@@ -64,17 +67,19 @@ class ClaimError(ValueError):
 @dataclass
 class ClaimResult:
     """One claim evaluated: its comparisons (dicts with the group, both summaries and the
-    comparison) and its verdict."""
+    comparison) and its verdict; for a pending claim, ``runs``: (archived, planned) of its sides."""
 
     claim: dict
     comparisons: list[dict] = field(default_factory=list)
     verdict: str = "inconclusive"
+    runs: tuple[int, int] | None = None
 
     def to_dict(self) -> dict:
         def plain(c: dict) -> dict:
             return {k: (v.to_dict() if isinstance(v, (Summary, Comparison)) else v) for k, v in c.items()}
 
-        return {**self.claim, "verdict": self.verdict, "comparisons": [plain(c) for c in self.comparisons]}
+        out = {**self.claim, "verdict": self.verdict, "comparisons": [plain(c) for c in self.comparisons]}
+        return {**out, "runs": list(self.runs)} if self.runs else out
 
 
 def load_claims(path) -> list[dict]:
@@ -177,6 +182,20 @@ def verdict(comparisons: Sequence[Comparison], direction: str) -> str:
     return "inconclusive"
 
 
+def _planned(claim: dict, archive: SweepDir) -> list[tuple[str, dict]]:
+    """The runs (id, settings) the archive's sweep plans (its spec.yaml under sweep.json's budget) for either side."""
+    from .archive import SPEC
+    from .experiments.spec import expand, load_spec
+
+    budget = archive.read_sweep().get("budget")
+    if budget is None or not archive.file(SPEC).is_file():
+        return []
+    runs = expand(load_spec(archive.file(SPEC)), budget)
+    sides = (claim["a"], claim["b"])
+    planned = [(r.run_id, r.config.to_dict()) for r in runs]
+    return [(run_id, c) for run_id, c in planned if any(_matches(c, side) for side in sides)]
+
+
 def evaluate_claim(claim: dict, results_root) -> ClaimResult:
     """One claim against the archive it names under ``results_root``."""
     archive = SweepDir(Path(results_root) / claim["archive"])
@@ -186,12 +205,17 @@ def evaluate_claim(claim: dict, results_root) -> ClaimResult:
     if rows and claim["metric"] not in rows[0]:
         raise ClaimError(f"claim {claim['id']}: no metric {claim['metric']!r} in {archive.file(archive.RESULTS)}")
     by = list(claim.get("by") or [])
+    planned = _planned(claim, archive)
+    archived = {r["run_id"] for r in rows if r.get("status") in (None, "completed")}
+    waiting = {tuple(c.get(k) for k in by) for run_id, c in planned if run_id not in archived}
     selected = [r for r in rows if _matches(r, claim["a"]) or _matches(r, claim["b"])]
     groups = list(dict.fromkeys(tuple(r.get(k) for k in by) for r in selected)) if by else [()]
-    found = [_comparison(claim, archive, rows, dict(zip(by, g))) for g in groups]
+    found = [_comparison(claim, archive, rows, dict(zip(by, g))) for g in groups if g not in waiting]
     corrected = holm([c["comparison"] for c in found])
     for c, fixed in zip(found, corrected):
         c["comparison"] = fixed
+    if waiting:  # the groups complete so far are shown; no verdict from part of the sweep
+        return ClaimResult(claim, found, "pending", (sum(r in archived for r, _ in planned), len(planned)))
     return ClaimResult(claim, found, verdict(corrected, claim["direction"]))
 
 
@@ -223,6 +247,7 @@ def verdict_table(results: Sequence[ClaimResult]) -> str:
     ]
     for r in results:
         c = r.claim
-        cell = "<br>".join(evidence(x) for x in r.comparisons)
+        waiting = [f"{r.runs[0]} of {r.runs[1]} runs archived"] if r.runs else []
+        cell = "<br>".join([evidence(x) for x in r.comparisons] + waiting)
         lines.append(f"| {c['title']} ({c['metric']}) | {c.get('source', 'ours')} | **{r.verdict}** | {cell} |")
     return "\n".join(lines)

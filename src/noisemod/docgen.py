@@ -92,6 +92,12 @@ def _bottom_line(sources: Sources, args: Sequence[str]) -> str:
         raise DocError(f"'bottom-line' names claims not in {sources.claims}: {', '.join(unknown)}")
     lines = []
     for r in (r for r in results if not args or r.claim["id"] in args):
+        if r.runs:
+            lines.append(
+                f"- {r.claim['title']}: **{r.verdict}** ({r.runs[0]} of {r.runs[1]} runs archived, "
+                f"{len(r.comparisons)} groups complete; `results/{r.claim['archive']}`)"
+            )
+            continue
         agree, disagree = tally([c["comparison"] for c in r.comparisons], r.claim["direction"])
         rest = len(r.comparisons) - agree - disagree
         lines.append(
