@@ -131,7 +131,8 @@ def _interpretability_entries(folder: Path) -> list[dict]:
     sweep = SweepDir(folder)
     out = []
     for run in sorted(sweep.runs_dir.iterdir()) if sweep.runs_dir.is_dir() else ():
-        out += list(sweep.run(run.name).read_interpretability().values())
+        entries = sweep.run(run.name).read_interpretability().values()
+        out += [e for e in entries if "scores" in e]  # not the randomization tests (their own part)
     return out
 
 
@@ -209,7 +210,9 @@ def _randomization(sources: Sources, args: Sequence[str]) -> str:
     if not cells:
         raise DocError(f"no run of {folder} has a cascading randomization test of the gradient")
     columns = ["signed: top", "signed: all", "absolute: top", "absolute: all"]
-    header = ["dataset, model", "method", "seeds", *(f"{c} modules re-initialized" for c in columns)]
+    named = {"top": "top module", "all": "all modules"}
+    header = ["dataset, model", "method", "seeds"]
+    header += [f"{c.split(': ')[0]}, {named[c.split(': ')[1]]} re-initialized" for c in columns]
     body = [
         [
             *key,
