@@ -234,7 +234,7 @@ def _training(sources: Sources, args: Sequence[str]) -> str:
     folder = _archived(sources, args, "training")
     points = training_rows(folder, load_results(folder), ("val_vii",))
     if not points:
-        raise DocError(f"no run of {folder} has val_vii in its metrics.csv (runs before VII along training)")
+        raise DocError(f"no run of {folder} has val_vii in its {RunDir.METRICS} (runs before VII along training)")
     parts = []
     for pair in dict.fromkeys((p["dataset"], p["model"]) for p in points):
         here = [p for p in points if (p["dataset"], p["model"]) == pair]

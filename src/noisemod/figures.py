@@ -481,7 +481,7 @@ def training(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths) 
 
     points = training_rows(sweep_dir, results_rows)
     if not points:
-        raise ValueError(f"no run of {sweep_dir} has val_vii in its metrics.csv (runs before VII along training)")
+        raise ValueError(f"no run of {sweep_dir} has val_vii in its {RunDir.METRICS} (runs before VII along training)")
     agg = aggregate(points, keys=("dataset", "model", "method", "label", "epoch"), metrics=tuple(CURVES))
     pairs = _unique((g["dataset"], g["model"]) for g in agg)
     order = list(METHODS)

@@ -31,7 +31,7 @@ from .figures import (
     read_sweep,
 )
 from .io import atomic_write, write_json
-from .rundir import SweepDir, robustness_column
+from .rundir import RunDir, SweepDir, robustness_column
 
 __all__ = ["comparisons", "report_sections", "write_report"]
 
@@ -50,7 +50,7 @@ CAPTIONS = {
     "tradeoff": "Test accuracy against VII per method and setting (mean ± std over seeds): methods compared at "
     "equal accuracy cost.",
     "training": "Along training: VII of 256 validation images (spread over the split, x_bar their mean) and "
-    "validation accuracy per epoch, per method (mean, band ± one std over seeds; from each run's metrics.csv).",
+    f"validation accuracy per epoch, per method (mean, band ± one std over seeds; from each run's {RunDir.METRICS}).",
 }
 
 
