@@ -95,7 +95,7 @@ def _bottom_line(sources: Sources, args: Sequence[str]) -> str:
         if r.runs:
             lines.append(
                 f"- {r.claim['title']}: **{r.verdict}** ({r.runs[0]} of {r.runs[1]} runs archived, "
-                f"{len(r.comparisons)} groups complete; `results/{r.claim['archive']}`)"
+                f"complete groups so far: {len(r.comparisons)}; `results/{r.claim['archive']}`)"
             )
             continue
         agree, disagree = tally([c["comparison"] for c in r.comparisons], r.claim["direction"])
