@@ -140,7 +140,8 @@ def test_missing_run_directory_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["train"], ["evaluate"], ["explain"], ["demo"], ["sweep"], ["figures"], ["report"]]
+    "command",
+    [[], ["train"], ["evaluate"], ["explain"], ["demo"], ["sweep"], ["figures"], ["report"], ["denoiser", "train"]],
 )
 def test_help_on_every_subcommand(command, capsys):
     with pytest.raises(SystemExit) as e:

@@ -1,13 +1,17 @@
 """Score alignment: the denoiser (denoising score matching, Tweedie's score), its cache, and the
 ``score_alignment`` metric, against closed forms."""
 
+import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
+from noisemod.cli import main
+from noisemod.config import TrainConfig
 from noisemod.denoiser import (
+    DEFAULT_SCORE_SIGMA,
     Denoiser,
     DenoiserConfig,
     DenoiserError,
@@ -19,6 +23,7 @@ from noisemod.denoiser import (
     score_function,
 )
 from noisemod.metrics import interpretability, score_alignment_scores
+from noisemod.train import fit
 
 
 def gmm_score(x: torch.Tensor, means: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
@@ -193,3 +198,46 @@ def test_a_missing_denoiser_and_an_untrained_sigma_are_errors_naming_the_fix(cac
         path.write_bytes(b"garbage")
     with pytest.raises(DenoiserError, match="1 unreadable"):
         find_denoiser("digits", 0.5)
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["--dataset", "nope"], "invalid --dataset='nope'"),
+        (["--dataset", "digits", "--sigma", "0.1,-1"], "invalid --sigma='0.1,-1'"),
+        (["--dataset", "digits", "--steps", "0"], "invalid --steps=0"),
+    ],
+)
+def test_denoiser_train_bad_input_exits_2(cache, capsys, argv, needle):
+    assert main(["denoiser", "train", *argv]) == 2
+    assert needle in capsys.readouterr().err
+    assert not (cache / "denoisers").exists()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("score") / "run"
+    fit(TrainConfig(dataset="synthetic", model="lenet", epochs=1, batch_size=32), out, progress=False, log=print)
+    return out
+
+
+def test_evaluate_score_alignment_end_to_end(run, cache, capsys):
+    argv = ["evaluate", str(run), "--metrics", "score_alignment,vii", "--n", "40", "--json", "-q"]
+    assert main(argv) == 2
+    assert "noisemod denoiser train --dataset synthetic" in capsys.readouterr().err
+    assert not (run / "interpretability.json").exists()
+    assert main(["denoiser", "train", "--dataset", "synthetic", "--steps", "3", "--width", "8", "--json", "-q"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["sigmas"] == [0.1, 0.25, 0.5]
+    assert main([*argv, "--floor"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert set(scores) == {"score_alignment", "vii", "score_alignment_floor", "vii_floor"}
+    assert -1 <= scores["score_alignment"] <= 1
+    saved = json.loads((run / "interpretability.json").read_text())["gradient"]
+    assert saved["score_sigma"] == DEFAULT_SCORE_SIGMA
+    assert main([*argv, "--score-sigma", "0.3"]) == 2
+    assert "sigma 0.3 is not a trained noise level" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--metrics", "vii", "--score-sigma", "0.1"]) == 2
+    assert "--score-sigma" in capsys.readouterr().err
