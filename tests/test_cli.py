@@ -202,8 +202,8 @@ def test_shared_options_are_declared_once_and_help_lists_registry_names(monkeypa
         return x
 
     try:
-        assert "input-x-gradient, toy-explainer\n" in help_text("evaluate")  # --explainer
-        assert "input-x-gradient, toy-explainer\n" in help_text("explain")  # --explainers
+        assert "logit-sum, toy-explainer\n" in help_text("evaluate")  # --explainer
+        assert "logit-sum, toy-explainer\n" in help_text("explain")  # --explainers
     finally:
         EXPLAINERS.unregister("toy-explainer")
     assert "toy-explainer" not in help_text("evaluate") + help_text("explain")

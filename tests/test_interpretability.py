@@ -172,11 +172,20 @@ def test_explainers_agree_with_their_definitions():
 
     model = lenet()
     x, y = torch.rand(5, 1, 16, 16), torch.randint(0, 10, (5,))
-    assert list_explainers() == ["gradient", "saliency", "smoothgrad", "integrated-gradients", "input-x-gradient"]
+    assert list_explainers() == [
+        "gradient",
+        "saliency",
+        "smoothgrad",
+        "integrated-gradients",
+        "input-x-gradient",
+        "logit-sum",
+    ]
     torch.testing.assert_close(explain(model, x, y, "gradient"), input_gradients(model, x, y))
     saliency = explain(model, x, y, "saliency")
     torch.testing.assert_close(saliency, input_gradients(model, x, y, of="logit"))  # signed target-logit gradient
     torch.testing.assert_close(explain(model, x, y, "input-x-gradient"), x * saliency)
+    every_class = sum(input_gradients(model, x, torch.full_like(y, k), of="logit") for k in range(10))
+    torch.testing.assert_close(explain(model, x, y, "logit-sum"), every_class)
     ig = explain(model, x, y, "integrated-gradients", steps=64)
     with torch.no_grad():  # completeness: the attributions sum to f(x) - f(baseline) for the target logit
         gap = model(x).gather(1, y[:, None]) - model(torch.zeros_like(x)).gather(1, y[:, None])
