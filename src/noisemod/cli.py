@@ -169,7 +169,9 @@ def cmd_evaluate(args) -> int:
     if args.cascading:
         return _cascade(args)
     if args.score_sigma is not None and "score_alignment" not in (args.metrics or ""):
-        raise UsageError(f"invalid --score-sigma={args.score_sigma!r}: it applies to --metrics score_alignment only")
+        raise UsageError(
+            f"invalid --score-sigma={args.score_sigma!r}: it applies to --metrics [class_]score_alignment only"
+        )
     if args.metrics is not None or args.explainer is not None or args.floor or args.n is not None:
         return _interpret(args)
     run = RunDir(args.run_dir)
@@ -380,7 +382,7 @@ def cmd_denoiser(args) -> int:
             DenoiserConfig(sigmas=given["sigmas"])
         except ValueError:
             raise UsageError(f"invalid --sigma={args.sigma!r}: expected positive numbers, comma-separated") from None
-    config = DenoiserConfig(**given)
+    config = DenoiserConfig(**given, conditional=not args.unconditional)
     log = (lambda *_: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
     _, record = build_denoiser(
         args.dataset.replace("_", "-"),
@@ -397,7 +399,10 @@ def cmd_denoiser(args) -> int:
     print(f"{record['dataset']} denoiser ({'cached' if record['cached'] else 'built'}): {record['path']}")
     print(f"built in {record['build_seconds']:.0f} s; test-set PSNR (dB), noisy input -> denoised:")
     for sigma, row in record["psnr"].items():
-        print(f"  sigma {sigma:<5} {row['noisy_psnr']:6.2f} -> {row['denoised_psnr']:6.2f}  (gain {row['gain']:+.2f})")
+        given = row.get("denoised_psnr_given_class")
+        given = f"; given the class {given:6.2f}" if given is not None else ""
+        line = f"{row['noisy_psnr']:6.2f} -> {row['denoised_psnr']:6.2f}  (gain {row['gain']:+.2f}){given}"
+        print(f"  sigma {sigma:<5} {line}")
     return 0
 
 
@@ -422,6 +427,11 @@ def _add_denoiser_parser(sub) -> None:
     t.add_argument("--width", type=_typed("width", int, 1), help="channels of the U-Net's first level (default: 16)")
     t.add_argument("--seed", type=_typed("seed", int, 0), help="initialization and batches (default: 0)")
     t.add_argument("--rebuild", action="store_true", help="train again even when cached")
+    t.add_argument(
+        "--unconditional",
+        action="store_true",
+        help="without the class (default: class-conditional, for both score_alignment and class_score_alignment)",
+    )
     t.add_argument("--json", action="store_true", help="print one JSON object: the record of the denoiser")
     _shared(t, "data_root", " (default: $NOISEMOD_DATA)")
     _shared(t, "quiet")
@@ -543,7 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--score-sigma",
         type=_typed("score_sigma", float, 0),
-        help="with --metrics score_alignment: the noise level of the data's score, one the dataset's denoiser "
+        help="with --metrics [class_]score_alignment: the noise level of the data's score, one the denoiser "
         "was trained at (default: 0.25; see noisemod denoiser train)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object: metric -> value (and <metric>_floor)")

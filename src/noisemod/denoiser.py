@@ -64,6 +64,7 @@ class DenoiserError(ValueError):
 
 
 def _build_command(dataset: str, sigmas: Sequence[float] | None = None) -> str:
+    """The command that builds the (class-conditional, by default) denoiser of ``dataset``."""
     extra = f" --sigma {','.join(f'{s:g}' for s in sigmas)}" if sigmas else ""
     return f"noisemod denoiser train --dataset {dataset}{extra}"
 
@@ -72,12 +73,14 @@ def _build_command(dataset: str, sigmas: Sequence[float] | None = None) -> str:
 
 
 class MLPDenoiserNet(nn.Module):
-    """The backbone for vectors ``(B, dim)``: an MLP on the input and ``c_noise`` (3 hidden layers)."""
+    """The backbone for vectors ``(B, dim)``: an MLP on the input, ``c_noise`` and, with ``classes``,
+    the one-hot label (index ``classes``: no label) (3 hidden layers)."""
 
-    def __init__(self, dim: int, width: int = 128):
+    def __init__(self, dim: int, width: int = 128, classes: int = 0):
         super().__init__()
+        self.classes = classes
         self.net = nn.Sequential(
-            nn.Linear(dim + 1, width),
+            nn.Linear(dim + 1 + (classes + 1 if classes else 0), width),
             nn.SiLU(),
             nn.Linear(width, width),
             nn.SiLU(),
@@ -86,8 +89,11 @@ class MLPDenoiserNet(nn.Module):
             nn.Linear(width, dim),
         )
 
-    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
-        return self.net(torch.cat([x, c_noise.view(-1, 1).to(x.dtype)], dim=1))
+    def forward(self, x: Tensor, c_noise: Tensor, label: Tensor | None = None) -> Tensor:
+        parts = [x, c_noise.view(-1, 1).to(x.dtype)]
+        if self.classes:
+            parts.append(nn.functional.one_hot(label, self.classes + 1).to(x.dtype))
+        return self.net(torch.cat(parts, dim=1))
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -99,10 +105,12 @@ def _block(cin: int, cout: int) -> nn.Sequential:
 class ConvDenoiserNet(nn.Module):
     """The backbone for images ``(B, C, H, W)`` with even H and W: a two-level U-Net (full and half
     resolution, one skip connection), ``c_noise`` given as an extra constant input channel and
-    added to the bottleneck."""
+    added to the bottleneck, and with ``classes`` a learned embedding of the label too (index
+    ``classes``: no label)."""
 
-    def __init__(self, in_channels: int, width: int = 32):
+    def __init__(self, in_channels: int, width: int = 32, classes: int = 0):
         super().__init__()
+        self.label = nn.Embedding(classes + 1, 2 * width) if classes else None
         self.enc = _block(in_channels + 1, width)
         self.down = nn.Conv2d(width, 2 * width, 3, stride=2, padding=1)
         self.mid = _block(2 * width, 2 * width)
@@ -112,10 +120,12 @@ class ConvDenoiserNet(nn.Module):
         self.out = nn.Conv2d(width, in_channels, 1)
         self.act = nn.SiLU()
 
-    def forward(self, x: Tensor, c_noise: Tensor) -> Tensor:
+    def forward(self, x: Tensor, c_noise: Tensor, label: Tensor | None = None) -> Tensor:
         c = c_noise.view(-1, 1).to(x.dtype)
         h1 = self.act(self.enc(torch.cat([x, c.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])], dim=1)))
         h2 = self.act(self.down(h1)) + self.noise(c)[:, :, None, None]
+        if self.label is not None:
+            h2 = h2 + self.label(label)[:, :, None, None]
         h2 = self.act(self.mid(h2))
         h = self.act(self.dec(torch.cat([self.act(self.up(h2)), h1], dim=1)))
         return self.out(h)
@@ -127,40 +137,48 @@ class Denoiser(nn.Module):
     ``D = c_skip x' + c_out F(c_in x', c_noise) + center`` with ``x' = x - center``,
     ``c_skip = sd^2 / (sigma^2 + sd^2)``, ``c_out = sigma sd / sqrt(sigma^2 + sd^2)``,
     ``c_in = 1 / sqrt(sigma^2 + sd^2)``, ``c_noise = log(sigma) / 4`` (``sd``: the data's std).
+    A class-conditional denoiser (``classes`` > 0) estimates ``E[x0 | x, y]`` given labels ``y``
+    and ``E[x0 | x]`` without (trained with labels dropped at random, as classifier-free guidance is).
 
     Args:
         spec: ``{"kind": "conv" | "mlp", "shape": per-sample shape, "width": int, "center": float,
-            "sigma_data": float}``; the module is rebuilt from it (:meth:`from_spec`).
+            "sigma_data": float, "classes": int (0: unconditional, the default)}``.
     """
 
     def __init__(self, spec: dict):
         super().__init__()
         self.spec = dict(spec)
-        shape, width = tuple(spec["shape"]), int(spec["width"])
+        shape, width, self.classes = tuple(spec["shape"]), int(spec["width"]), int(spec.get("classes", 0))
         if spec["kind"] == "conv":
-            self.net = ConvDenoiserNet(shape[0], width)
+            self.net = ConvDenoiserNet(shape[0], width, self.classes)
         elif spec["kind"] == "mlp":
-            self.net = MLPDenoiserNet(shape[0], width)
+            self.net = MLPDenoiserNet(shape[0], width, self.classes)
         else:
             raise ValueError(f"unknown denoiser kind {spec['kind']!r}; known: conv, mlp")
         self.center, self.sigma_data = float(spec["center"]), float(spec["sigma_data"])
 
-    def forward(self, x: Tensor, sigma: Tensor | float) -> Tensor:
+    def forward(self, x: Tensor, sigma: Tensor | float, y: Tensor | None = None) -> Tensor:
+        if y is not None and not self.classes:
+            raise ValueError("this denoiser is unconditional: it takes no labels")
+        label = None
+        if self.classes:  # the label, or the index that means "none"
+            label = torch.full((x.shape[0],), self.classes, device=x.device) if y is None else y.to(x.device)
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(x.shape[0])
         s = sigma.view(-1, *([1] * (x.dim() - 1)))
         sd2 = self.sigma_data**2
         c_skip, c_out, c_in = sd2 / (s**2 + sd2), s * self.sigma_data / (s**2 + sd2).sqrt(), 1 / (s**2 + sd2).sqrt()
         xc = x - self.center
-        return c_skip * xc + c_out * self.net(c_in * xc, sigma.log() / 4) + self.center
+        return c_skip * xc + c_out * self.net(c_in * xc, sigma.log() / 4, label) + self.center
 
     def __repr__(self) -> str:
         return f"Denoiser({self.spec['kind']}, shape={tuple(self.spec['shape'])}, width={self.spec['width']})"
 
 
-def denoiser_score(denoiser: nn.Module, x: Tensor, sigma: float) -> Tensor:
-    """Tweedie's estimate of ``grad_x log p_sigma(x)``: ``(D(x, sigma) - x) / sigma^2``, no autograd."""
+def denoiser_score(denoiser: nn.Module, x: Tensor, sigma: float, y: Tensor | None = None) -> Tensor:
+    """Tweedie's estimate of ``grad_x log p_sigma(x)``: ``(D(x, sigma) - x) / sigma^2``, no autograd;
+    with labels ``y`` (a class-conditional denoiser) that of ``grad_x log p_sigma(x | y)``."""
     with torch.no_grad():
-        return (denoiser(x, sigma) - x) / sigma**2
+        return (denoiser(x, sigma, y) - x) / sigma**2
 
 
 # ----------------------------------------------------------------------------- training
@@ -173,16 +191,25 @@ def _check_sigmas(sigmas) -> tuple[float, ...]:
     return tuple(sorted(set(out)))
 
 
-def dsm_loss(denoiser: Denoiser, x0: Tensor, sigmas: Tensor, generator: torch.Generator) -> Tensor:
+LABEL_DROP = 0.2  # a class-conditional denoiser sees no label for this share of its training samples
+
+
+def dsm_loss(
+    denoiser: Denoiser, x0: Tensor, sigmas: Tensor, generator: torch.Generator, y: Tensor | None = None
+) -> Tensor:
     """Denoising score matching on one batch: each sample gets one of ``sigmas`` at random, and the
-    squared error of ``D`` is weighted by ``1 / c_out^2`` (EDM), so every level has unit scale."""
+    squared error of ``D`` is weighted by ``1 / c_out^2`` (EDM), so every level has unit scale.
+    Labels ``y`` (class-conditional): each is replaced by "no label" with probability :data:`LABEL_DROP`."""
+    if y is not None:
+        drop = torch.rand(y.shape, generator=generator).to(y.device) < LABEL_DROP
+        y = torch.where(drop, torch.full_like(y, denoiser.classes), y)
     pick = torch.randint(len(sigmas), (x0.shape[0],), generator=generator).to(x0.device)
     sigma = sigmas[pick]
     s = sigma.view(-1, *([1] * (x0.dim() - 1)))
     noise = torch.randn(x0.shape, generator=generator).to(x0.device)
     sd2 = denoiser.sigma_data**2
     weight = (s**2 + sd2) / (s * denoiser.sigma_data) ** 2
-    return (weight * (denoiser(x0 + s * noise, sigma) - x0) ** 2).flatten(1).sum(1).mean() / x0[0].numel()
+    return (weight * (denoiser(x0 + s * noise, sigma, y) - x0) ** 2).flatten(1).sum(1).mean() / x0[0].numel()
 
 
 def fit_denoiser(
@@ -196,8 +223,10 @@ def fit_denoiser(
     seed: int = 0,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    labels: Tensor | None = None,
 ) -> Denoiser:
-    """Train ``denoiser`` by :func:`dsm_loss` on ``data`` ``(N, ...)`` (floats; images in [0, 1]).
+    """Train ``denoiser`` by :func:`dsm_loss` on ``data`` ``(N, ...)`` (floats; images in [0, 1]),
+    with their ``labels`` ``(N,)`` for a class-conditional denoiser.
 
     ``steps`` Adam steps on batches drawn with replacement, the learning rate decayed by a cosine to
     zero; seeded by ``seed``. ``log`` gets one line after the first 20 steps with the estimated
@@ -218,8 +247,9 @@ def fit_denoiser(
         iterator = progress_bar(iterator, "denoiser")
     t0 = time.perf_counter()
     for step in iterator:
-        x0 = data[torch.randint(len(data), (batch_size,), generator=generator)].to(device)
-        loss = dsm_loss(denoiser, x0, levels, generator)
+        idx = torch.randint(len(data), (batch_size,), generator=generator)
+        y = None if labels is None else labels[idx].to(device)
+        loss = dsm_loss(denoiser, data[idx].to(device), levels, generator, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -231,28 +261,36 @@ def fit_denoiser(
 
 
 def psnr_table(
-    denoiser: nn.Module, images: Tensor, sigmas: Sequence[float], *, seed: int = 0, batch_size: int = 500
+    denoiser: nn.Module,
+    images: Tensor,
+    sigmas: Sequence[float],
+    *,
+    labels: Tensor | None = None,
+    seed: int = 0,
+    batch_size: int = 500,
 ) -> dict[str, dict[str, float]]:
     """Denoising quality per sigma on ``images`` in [0, 1]: PSNR (peak 1) of the noisy input
-    ``x0 + sigma n`` (not clipped) and of ``D``'s output, and the gain, in dB.
+    ``x0 + sigma n`` (not clipped) and of ``D``'s output, and the gain, in dB; with ``labels`` (a
+    class-conditional denoiser) also ``D``'s given the class, ``denoised_psnr_given_class``.
 
-    Returns ``{f"{sigma:g}": {"noisy_psnr", "denoised_psnr", "gain"}}``.
+    Returns ``{f"{sigma:g}": {"noisy_psnr", "denoised_psnr", "gain"[, "denoised_psnr_given_class"]}}``.
     """
     generator = torch.Generator().manual_seed(seed)
     device = next(denoiser.parameters()).device
     out = {}
     for sigma in _check_sigmas(sigmas):
-        noisy_se, denoised_se = 0.0, 0.0
+        se = {"noisy_psnr": 0.0, "denoised_psnr": 0.0, "denoised_psnr_given_class": 0.0}
         for i in range(0, len(images), batch_size):
             x0 = images[i : i + batch_size].to(device)
             noisy = x0 + sigma * torch.randn(x0.shape, generator=generator).to(device)
             with torch.no_grad():
-                denoised = denoiser(noisy, sigma)
-            noisy_se += float(((noisy - x0) ** 2).sum())
-            denoised_se += float(((denoised - x0) ** 2).sum())
-        n = images.numel()
-        noisy, denoised = -10 * math.log10(noisy_se / n), -10 * math.log10(denoised_se / n)
-        out[f"{sigma:g}"] = {"noisy_psnr": noisy, "denoised_psnr": denoised, "gain": denoised - noisy}
+                se["noisy_psnr"] += float(((noisy - x0) ** 2).sum())
+                se["denoised_psnr"] += float(((denoiser(noisy, sigma) - x0) ** 2).sum())
+                if labels is not None:
+                    y = labels[i : i + batch_size].to(device)
+                    se["denoised_psnr_given_class"] += float(((denoiser(noisy, sigma, y) - x0) ** 2).sum())
+        row = {k: -10 * math.log10(v / images.numel()) for k, v in se.items() if v > 0}
+        out[f"{sigma:g}"] = {**row, "gain": row["denoised_psnr"] - row["noisy_psnr"]}
     return out
 
 
@@ -267,6 +305,8 @@ class DenoiserConfig:
         sigmas: the noise levels trained (std, images in [0, 1]); the metric accepts only these.
         steps: Adam steps; batch_size: images per step; lr: Adam's initial learning rate.
         width: channels of the U-Net's first level; seed: initialization and batches.
+        conditional: also given the class (``class_score_alignment``); it then estimates both the
+            class-conditional score and, without a label, the unconditional one.
     """
 
     sigmas: tuple[float, ...] = DEFAULT_SIGMAS
@@ -275,6 +315,7 @@ class DenoiserConfig:
     lr: float = 2e-3
     width: int = 16
     seed: int = 0
+    conditional: bool = True
 
     def __post_init__(self):
         object.__setattr__(self, "sigmas", _check_sigmas(self.sigmas))
@@ -351,20 +392,24 @@ def build_denoiser(
     images = data.train.images.float().div_(255)
     spec = {"kind": "conv", "shape": list(images.shape[1:]), "width": config.width}
     spec.update(center=float(images.mean()), sigma_data=float(images.std()))
+    spec["classes"] = data.num_classes if config.conditional else 0
     denoiser = Denoiser(spec)
     t0 = time.perf_counter()
     fit = dict(steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed)
-    fit_denoiser(denoiser, images, config.sigmas, **fit, progress=progress, log=log)
+    labels = data.train.labels if config.conditional else None
+    fit_denoiser(denoiser, images, config.sigmas, **fit, progress=progress, log=log, labels=labels)
     seconds = time.perf_counter() - t0
-    psnr = psnr_table(denoiser, data.test.images[:PSNR_IMAGES].float().div_(255), config.sigmas)
+    test, test_labels = data.test.images[:PSNR_IMAGES].float().div_(255), data.test.labels[:PSNR_IMAGES]
+    psnr = psnr_table(denoiser, test, config.sigmas, labels=test_labels if config.conditional else None)
     record = {"format": DENOISER_FORMAT, "dataset": data.name, "config": asdict(config), "spec": spec}
     record.update(source=data_digest(data.train.images), psnr=psnr, build_seconds=seconds, torch=str(torch.__version__))
     save_checkpoint({**record, "model": denoiser.state_dict()}, path)
     return denoiser, {**record, "path": str(path), "cached": False}
 
 
-def find_denoiser(dataset: str, sigma: float, device=None) -> tuple[Denoiser, dict]:
-    """The most recently built cached denoiser of ``dataset`` trained at noise level ``sigma``.
+def find_denoiser(dataset: str, sigma: float, device=None, *, conditional: bool = False) -> tuple[Denoiser, dict]:
+    """The most recently built cached denoiser of ``dataset`` trained at noise level ``sigma``
+    (a class-conditional one with ``conditional``).
 
     Raises:
         DenoiserError: none built for ``dataset`` (or only unreadable ones), or none trained at
@@ -383,14 +428,17 @@ def find_denoiser(dataset: str, sigma: float, device=None) -> tuple[Denoiser, di
         except CorruptFileError:
             broken.append(path.name)
             continue
+        if conditional and not denoiser.classes:
+            continue
         trained = info["config"]["sigmas"]
         if any(math.isclose(sigma, s, rel_tol=1e-9) for s in trained):
             return denoiser, info
         levels.update(trained)
     if not levels:
         note = f" ({len(broken)} unreadable: {', '.join(broken)})" if broken else ""
+        kind = "class-conditional denoiser" if conditional else "denoiser"
         raise DenoiserError(
-            f"no denoiser built for dataset {name!r}{note} in {denoiser_dir()}; build it with `{_build_command(name)}`"
+            f"no {kind} built for dataset {name!r}{note} in {denoiser_dir()}; build it with `{_build_command(name)}`"
         )
     raise DenoiserError(
         f"sigma {sigma:g} is not a trained noise level of the {name} denoiser (trained: "
@@ -398,8 +446,14 @@ def find_denoiser(dataset: str, sigma: float, device=None) -> tuple[Denoiser, di
     )
 
 
-def score_function(dataset: str, sigma: float, device=None) -> Callable[[Tensor], Tensor]:
-    """``x -> s(x)``, the score of ``dataset``'s images smoothed at ``sigma`` estimated by its cached
-    denoiser (:func:`find_denoiser`, which raises :class:`DenoiserError` when there is none)."""
-    denoiser, _ = find_denoiser(dataset, sigma, device)
-    return lambda x: denoiser_score(denoiser, x.to(next(denoiser.parameters()).device), sigma).to(x.device)
+def score_function(dataset: str, sigma: float, device=None, *, conditional: bool = False) -> Callable[..., Tensor]:
+    """``(x, y=None) -> s``, the score of ``dataset``'s images smoothed at ``sigma`` estimated by its
+    cached denoiser (:func:`find_denoiser`, which raises :class:`DenoiserError` when there is none):
+    ``grad_x log p_sigma(x)``, or with labels ``y`` (``conditional``) ``grad_x log p_sigma(x | y)``."""
+    denoiser, _ = find_denoiser(dataset, sigma, device, conditional=conditional)
+    where = next(denoiser.parameters()).device
+
+    def score(x: Tensor, y: Tensor | None = None) -> Tensor:
+        return denoiser_score(denoiser, x.to(where), sigma, None if y is None else y.to(where)).to(x.device)
+
+    return score

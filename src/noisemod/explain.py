@@ -112,8 +112,9 @@ def interpret_run(
     name; result.json is not touched. Returns the scores (metric -> mean, ``<metric>_floor``).
     ``metrics``: names of :data:`noisemod.metrics.METRICS`, default :func:`~noisemod.metrics.default_metrics`.
 
-    ``score_alignment`` compares with the score of the run's dataset smoothed at ``score_sigma``
-    (default :data:`~noisemod.denoiser.DEFAULT_SCORE_SIGMA`), from its cached denoiser.
+    ``score_alignment`` (``class_score_alignment``) compares with the (class-conditional) score of
+    the run's dataset smoothed at ``score_sigma`` (default
+    :data:`~noisemod.denoiser.DEFAULT_SCORE_SIGMA`), from its cached denoiser.
 
     Raises ``ValueError`` for an unknown metric or explainer, or ``n`` outside 1..test images,
     and :class:`~noisemod.denoiser.DenoiserError` when ``score_alignment`` has no denoiser at
@@ -164,13 +165,14 @@ def interpret_run(
 
 
 def _score(dataset: str, metrics, sigma: float | None, device):
-    """``(score function, sigma)`` when ``score_alignment`` is asked, else ``(None, None)``."""
-    if "score_alignment" not in metrics:
+    """``(score function, sigma)`` when a score alignment is asked, else ``(None, None)``; a
+    class-conditional denoiser for ``class_score_alignment``."""
+    if "score_alignment" not in metrics and "class_score_alignment" not in metrics:
         return None, None
     from .denoiser import DEFAULT_SCORE_SIGMA, score_function
 
     sigma = DEFAULT_SCORE_SIGMA if sigma is None else float(sigma)
-    return score_function(dataset, sigma, device), sigma
+    return score_function(dataset, sigma, device, conditional="class_score_alignment" in metrics), sigma
 
 
 def cascade_run(

@@ -344,7 +344,8 @@ class MetricBatch:
         mean: ``x_bar``, the per-element mean image (float64).
         evidence: the sign that turns the attribution into evidence for the class (the explainer's).
         steps, baseline: pixel flipping's points and replacement value (:func:`flip_curves`).
-        score: ``x -> grad_x log p_sigma(x)``, the data's score (``score_alignment``), or None.
+        score: ``(x, y=None) -> grad_x log p_sigma(x [| y])``, the data's score (``score_alignment``
+            without labels, ``class_score_alignment`` with), or None.
     """
 
     net: nn.Module
@@ -356,7 +357,7 @@ class MetricBatch:
     evidence: int
     steps: int
     baseline: float
-    score: Callable[[Tensor], Tensor] | None = None
+    score: Callable[..., Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -492,12 +493,26 @@ def _insertion_random(batch: MetricBatch) -> Tensor:
     summary="`cos(e, s)`: the evidence for the class against the data's score, estimated by a denoiser",
 )
 def _score_alignment(batch: MetricBatch) -> Tensor:
+    return score_alignment_scores(batch.evidence * batch.attribution, _data_score(batch, "score_alignment"))
+
+
+@register_metric(
+    "class_score_alignment",
+    higher_is_better=True,
+    summary="`cos(e, s(x|y))`: the evidence for the class against the class-conditional score",
+)
+def _class_score_alignment(batch: MetricBatch) -> Tensor:
+    score = _data_score(batch, "class_score_alignment", batch.y)
+    return score_alignment_scores(batch.evidence * batch.attribution, score)
+
+
+def _data_score(batch: MetricBatch, metric: str, *labels: Tensor) -> Tensor:
     if batch.score is None:
         raise ValueError(
-            "score_alignment needs the data's score: pass score= (x -> grad log p(x)), e.g. "
-            "noisemod.denoiser.score_function(dataset, sigma), to interpretability()"
+            f"{metric} needs the data's score: pass score= ((x, y=None) -> grad log p(x [| y])), e.g. "
+            "noisemod.denoiser.score_function(dataset, sigma, conditional=True), to interpretability()"
         )
-    return score_alignment_scores(batch.evidence * batch.attribution, batch.score(batch.x))
+    return batch.score(batch.x, *labels)
 
 
 def interpretability(
@@ -514,7 +529,7 @@ def interpretability(
     baseline: float = 0.0,
     batch_size: int = 256,
     attributions: Tensor | None = None,
-    score: Callable[[Tensor], Tensor] | None = None,
+    score: Callable[..., Tensor] | None = None,
     **explainer_options,
 ) -> dict[str, float]:
     """Several interpretability metrics of one explainer on ``images`` ``(N, ...)`` in [0, 1].
@@ -530,13 +545,13 @@ def interpretability(
       insertion higher.
     - ``deletion_random``, ``insertion_random``: the same curves for a random order (seeded with
       ``seed``, one ``torch.rand`` draw per batch), the reference a useful attribution must beat.
-    - ``score_alignment``: ``cos(evidence * a, score(x))``, ``score`` required (:func:`score_alignment_scores`).
+    - ``score_alignment``, ``class_score_alignment``: ``cos(evidence * a, score(x [, y]))`` (``score``).
 
     ``x_bar`` is the mean of ``images`` unless ``mean`` is given. With ``floor``, every metric is
     also computed for :func:`randomized_model` (same architecture, fresh weights from ``seed``),
     as ``<metric>_floor``: what a model that learned nothing scores. ``attributions``: the
     explainer's attributions of ``images`` for ``model``, when already computed (not for the floor);
-    ``score``: ``x -> grad_x log p_sigma(x)``, e.g. :func:`noisemod.denoiser.score_function`.
+    ``score``: ``(x, y=None) -> grad_x log p_sigma(x [| y])``, e.g. :func:`noisemod.denoiser.score_function`.
 
     Raises:
         ValueError: an unknown metric or explainer, images the model cannot take, NaN inputs.
