@@ -272,7 +272,7 @@ def test_evaluate_score_alignment_end_to_end(run, cache, capsys):
     assert set(scores) == {*names, *(m + "_floor" for m in names)}
     assert -1 <= scores["score_alignment"] <= 1 and -1 <= scores["class_score_alignment"] <= 1
     saved = json.loads((run / "interpretability.json").read_text())["gradient"]
-    assert saved["score_sigma"] == DEFAULT_SCORE_SIGMA
+    assert saved["score_sigma"] == DEFAULT_SCORE_SIGMA and saved["denoiser"].startswith("synthetic-")
     assert main([*argv, "--score-sigma", "0.3"]) == 2
     assert "sigma 0.3 is not a trained noise level" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--metrics", "vii", "--score-sigma", "0.1"]) == 2

@@ -50,6 +50,7 @@ __all__ = [
     "fit_denoiser",
     "psnr_table",
     "score_function",
+    "score_of",
 ]
 
 DENOISER_FORMAT = 1  # bump when the network, its preconditioning or the file's layout changes
@@ -446,14 +447,19 @@ def find_denoiser(dataset: str, sigma: float, device=None, *, conditional: bool 
     )
 
 
-def score_function(dataset: str, sigma: float, device=None, *, conditional: bool = False) -> Callable[..., Tensor]:
-    """``(x, y=None) -> s``, the score of ``dataset``'s images smoothed at ``sigma`` estimated by its
-    cached denoiser (:func:`find_denoiser`, which raises :class:`DenoiserError` when there is none):
-    ``grad_x log p_sigma(x)``, or with labels ``y`` (``conditional``) ``grad_x log p_sigma(x | y)``."""
-    denoiser, _ = find_denoiser(dataset, sigma, device, conditional=conditional)
+def score_of(denoiser: Denoiser, sigma: float) -> Callable[..., Tensor]:
+    """``(x, y=None) -> s``: :func:`denoiser_score` of ``denoiser`` at ``sigma`` on the denoiser's
+    device, returned on ``x``'s: ``grad_x log p_sigma(x)``, or with labels ``grad_x log p_sigma(x | y)``."""
     where = next(denoiser.parameters()).device
 
     def score(x: Tensor, y: Tensor | None = None) -> Tensor:
         return denoiser_score(denoiser, x.to(where), sigma, None if y is None else y.to(where)).to(x.device)
 
     return score
+
+
+def score_function(dataset: str, sigma: float, device=None, *, conditional: bool = False) -> Callable[..., Tensor]:
+    """:func:`score_of` the cached denoiser of ``dataset`` at ``sigma`` (:func:`find_denoiser`, which
+    raises :class:`DenoiserError` when there is none; a class-conditional one with ``conditional``)."""
+    denoiser, _ = find_denoiser(dataset, sigma, device, conditional=conditional)
+    return score_of(denoiser, sigma)

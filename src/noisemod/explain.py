@@ -133,7 +133,7 @@ def interpret_run(
         raise ValueError(f"invalid n={n!r}: expected a positive integer")
     run = RunDir(run_dir)
     config = run.read_config()
-    score, sigma = _score(config.dataset, metrics, score_sigma, device)
+    score, scored_with = _score(config.dataset, metrics, score_sigma, device)
     data = load_dataset(config.dataset, root=data_root or config.data_root, val_size=config.val_size)
     if n is not None and n > len(data.test):
         raise ValueError(f"invalid n={n}: the test set of {config.dataset} has {len(data.test)} images")
@@ -157,7 +157,7 @@ def interpret_run(
         score=score,
     )
     entry = {"n": count, "n_requested": n, "metrics": metrics, "floor": floor, "seed": config.seed}
-    entry.update({"score_sigma": sigma} if score is not None else {})
+    entry.update(scored_with)
     entry["mean"] = RunDir.MEAN_OF
     entry["ms_per_image"] = ms_per_image
     run.write_interpretability(explainer, {**entry, "scores": scores})
@@ -165,14 +165,16 @@ def interpret_run(
 
 
 def _score(dataset: str, metrics, sigma: float | None, device):
-    """``(score function, sigma)`` when a score alignment is asked, else ``(None, None)``; a
-    class-conditional denoiser for ``class_score_alignment``."""
+    """``(score function, {"score_sigma", "denoiser"})`` when a score alignment is asked (the
+    denoiser's cache file name recorded), else ``(None, {})``; a class-conditional denoiser for
+    ``class_score_alignment``."""
     if "score_alignment" not in metrics and "class_score_alignment" not in metrics:
-        return None, None
-    from .denoiser import DEFAULT_SCORE_SIGMA, score_function
+        return None, {}
+    from .denoiser import DEFAULT_SCORE_SIGMA, find_denoiser, score_of
 
     sigma = DEFAULT_SCORE_SIGMA if sigma is None else float(sigma)
-    return score_function(dataset, sigma, device, conditional="class_score_alignment" in metrics), sigma
+    denoiser, info = find_denoiser(dataset, sigma, device, conditional="class_score_alignment" in metrics)
+    return score_of(denoiser, sigma), {"score_sigma": sigma, "denoiser": Path(info["path"]).name}
 
 
 def cascade_run(
