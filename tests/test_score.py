@@ -277,3 +277,30 @@ def test_evaluate_score_alignment_end_to_end(run, cache, capsys):
     assert "sigma 0.3 is not a trained noise level" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--metrics", "vii", "--score-sigma", "0.1"]) == 2
     assert "--score-sigma" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- sweeps
+
+
+def test_a_specs_score_sigma_reaches_the_evaluate_command_and_the_skip_check(tmp_path):
+    from noisemod.experiments import load_spec
+    from noisemod.experiments.task import interpret_command, missing_explainers
+    from noisemod.rundir import RunDir
+
+    path = tmp_path / "spec.yaml"
+    path.write_text("name: x\ngrids: [{}]\ninterpretability: {metrics: [vii, score_alignment], score_sigma: 0.5}\n")
+    settings = load_spec(path).interpretability
+    assert settings["score_sigma"] == 0.5
+    cmd = interpret_command("run", "gradient", settings)
+    assert cmd[cmd.index("--score-sigma") + 1] == "0.5"
+    assert "--score-sigma" not in interpret_command("run", "gradient", {**settings, "metrics": ["vii"]})
+    path.write_text("name: x\ngrids: [{}]\ninterpretability: {score_sigma: -1}\n")
+    with pytest.raises(ValueError, match="interpretability.score_sigma: expected a positive number"):
+        load_spec(path)
+    run = RunDir(tmp_path / "run")
+    entry = {"n": None, "n_requested": None, "metrics": ["vii", "score_alignment"], "floor": True}
+    entry.update(mean=RunDir.MEAN_OF, score_sigma=0.25, scores={})
+    run.write_interpretability("gradient", entry)
+    assert missing_explainers(run, settings) == ["gradient"]  # computed at 0.25, asked at 0.5
+    assert missing_explainers(run, {**settings, "score_sigma": None}) == []  # the default, 0.25
+    assert missing_explainers(run, {**settings, "metrics": ["vii"]}) == []
