@@ -11,12 +11,14 @@ dataset, trained on its training split at a few noise levels with the loss of Ka
 level counts alike), and caches it under ``<cache_dir()>/denoisers/`` keyed by the dataset, the
 settings and a digest of the training images (an atomic write; an unreadable file is rebuilt).
 
-- :class:`Denoiser`: ``D(x, sigma)`` around a backbone (:class:`ConvDenoiserNet` for images,
-  :class:`MLPDenoiserNet` for vectors, e.g. the Gaussian-mixture test).
+- :class:`Denoiser`: ``D(x, sigma[, y])`` around a backbone (:class:`ConvDenoiserNet` for images,
+  :class:`MLPDenoiserNet` for vectors, e.g. the Gaussian-mixture test); class-conditional ones
+  also estimate ``E[x0 | x, y]``, so one network gives ``s(x)`` and ``s(x | y)``.
 - :func:`fit_denoiser`: the training loop (denoising score matching), shared by both.
 - :func:`denoiser_score`: Tweedie's score; :func:`psnr_table`: denoising quality per sigma.
-- :func:`build_denoiser`: ``noisemod denoiser train``; :func:`find_denoiser` and
-  :func:`score_function`: the cached denoiser of a dataset, for the ``score_alignment`` metric.
+- :func:`build_denoiser`: ``noisemod denoiser train``; :func:`find_denoiser`, :func:`score_of` and
+  :func:`score_function`: the cached denoiser of a dataset and its score, for the
+  ``score_alignment`` and ``class_score_alignment`` metrics.
 """
 
 from __future__ import annotations
@@ -382,19 +384,21 @@ def build_denoiser(
 
     config = config or DenoiserConfig()
     data = load_dataset(dataset, root=data_root, val_size=0)
-    path = denoiser_path(data.name, config, data_digest(data.train.images))
+    source = data_digest(data.train.images)
+    path = denoiser_path(data.name, config, source)
     if path.is_file() and not rebuild:
         try:
             denoiser, info = _load(path)
             return denoiser, {**info, "cached": True}
         except CorruptFileError as e:
             warnings.warn(f"rebuilding the denoiser: {e}", stacklevel=2)
-    torch.manual_seed(config.seed)
     images = data.train.images.float().div_(255)
     spec = {"kind": "conv", "shape": list(images.shape[1:]), "width": config.width}
     spec.update(center=float(images.mean()), sigma_data=float(images.std()))
     spec["classes"] = data.num_classes if config.conditional else 0
-    denoiser = Denoiser(spec)
+    with torch.random.fork_rng(devices=[]):  # seeded weights, the caller's random state untouched
+        torch.manual_seed(config.seed)
+        denoiser = Denoiser(spec)
     t0 = time.perf_counter()
     fit = dict(steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed)
     labels = data.train.labels if config.conditional else None
@@ -403,7 +407,7 @@ def build_denoiser(
     test, test_labels = data.test.images[:PSNR_IMAGES].float().div_(255), data.test.labels[:PSNR_IMAGES]
     psnr = psnr_table(denoiser, test, config.sigmas, labels=test_labels if config.conditional else None)
     record = {"format": DENOISER_FORMAT, "dataset": data.name, "config": asdict(config), "spec": spec}
-    record.update(source=data_digest(data.train.images), psnr=psnr, build_seconds=seconds, torch=str(torch.__version__))
+    record.update(source=source, psnr=psnr, build_seconds=seconds, torch=str(torch.__version__))
     save_checkpoint({**record, "model": denoiser.state_dict()}, path)
     return denoiser, {**record, "path": str(path), "cached": False}
 
