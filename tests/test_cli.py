@@ -140,7 +140,8 @@ def test_missing_run_directory_is_a_clear_error(tmp_path, capsys):
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["train"], ["evaluate"], ["explain"], ["demo"], ["sweep"], ["figures"], ["report"]]
+    "command",
+    [[], ["train"], ["evaluate"], ["explain"], ["demo"], ["sweep"], ["figures"], ["report"], ["denoiser", "train"]],
 )
 def test_help_on_every_subcommand(command, capsys):
     with pytest.raises(SystemExit) as e:
@@ -201,8 +202,8 @@ def test_shared_options_are_declared_once_and_help_lists_registry_names(monkeypa
         return x
 
     try:
-        assert "input-x-gradient, toy-explainer\n" in help_text("evaluate")  # --explainer
-        assert "input-x-gradient, toy-explainer\n" in help_text("explain")  # --explainers
+        assert "logit-sum, toy-explainer\n" in help_text("evaluate")  # --explainer
+        assert "logit-sum, toy-explainer\n" in help_text("explain")  # --explainers
     finally:
         EXPLAINERS.unregister("toy-explainer")
     assert "toy-explainer" not in help_text("evaluate") + help_text("explain")

@@ -172,11 +172,20 @@ def test_explainers_agree_with_their_definitions():
 
     model = lenet()
     x, y = torch.rand(5, 1, 16, 16), torch.randint(0, 10, (5,))
-    assert list_explainers() == ["gradient", "saliency", "smoothgrad", "integrated-gradients", "input-x-gradient"]
+    assert list_explainers() == [
+        "gradient",
+        "saliency",
+        "smoothgrad",
+        "integrated-gradients",
+        "input-x-gradient",
+        "logit-sum",
+    ]
     torch.testing.assert_close(explain(model, x, y, "gradient"), input_gradients(model, x, y))
     saliency = explain(model, x, y, "saliency")
     torch.testing.assert_close(saliency, input_gradients(model, x, y, of="logit"))  # signed target-logit gradient
     torch.testing.assert_close(explain(model, x, y, "input-x-gradient"), x * saliency)
+    every_class = sum(input_gradients(model, x, torch.full_like(y, k), of="logit") for k in range(10))
+    torch.testing.assert_close(explain(model, x, y, "logit-sum"), every_class)
     ig = explain(model, x, y, "integrated-gradients", steps=64)
     with torch.no_grad():  # completeness: the attributions sum to f(x) - f(baseline) for the target logit
         gap = model(x).gather(1, y[:, None]) - model(torch.zeros_like(x)).gather(1, y[:, None])
@@ -375,13 +384,24 @@ def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, ca
 def test_the_builtin_metric_definitions():
     from noisemod.metrics import METRICS, default_metrics, get_metric, list_metrics
 
-    assert list_metrics() == ["vii", "alignment", "deletion", "insertion", "deletion_random", "insertion_random"]
+    assert list_metrics() == [
+        "vii",
+        "alignment",
+        "deletion",
+        "insertion",
+        "deletion_random",
+        "insertion_random",
+        "score_alignment",
+        "class_score_alignment",
+    ]
     assert default_metrics() == ["vii", "alignment", "deletion", "insertion"]
     assert {m.name for m in METRICS.values() if m.higher_is_better} == {
         "vii",
         "alignment",
         "insertion",
         "insertion_random",
+        "score_alignment",
+        "class_score_alignment",
     }
     assert {m.name for m in METRICS.values() if not m.needs_attribution} == {"deletion_random", "insertion_random"}
     assert get_metric("deletion").reference == "deletion_random" and get_metric("vii").reference is None
@@ -422,7 +442,7 @@ def test_a_metric_registered_in_a_test_file_works_everywhere(run, tmp_path, caps
         # the command line lists it, and computes it on a run
         with pytest.raises(SystemExit):
             main(["evaluate", "--help"])
-        assert "insertion_random, toy_energy (saved in" in " ".join(capsys.readouterr().out.split())
+        assert "class_score_alignment, toy_energy (saved in" in " ".join(capsys.readouterr().out.split())
         assert main(["evaluate", str(copy), "--metrics", "vii,toy_energy", "--n", "10", "--json"]) == 0
         scores = json.loads(capsys.readouterr().out)
         data = load_dataset("synthetic", val_size=RunDir(copy).read_config().val_size)

@@ -168,6 +168,10 @@ def cmd_evaluate(args) -> int:
         raise UsageError(f"invalid --eps={args.eps!r}: it applies to --robust only")
     if args.cascading:
         return _cascade(args)
+    if args.score_sigma is not None and "score_alignment" not in (args.metrics or ""):
+        raise UsageError(
+            f"invalid --score-sigma={args.score_sigma!r}: it applies to --metrics [class_]score_alignment only"
+        )
     if args.metrics is not None or args.explainer is not None or args.floor or args.n is not None:
         return _interpret(args)
     run = RunDir(args.run_dir)
@@ -222,9 +226,12 @@ def _interpret(args) -> int:
             n=args.n,
             data_root=args.data_root,
             device=resolve_device(args.device),
+            score_sigma=args.score_sigma,
         )
     except ValueError as e:
-        if str(e).startswith("invalid n="):
+        from .denoiser import DenoiserError
+
+        if str(e).startswith("invalid n=") or isinstance(e, DenoiserError):
             raise UsageError(str(e).replace("invalid n=", "invalid --n=")) from None
         raise
     if args.json:
@@ -361,6 +368,76 @@ def cmd_docs(args) -> int:
     return 1 if stale and args.check else 0
 
 
+def cmd_denoiser(args) -> int:
+    """``denoiser train``: train (or find cached) the dataset's denoiser, print its PSNR per sigma."""
+    from .data.datasets import DATASETS
+    from .denoiser import DenoiserConfig, build_denoiser
+
+    if args.dataset.replace("_", "-") not in DATASETS:
+        raise UsageError(f"invalid --dataset={args.dataset!r}: unknown dataset; known: {', '.join(DATASETS)}")
+    given = {k: getattr(args, k) for k in ("steps", "batch_size", "width", "seed") if getattr(args, k) is not None}
+    if args.sigma is not None:
+        try:
+            given["sigmas"] = tuple(float(v) for v in args.sigma.split(","))
+            DenoiserConfig(sigmas=given["sigmas"])
+        except ValueError:
+            raise UsageError(f"invalid --sigma={args.sigma!r}: expected positive numbers, comma-separated") from None
+    config = DenoiserConfig(**given, conditional=not args.unconditional)
+    log = (lambda *_: None) if args.quiet else (lambda line: print(line, file=sys.stderr))
+    _, record = build_denoiser(
+        args.dataset.replace("_", "-"),
+        config,
+        data_root=args.data_root,
+        rebuild=args.rebuild,
+        progress=not args.quiet,
+        log=log,
+    )
+    shown = {k: record[k] for k in ("dataset", "config", "psnr", "build_seconds", "path", "cached")}
+    if args.json:
+        print(json.dumps(shown))
+        return 0
+    print(f"{record['dataset']} denoiser ({'cached' if record['cached'] else 'built'}): {record['path']}")
+    print(f"built in {record['build_seconds']:.0f} s; test-set PSNR (dB), noisy input -> denoised:")
+    for sigma, row in record["psnr"].items():
+        given = row.get("denoised_psnr_given_class")
+        given = f"; given the class {given:6.2f}" if given is not None else ""
+        line = f"{row['noisy_psnr']:6.2f} -> {row['denoised_psnr']:6.2f}  (gain {row['gain']:+.2f}){given}"
+        print(f"  sigma {sigma:<5} {line}")
+    return 0
+
+
+def _add_denoiser_parser(sub) -> None:
+    p = sub.add_parser(
+        "denoiser",
+        help="train the dataset's denoiser that score_alignment needs",
+        description="Denoisers trained by denoising score matching, cached under the noisemod cache "
+        "(keyed by dataset, settings and training data): the data's score for --metrics score_alignment.",
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    t = actions.add_parser(
+        "train",
+        help="train it (or find it in the cache) and print its test-set PSNR per sigma",
+        description="Train a sigma-conditioned U-Net on the training split (all of it) at the noise "
+        "levels given, cache it, and print the test-set PSNR of the noisy input and of the denoised one.",
+    )
+    t.add_argument("--dataset", required=True, help="dataset name, e.g. mnist, fashion-mnist, cifar10")
+    t.add_argument("--sigma", help="noise levels (std, images in [0, 1]), comma-separated (default: 0.1,0.25,0.5)")
+    t.add_argument("--steps", type=_typed("steps", int, 1), help="Adam steps (default: 2000)")
+    t.add_argument("--batch-size", type=_typed("batch_size", int, 1), help="images per step (default: 64)")
+    t.add_argument("--width", type=_typed("width", int, 1), help="channels of the U-Net's first level (default: 16)")
+    t.add_argument("--seed", type=_typed("seed", int, 0), help="initialization and batches (default: 0)")
+    t.add_argument("--rebuild", action="store_true", help="train again even when cached")
+    t.add_argument(
+        "--unconditional",
+        action="store_true",
+        help="without the class (default: class-conditional, for both score_alignment and class_score_alignment)",
+    )
+    t.add_argument("--json", action="store_true", help="print one JSON object: the record of the denoiser")
+    _shared(t, "data_root", " (default: $NOISEMOD_DATA)")
+    _shared(t, "quiet")
+    t.set_defaults(func=cmd_denoiser)
+
+
 def cmd_report(args) -> int:
     from .report import write_report
 
@@ -473,6 +550,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--floor", action="store_true", help="also each metric for a freshly initialized model (the run's seed)"
     )
     _shared(p, "n", "the first N test images (default: all)", type=_typed("n", int))
+    p.add_argument(
+        "--score-sigma",
+        type=_typed("score_sigma", float, 0),
+        help="with --metrics [class_]score_alignment: the noise level of the data's score, one the denoiser "
+        "was trained at (default: 0.25; see noisemod denoiser train)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object: metric -> value (and <metric>_floor)")
     p.add_argument(
         "--cascading",
@@ -598,6 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     _shared(p, "sweep_dir")
     _shared(p, "data_root", " (default: the runs')")
     p.set_defaults(func=cmd_report)
+
+    _add_denoiser_parser(sub)
     return parser
 
 

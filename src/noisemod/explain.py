@@ -101,6 +101,7 @@ def interpret_run(
     n: int | None = None,
     data_root: str | None = None,
     device=None,
+    score_sigma: float | None = None,
 ) -> dict[str, float]:
     """Interpretability metrics (:func:`noisemod.metrics.interpretability`) of the explanations of a
     run's best model on its first ``n`` test images (default: all), with the randomization floor
@@ -111,8 +112,13 @@ def interpret_run(
     name; result.json is not touched. Returns the scores (metric -> mean, ``<metric>_floor``).
     ``metrics``: names of :data:`noisemod.metrics.METRICS`, default :func:`~noisemod.metrics.default_metrics`.
 
+    ``score_alignment`` (``class_score_alignment``) compares with the (class-conditional) score of
+    the run's dataset smoothed at ``score_sigma`` (default
+    :data:`~noisemod.denoiser.DEFAULT_SCORE_SIGMA`), from its cached denoiser.
+
     Raises ``ValueError`` for an unknown metric or explainer, or ``n`` outside 1..test images,
-    before anything is computed or written.
+    and :class:`~noisemod.denoiser.DenoiserError` when ``score_alignment`` has no denoiser at
+    ``score_sigma``, before anything is computed or written.
     """
     import time
 
@@ -127,6 +133,7 @@ def interpret_run(
         raise ValueError(f"invalid n={n!r}: expected a positive integer")
     run = RunDir(run_dir)
     config = run.read_config()
+    score, scored_with = _score(config.dataset, metrics, score_sigma, device)
     data = load_dataset(config.dataset, root=data_root or config.data_root, val_size=config.val_size)
     if n is not None and n > len(data.test):
         raise ValueError(f"invalid n={n}: the test set of {config.dataset} has {len(data.test)} images")
@@ -147,12 +154,27 @@ def interpret_run(
         seed=config.seed,
         mean=mean,
         attributions=attributions,
+        score=score,
     )
     entry = {"n": count, "n_requested": n, "metrics": metrics, "floor": floor, "seed": config.seed}
+    entry.update(scored_with)
     entry["mean"] = RunDir.MEAN_OF
     entry["ms_per_image"] = ms_per_image
     run.write_interpretability(explainer, {**entry, "scores": scores})
     return scores
+
+
+def _score(dataset: str, metrics, sigma: float | None, device):
+    """``(score function, {"score_sigma", "denoiser"})`` when a score alignment is asked (the
+    denoiser's cache file name recorded), else ``(None, {})``; a class-conditional denoiser for
+    ``class_score_alignment``."""
+    if "score_alignment" not in metrics and "class_score_alignment" not in metrics:
+        return None, {}
+    from .denoiser import DEFAULT_SCORE_SIGMA, find_denoiser, score_of
+
+    sigma = DEFAULT_SCORE_SIGMA if sigma is None else float(sigma)
+    denoiser, info = find_denoiser(dataset, sigma, device, conditional="class_score_alignment" in metrics)
+    return score_of(denoiser, sigma), {"score_sigma": sigma, "denoiser": Path(info["path"]).name}
 
 
 def cascade_run(

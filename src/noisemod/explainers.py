@@ -11,6 +11,8 @@ An explainer maps ``(model, x, y)`` to an attribution of ``x``'s shape, for the 
   2017: 50 samples, noise 15% of the input range (inputs in [0, 1]: sigma 0.15).
 - ``integrated-gradients``: Captum ``IntegratedGradients`` from a black image (0), 50 steps.
 - ``input-x-gradient``: Captum ``InputXGradient``, input times the target logit's gradient.
+- ``logit-sum``: the gradient of the sum of all logits, what Srinivas, Bordt & Lakkaraju (2023)
+  compare with an unconditional score (the ``score_alignment`` metric); it ignores ``y``.
 
 Every explainer runs the model in eval mode with frozen parameters and restores both
 (:func:`noisemod.gradients.frozen_eval`), batch by batch on the model's device.
@@ -147,3 +149,13 @@ def _input_x_gradient(model, x, y):
 
     with torch.enable_grad():
         return InputXGradient(model).attribute(_leaf(x), target=y)
+
+
+@register_explainer(
+    "logit-sum", "gradient of the sum of all logits (Srinivas et al. 2023: against an unconditional score)"
+)
+def _logit_sum(model, x, y):
+    with torch.enable_grad():
+        x = _leaf(x)
+        (grad,) = torch.autograd.grad(model(x).sum(), x)
+    return grad

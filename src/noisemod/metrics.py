@@ -35,6 +35,7 @@ __all__ = [
     "list_metrics",
     "randomized_model",
     "register_metric",
+    "score_alignment_scores",
     "spearman",
     "vii",
     "vii_scores",
@@ -164,6 +165,19 @@ def alignment_scores(x: Tensor, attribution: Tensor, mean: Tensor) -> Tensor:
     a = attribution.double().flatten(1)
     dot = (d * a).sum(1).abs()
     norms = d.norm(dim=1) * a.norm(dim=1)
+    return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(dot))
+
+
+def score_alignment_scores(evidence: Tensor, score: Tensor) -> Tensor:
+    """Per-sample ``cos(e, s)``, signed: the evidence for the class ``e`` (the attribution times the
+    explainer's evidence sign) against the data's score ``s = grad_x log p_sigma(x)`` (Srinivas,
+    Bordt & Lakkaraju 2023). In float64; a sample whose ``e`` or ``s`` is all zeros scores 0.
+    Returns float64 ``(B,)`` in [-1, 1]."""
+    if score.shape != evidence.shape:
+        raise ValueError(f"score shape {tuple(score.shape)} does not match attribution shape {tuple(evidence.shape)}")
+    e, s = evidence.double().flatten(1), score.to(evidence.device).double().flatten(1)
+    norms = e.norm(dim=1) * s.norm(dim=1)
+    dot = (e * s).sum(1)
     return torch.where(norms > 0, dot / norms.clamp_min(torch.finfo(torch.float64).tiny), torch.zeros_like(dot))
 
 
@@ -307,6 +321,14 @@ def _check_input_shape(model: nn.Module, x: Tensor) -> None:
         )
 
 
+def _check_images(model: nn.Module, images: Tensor, attributions: Tensor | None) -> None:
+    if attributions is not None and attributions.shape != images.shape:
+        raise ValueError(f"attributions of shape {tuple(attributions.shape)} for images of shape {tuple(images.shape)}")
+    if not images.is_floating_point() or not bool(torch.isfinite(images).all()):
+        raise ValueError("images must be finite floating tensors (NaN or Inf found, or an integer dtype)")
+    _check_input_shape(model, images)
+
+
 # ----------------------------------------------------------------------------- the metric registry
 
 
@@ -322,6 +344,8 @@ class MetricBatch:
         mean: ``x_bar``, the per-element mean image (float64).
         evidence: the sign that turns the attribution into evidence for the class (the explainer's).
         steps, baseline: pixel flipping's points and replacement value (:func:`flip_curves`).
+        score: ``(x, y=None) -> grad_x log p_sigma(x [| y])``, the data's score (``score_alignment``
+            without labels, ``class_score_alignment`` with), or None.
     """
 
     net: nn.Module
@@ -333,6 +357,7 @@ class MetricBatch:
     evidence: int
     steps: int
     baseline: float
+    score: Callable[..., Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -462,6 +487,34 @@ def _insertion_random(batch: MetricBatch) -> Tensor:
     return _flip_auc(batch, "insertion", batch.random)
 
 
+@register_metric(
+    "score_alignment",
+    higher_is_better=True,
+    summary="`cos(e, s)`: the evidence for the class against the data's score, estimated by a denoiser",
+)
+def _score_alignment(batch: MetricBatch) -> Tensor:
+    return score_alignment_scores(batch.evidence * batch.attribution, _data_score(batch, "score_alignment"))
+
+
+@register_metric(
+    "class_score_alignment",
+    higher_is_better=True,
+    summary="`cos(e, s(x|y))`: the evidence for the class against the class-conditional score",
+)
+def _class_score_alignment(batch: MetricBatch) -> Tensor:
+    score = _data_score(batch, "class_score_alignment", batch.y)
+    return score_alignment_scores(batch.evidence * batch.attribution, score)
+
+
+def _data_score(batch: MetricBatch, metric: str, *labels: Tensor) -> Tensor:
+    if batch.score is None:
+        raise ValueError(
+            f"{metric} needs the data's score: pass score= ((x, y=None) -> grad log p(x [| y])), e.g. "
+            "noisemod.denoiser.score_function(dataset, sigma, conditional=True), to interpretability()"
+        )
+    return batch.score(batch.x, *labels)
+
+
 def interpretability(
     model: nn.Module,
     images: Tensor,
@@ -476,6 +529,7 @@ def interpretability(
     baseline: float = 0.0,
     batch_size: int = 256,
     attributions: Tensor | None = None,
+    score: Callable[..., Tensor] | None = None,
     **explainer_options,
 ) -> dict[str, float]:
     """Several interpretability metrics of one explainer on ``images`` ``(N, ...)`` in [0, 1].
@@ -491,11 +545,13 @@ def interpretability(
       insertion higher.
     - ``deletion_random``, ``insertion_random``: the same curves for a random order (seeded with
       ``seed``, one ``torch.rand`` draw per batch), the reference a useful attribution must beat.
+    - ``score_alignment``, ``class_score_alignment``: ``cos(evidence * a, score(x [, y]))`` (``score``).
 
     ``x_bar`` is the mean of ``images`` unless ``mean`` is given. With ``floor``, every metric is
     also computed for :func:`randomized_model` (same architecture, fresh weights from ``seed``),
     as ``<metric>_floor``: what a model that learned nothing scores. ``attributions``: the
-    explainer's attributions of ``images`` for ``model``, when already computed (not for the floor).
+    explainer's attributions of ``images`` for ``model``, when already computed (not for the floor);
+    ``score``: ``(x, y=None) -> grad_x log p_sigma(x [| y])``, e.g. :func:`noisemod.denoiser.score_function`.
 
     Raises:
         ValueError: an unknown metric or explainer, images the model cannot take, NaN inputs.
@@ -504,11 +560,7 @@ def interpretability(
 
     metrics = check_metrics(default_metrics() if metrics is None else metrics)
     evidence = get_explainer(explainer).evidence
-    if attributions is not None and attributions.shape != images.shape:
-        raise ValueError(f"attributions of shape {tuple(attributions.shape)} for images of shape {tuple(images.shape)}")
-    if not images.is_floating_point() or not bool(torch.isfinite(images).all()):
-        raise ValueError("images must be finite floating tensors (NaN or Inf found, or an integer dtype)")
-    _check_input_shape(model, images)
+    _check_images(model, images, attributions)
     device = model_device(model, images.device)
     mean = images.double().mean(0) if mean is None else torch.as_tensor(mean, dtype=torch.float64)
     scored = {"": model, "_floor": randomized_model(model, seed)} if floor else {"": model}
@@ -526,7 +578,7 @@ def interpretability(
             else:
                 a = None
             r = torch.rand(x.shape, generator=random_order).to(device)  # the random order of the references
-            batch = MetricBatch(net, x, y, a, r, mean, evidence, steps, baseline)
+            batch = MetricBatch(net, x, y, a, r, mean, evidence, steps, baseline, score)
             for m in metrics:
                 sums[m] += float(METRICS[m].score(batch).sum())
         out.update({m + suffix: sums[m] / len(images) for m in metrics})

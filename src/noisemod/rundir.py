@@ -203,10 +203,13 @@ class RunDir(_Folder):
         """Whether interpretability.json holds this randomization test of ``explainer`` on the first ``n`` images."""
         return self.read_interpretability().get(self.cascading_key(explainer, absolute), {}).get("n") == n
 
-    def has_interpretability(self, explainer: str, *, metrics, n: int | None, floor: bool) -> bool:
+    def has_interpretability(
+        self, explainer: str, *, metrics, n: int | None, floor: bool, score_sigma: float | None = None
+    ) -> bool:
         """Whether interpretability.json already holds these metrics of ``explainer`` on the same images,
         with ``x_bar`` the test set's mean (entries without ``"mean"`` used the mean of the ``n``
-        images scored, before 2026-12-01, and are computed again)."""
+        images scored, before 2026-12-01, and are computed again), and for a score alignment at
+        ``score_sigma`` (None: the default, :data:`noisemod.denoiser.DEFAULT_SCORE_SIGMA`)."""
         entry = self.read_interpretability().get(explainer)
         return (
             entry is not None
@@ -214,6 +217,7 @@ class RunDir(_Folder):
             and entry.get("n_requested") == n
             and (entry.get("floor") or not floor)
             and set(metrics) <= set(entry.get("metrics", ()))
+            and _same_score_sigma(entry, metrics, score_sigma)
         )
 
     def interpretability_columns(self) -> dict[str, float]:
@@ -461,3 +465,12 @@ def _column_names(columns) -> dict[str, str | None]:
             name = _OLD_RESULT_NAMES.get(column[len("result_") :])
         out[column] = name
     return out
+
+
+def _same_score_sigma(entry: dict, metrics, score_sigma: float | None) -> bool:
+    """Whether an interpretability entry's score alignments (if asked) were computed at ``score_sigma``."""
+    if not any(m.endswith("score_alignment") for m in metrics):
+        return True
+    from .denoiser import DEFAULT_SCORE_SIGMA
+
+    return entry.get("score_sigma") == (DEFAULT_SCORE_SIGMA if score_sigma is None else float(score_sigma))

@@ -52,7 +52,7 @@ from ..methods import get_method
 __all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
 
 SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets", "interpretability", "robustness", "randomization")
-INTERPRETABILITY_KEYS = ("metrics", "explainers", "n", "floor", "only")
+INTERPRETABILITY_KEYS = ("metrics", "explainers", "n", "floor", "only", "score_sigma")
 ROBUSTNESS_KEYS = ("images", "only")
 RANDOMIZATION_KEYS = ("images", "explainers", "only")
 BUDGET_KEYS = ("datasets", "cases", "only")
@@ -218,10 +218,11 @@ def _check_randomization(check: _Checker, section) -> dict[str, Any] | None:
 
 
 def _check_interpretability(check: _Checker, section) -> dict[str, Any] | None:
-    """``interpretability: {metrics: [...], explainers: [...], n: N, floor: true, only: {...}}``: what
-    the runner computes for every finished run (``noisemod evaluate --metrics``), or for the runs
-    whose settings ``only`` lists (as a budget's ``only``); defaults: the default metrics
-    (:func:`noisemod.metrics.default_metrics`) of the gradient on all test images, with the floor."""
+    """``interpretability: {metrics: [...], explainers: [...], n: N, floor: true, only: {...},
+    score_sigma: S}``: what the runner computes for every finished run (``noisemod evaluate
+    --metrics``), or for the runs whose settings ``only`` lists (as a budget's ``only``); defaults:
+    the default metrics (:func:`noisemod.metrics.default_metrics`) of the gradient on all test
+    images, with the floor; ``score_sigma`` (``--score-sigma``): the score alignments' noise level."""
     if section is None:
         return None
     from ..explainers import EXPLAINERS
@@ -246,6 +247,9 @@ def _check_interpretability(check: _Checker, section) -> dict[str, Any] | None:
         check.fail("interpretability.n", f"expected a positive integer, got {n!r}")
     if not isinstance(values["floor"], bool):
         check.fail("interpretability.floor", f"expected true or false, got {values['floor']!r}")
+    sigma = values.get("score_sigma")  # absent: the default; kept out of the settings of specs without it
+    if sigma is not None and (isinstance(sigma, bool) or not isinstance(sigma, int | float) or not sigma > 0):
+        check.fail("interpretability.score_sigma", f"expected a positive number, got {sigma!r}")
     return values
 
 

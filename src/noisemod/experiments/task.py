@@ -46,6 +46,8 @@ def interpret_command(run_dir, explainer: str, settings: dict) -> list[str]:
     """The ``noisemod evaluate --metrics`` process that adds one explainer's scores to a finished run."""
     cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--metrics", ",".join(settings["metrics"])]
     cmd += ["--explainer", explainer, "--json", "--quiet"] + (["--floor"] if settings["floor"] else [])
+    if settings.get("score_sigma") is not None and any(m.endswith("score_alignment") for m in settings["metrics"]):
+        cmd += ["--score-sigma", repr(float(settings["score_sigma"]))]
     return cmd + (["--n", str(settings["n"])] if settings["n"] is not None else [])
 
 
@@ -88,7 +90,13 @@ def missing_explainers(run_dir: RunDir, settings: dict) -> list[str]:
     return [
         e
         for e in settings["explainers"]
-        if not run_dir.has_interpretability(e, metrics=settings["metrics"], n=settings["n"], floor=settings["floor"])
+        if not run_dir.has_interpretability(
+            e,
+            metrics=settings["metrics"],
+            n=settings["n"],
+            floor=settings["floor"],
+            score_sigma=settings.get("score_sigma"),
+        )
     ]
 
 
