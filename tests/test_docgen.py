@@ -240,3 +240,51 @@ def test_the_randomization_part_tables_the_top_and_the_full_cascade_per_method(t
     SweepDir(tmp_path / "empty").write_results(rows[:1])  # a run without the test, in another archive
     with pytest.raises(DocError, match="no run of .* has a cascading randomization test"):
         render("randomization empty", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
+
+
+def test_the_versus_table_sets_every_method_against_one_with_holm_over_the_archive(tmp_path):
+    from noisemod.stats import compare
+
+    values = {  # method: (accuracy, vii, floor, seconds), per seed a jitter
+        "standard": (0.99, 0.040, 0.030, 10.0),
+        "nm": (0.98, 0.055, 0.031, 12.0),
+        "additive-noise": (0.985, 0.045, 0.029, 11.0),
+    }
+    jitters = (-0.002, 0.0, 0.003, 0.001)
+    rows = []
+    for method, (acc, vii, floor, seconds) in values.items():
+        extra = NM_SETTINGS if method == "nm" else {"sigma": 0.5} if method == "additive-noise" else {}
+        for seed, j in enumerate(jitters):
+            rows.append(
+                {"run_id": f"{method}-s{seed}", "spec": "p", "budget": "tier1", "status": "completed",
+                 "dataset": "mnist", "model": "lenet", "method": method, "seed": seed, "epochs": 50, **extra,
+                 "test_accuracy": acc + j, "vii": vii + j * (1 + seed), "gradient_vii_floor": floor,
+                 "train_seconds": seconds}
+            )  # fmt: skip
+    SweepDir(tmp_path / "p").write_results(rows)
+    sources = Sources(results=tmp_path, claims=tmp_path / "none.yaml")
+    text = render("versus p nm", sources)
+    lines = {line.split(" | ")[1]: line for line in text.splitlines()[2:]}
+    assert list(lines) == ["standard", "nm b0.5 gaussian", "additive-noise sigma0.5"]
+    assert "| (reference) |" in lines["nm b0.5 gaussian"] and "| 1.20 |" in lines["nm b0.5 gaussian"]
+    assert "| 0.0290 | 1.10 |" in lines["additive-noise sigma0.5"]  # the floor and the time against standard's
+
+    def side(method):
+        return [r["vii"] for r in rows if r["method"] == method]
+
+    # nm - method, Holm over the two comparisons of the archive (the larger p of Welch and permutation)
+    ps = {m: compare(side(m), side("nm")).p for m in ("standard", "additive-noise")}
+    low, high = sorted(ps.values())
+    holm = {m: (2 * low if p == low else max(2 * low, high)) for m, p in ps.items()}
+    for method, label in (("standard", "standard"), ("additive-noise", "additive-noise sigma0.5")):
+        c = compare(side("nm"), side(method))
+        cells = lines[label].split(" | ")
+        assert cells[7] == f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+        assert cells[8] == f"{min(1.0, holm[method]):.3g}"
+    with pytest.raises(DocError, match="no run of results/p has method 'pgd'"):
+        render("versus p pgd", sources)
+    # two nm conditions: no single reference, so no comparison rather than a pooled one
+    rows += [dict(r, run_id=r["run_id"] + "b", beta=0.25) for r in rows if r["method"] == "nm"]
+    SweepDir(tmp_path / "p").write_results(rows)
+    text = render("versus p nm", sources)
+    assert "| - | - | - | - |" in text.splitlines()[2]

@@ -38,6 +38,12 @@ The kinds (one word, then its arguments):
     gradient (signed and absolute): the mean Spearman correlation between the explanations of the
     trained model and of the model with its top module re-initialized, and with every module
     re-initialized, mean ± std over seeds (near 0: the explanation depends on what was learned)
+``versus ARCHIVE METHOD``
+    per dataset and model of ``results/ARCHIVE``, every method with its seeds, test accuracy (mean ±
+    std), VII (mean ± std [95% CI]), VII floor (the mean over seeds of a freshly initialized model's,
+    where the runs measured it) and training time as a multiple of standard's; then METHOD minus
+    each other method on VII and on test accuracy (difference of seed means, 95% Welch interval, p
+    Holm-corrected over the archive per metric, as the report's comparisons)
 ``archive``
     the archive itself: each sweep, its runs, its size, and the total size
 
@@ -167,6 +173,59 @@ def _cost(sources: Sources, args: Sequence[str]) -> str:
 
 
 CONDITION = ("dataset", "model", "method")
+
+
+def _versus(sources: Sources, args: Sequence[str]) -> str:
+    from .figures import condition_label, load_results
+    from .report import comparisons
+    from .stats import summarize
+
+    if len(args) != 2:
+        raise DocError(f"'versus' takes an archive and a method, got {' '.join(args) or 'none'}")
+    rows = load_results(_archived(sources, args[:1], "versus"))
+    reference = args[1]
+    if not any(r["method"] == reference for r in rows):
+        raise DocError(f"no run of results/{args[0]} has method {reference!r}")
+    metrics = ("vii", "test_accuracy")
+    # reference - method: the comparisons give method - reference
+    compared = {
+        (c["dataset"], c["model"], c["condition"], c["metric"]): c["comparison"]
+        for c in comparisons(rows, CONDITION, metrics, reference=reference)
+    }
+    ref_label = next(condition_label(r) for r in rows if r["method"] == reference)
+    header = ["dataset, model", "method", "seeds", "test accuracy", "VII [95% CI]", "VII floor", "time / standard"]
+    header += [f"{ref_label} - method: VII [95% CI]", "p Holm", "test accuracy [95% CI]", "p Holm"]
+    parts = []
+    for pair in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
+        here = [dict(r, label=condition_label(r)) for r in rows if (r["dataset"], r["model"]) == pair]
+        labels = list(dict.fromkeys(r["label"] for r in here))
+        seconds = {lb: [r["train_seconds"] for r in here if r["label"] == lb and _column(r, "train_seconds")] for lb in labels}
+        standard = summarize(seconds["standard"]).mean if seconds.get("standard") else None
+        body = []
+        for lb in labels:
+            runs = [r for r in here if r["label"] == lb]
+            vii, acc = (summarize([v for r in runs if (v := _column(r, m)) is not None]) for m in metrics)
+            floors = [v for r in runs if (v := _column(r, "gradient_vii_floor")) is not None]
+            ci = f" [{vii.ci_low:.4f}, {vii.ci_high:.4f}]" if vii.ci_low is not None else ""
+            row = [", ".join(map(str, pair)), lb, str(len(runs)), f"{acc.mean:.4f} ± {acc.std:.4f}"]
+            row += [f"{vii.mean:.4f} ± {vii.std:.4f}{ci}", f"{summarize(floors).mean:.4f}" if floors else "-"]
+            row += [f"{summarize(seconds[lb]).mean / standard:.2f}" if standard and seconds[lb] else "-"]
+            if lb == ref_label:
+                row += ["(reference)", "", "", ""]
+            else:
+                for m in metrics:
+                    c = compared.get((*pair, lb, m))
+                    if c is None:
+                        row += ["-", "-"]
+                        continue
+                    row += [_diff(-c["diff"], _neg(c["ci_high"], 1), _neg(c["ci_low"], 1)), _p(c["p_holm"])]
+            body.append(row)
+        parts.append(_markdown_table(header, body))
+    return "\n\n".join(parts)
+
+
+def _p(v) -> str:
+    return "-" if v is None else f"{v:.3g}"
 
 
 def _correlation(sources: Sources, args: Sequence[str]) -> str:
@@ -299,8 +358,8 @@ def _column(row: dict, name: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) and value == value else None
 
 
-def _neg(v):
-    return None if v is None else -100 * v
+def _neg(v, scale: float = 100):
+    return None if v is None else -scale * v
 
 
 def _diff(d: float, low, high) -> str:
@@ -364,6 +423,7 @@ KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "correlation": _correlation,
     "training": _training,
     "randomization": _randomization,
+    "versus": _versus,
     "archive": _archive,
 }
 

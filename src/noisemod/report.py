@@ -242,11 +242,18 @@ TABLES = (
 COMPARED = ("test_accuracy", "vii")  # the metrics each condition is compared on against standard training
 
 
-def comparisons(rows: Sequence[Mapping], conditions: Sequence[str], metrics: Sequence[str] = COMPARED) -> list[dict]:
-    """Each condition but standard training against standard training with the same settings that
-    are not its method's (dataset, model, epochs, training images, ...): per metric, both sides'
-    summaries and :func:`noisemod.stats.compare` of the seeds, Holm-corrected over the sweep per
-    metric. Conditions without such a reference, or a side without values, are left out."""
+def comparisons(
+    rows: Sequence[Mapping],
+    conditions: Sequence[str],
+    metrics: Sequence[str] = COMPARED,
+    reference: str = "standard",
+) -> list[dict]:
+    """Each condition but the ``reference`` method (standard training by default) against that
+    method with the same settings that are not a method's (dataset, model, epochs, training
+    images, ...): per metric, both sides' summaries (the reference's under ``"standard"``) and
+    :func:`noisemod.stats.compare` of the seeds (condition - reference), Holm-corrected over the
+    sweep per metric. Conditions without such a reference, or a side without values, are left out;
+    so is a reference method with more than one condition (nm at two betas: which one?)."""
     from .stats import compare, holm, summarize
 
     shared = [k for k in conditions if k != "method" and not get_setting(k).method]
@@ -258,9 +265,9 @@ def comparisons(rows: Sequence[Mapping], conditions: Sequence[str], metrics: Seq
         family = []
         for key, members in groups.items():
             cond = dict(zip(conditions, key))
-            ref = [r for r in rows if r.get("method") == "standard" and all(r.get(k) == cond[k] for k in shared)]
+            ref = [r for r in rows if r.get("method") == reference and all(r.get(k) == cond[k] for k in shared)]
             a, b = ([float(r[metric]) for r in side if _isnumber(r.get(metric))] for side in (members, ref))
-            if cond.get("method") == "standard" or not a or not b:
+            if cond.get("method") == reference or not a or not b or len({condition_label(r) for r in ref}) > 1:
                 continue
             family.append(
                 {
