@@ -145,3 +145,42 @@ def test_a_claim_is_pending_while_its_sweep_is_being_archived_and_complete_group
     sweep.write_results(rows)
     [r] = evaluate_claims(claim, tmp_path / "results")
     assert r.verdict == "reproduced" and r.runs is None and len(r.comparisons) == 2
+
+
+def test_a_claim_over_a_list_of_archives_pools_their_runs_and_waits_for_each(tmp_path):
+    """One spec run under two budgets into two archives (as protocol.yaml's tiers): a claim naming
+    both compares every group of either, Holm over all of them, and is pending while one lacks runs."""
+    spec = PENDING_SPEC.replace("budgets: {cpu: {epochs: 5}}", "budgets: {one: {only: {dataset: [synthetic]}}, "
+                                "two: {only: {dataset: [digits]}}}")  # fmt: skip
+    from noisemod.experiments.spec import expand, load_spec
+
+    tiers = {}
+    for budget in ("one", "two"):
+        folder = tmp_path / "results" / f"p-{budget}"
+        folder.mkdir(parents=True)
+        (folder / "spec.yaml").write_text(spec)
+        SweepDir(folder).write_sweep({"spec": "p", "budget": budget})
+        tiers[budget] = [
+            {"run_id": r.run_id, "spec": "p", "budget": budget, "status": "completed", "dataset": r.config.dataset,
+             "model": "lenet", "method": r.config.method, "seed": r.config.seed, "epochs": 50, "test_accuracy": 0.9,
+             "vii": (NM if r.config.method == "nm" else STANDARD)[r.config.seed] + (budget == "two") * 0.001}
+            for r in expand(load_spec(folder / "spec.yaml"), budget)
+        ]  # fmt: skip
+    text = CLAIM.format(metric="vii", direction="higher", b="standard").replace(
+        "archive: toy", "archive: [p-one, p-two]"
+    )
+    claim = claims_file(tmp_path, text)
+    SweepDir(tmp_path / "results" / "p-one").write_results(tiers["one"])
+    SweepDir(tmp_path / "results" / "p-two").write_results(tiers["two"][:3])
+    [r] = evaluate_claims(claim, tmp_path / "results")
+    assert r.verdict == "pending" and r.runs == (13, 20)
+    assert [c["group"]["dataset"] for c in r.comparisons] == ["synthetic"]
+    SweepDir(tmp_path / "results" / "p-two").write_results(tiers["two"])
+    [r] = evaluate_claims(claim, tmp_path / "results")
+    assert r.verdict == "reproduced" and [c["group"]["dataset"] for c in r.comparisons] == ["synthetic", "digits"]
+    single = compare([v + 0.001 for v in NM], [v + 0.001 for v in STANDARD])
+    assert r.comparisons[1]["comparison"].diff == pytest.approx(single.diff)
+    assert r.comparisons[1]["comparison"].p_holm == pytest.approx(min(1.0, 2 * single.p))  # Holm over both groups
+    bad = claims_file(tmp_path, text.replace("[p-one, p-two]", "[]"))
+    with pytest.raises(ClaimError, match="archive must be an archive name or a non-empty list"):
+        evaluate_claims(bad, tmp_path / "results")

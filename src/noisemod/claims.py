@@ -28,6 +28,10 @@ while its archive lacks some of the runs its sweep plans for either side (an arc
 filled): the groups whose runs are all archived are compared and shown, but no verdict is
 computed from part of the sweep.
 
+A claim may name a list of archives (``archive: [protocol-tier1, protocol-tier2]``: one sweep run
+under several budgets, each archived as it finished): their runs are pooled, each group still
+compared within one budget, and the claim is pending while any of them lacks runs it plans.
+
 A comparison never mixes budgets: both sides must have the same epochs, training images and (for
 an interpretability column) number of images scored, or the claim is refused naming them.
 """
@@ -46,6 +50,7 @@ __all__ = [
     "VERDICTS",
     "ClaimError",
     "ClaimResult",
+    "archive_names",
     "evaluate_claims",
     "load_claims",
     "tally",
@@ -102,6 +107,11 @@ def load_claims(path) -> list[dict]:
         unknown = sorted(set(c) - KEYS)
         if missing or unknown:
             raise ClaimError(f"{where}: missing {', '.join(missing) or '-'}; unknown {', '.join(unknown) or '-'}")
+        names = c["archive"] if isinstance(c["archive"], list) else [c["archive"]]
+        if not names or not all(isinstance(n, str) and n for n in names):
+            raise ClaimError(
+                f"{where}: archive must be an archive name or a non-empty list of them, got {c['archive']!r}"
+            )
         if c["direction"] not in DIRECTIONS:
             raise ClaimError(f"{where}: direction must be higher or lower, got {c['direction']!r}")
         if not isinstance(c["a"], dict) or not isinstance(c["b"], dict):
@@ -112,12 +122,26 @@ def load_claims(path) -> list[dict]:
     return claims
 
 
+def archive_names(claim: Mapping) -> list[str]:
+    """The archives a claim reads (its ``archive``: one name or a list)."""
+    return list(claim["archive"]) if isinstance(claim["archive"], list) else [claim["archive"]]
+
+
+def _where(claim: Mapping) -> str:
+    return ", ".join(f"results/{name}" for name in archive_names(claim))
+
+
+#: the key under which each pooled row keeps the archive it came from
+_SWEEP = "_sweep"
+
+
 def _matches(row: Mapping, selection: Mapping) -> bool:
     return all(row.get(k) == v for k, v in selection.items())
 
 
-def _images_scored(archive: SweepDir, row: Mapping, metric: str) -> object:
+def _images_scored(row: Mapping, metric: str) -> object:
     """For an interpretability column (``<explainer>_<metric>``): the images its explainer scored."""
+    archive = row[_SWEEP]
     explainer = next(
         (e for e in archive.run(row["run_id"]).read_interpretability() if metric.startswith(e + "_")), None
     )
@@ -131,22 +155,22 @@ def _side(claim: dict, rows: list[dict], selection: Mapping, group: Mapping, sid
     chosen = [r for r in rows if _matches(r, selection) and _matches(r, group)]
     if not chosen:
         raise ClaimError(
-            f"claim {claim['id']}: no finished run in results/{claim['archive']} matches {side}={dict(selection)}"
+            f"claim {claim['id']}: no finished run in {_where(claim)} matches {side}={dict(selection)}"
             + (f" for {dict(group)}" if group else "")
         )
     return chosen
 
 
-def _budget(claim: dict, archive: SweepDir, rows: list[dict]) -> dict:
+def _budget(claim: dict, rows: list[dict]) -> dict:
     budget = {k: sorted({repr(r.get(k)) for r in rows}) for k in BUDGET}
-    budget["images scored"] = sorted({repr(_images_scored(archive, r, claim["metric"])) for r in rows})
+    budget["images scored"] = sorted({repr(_images_scored(r, claim["metric"])) for r in rows})
     return budget
 
 
-def _comparison(claim: dict, archive: SweepDir, rows: list[dict], group: dict) -> dict:
+def _comparison(claim: dict, rows: list[dict], group: dict) -> dict:
     a = _side(claim, rows, claim["a"], group, "a")
     b = _side(claim, rows, claim["b"], group, "b")
-    budget_a, budget_b = _budget(claim, archive, a), _budget(claim, archive, b)
+    budget_a, budget_b = _budget(claim, a), _budget(claim, b)
     for k in budget_a:
         if len(budget_a[k]) > 1 or len(budget_b[k]) > 1 or budget_a[k] != budget_b[k]:
             raise ClaimError(
@@ -156,9 +180,7 @@ def _comparison(claim: dict, archive: SweepDir, rows: list[dict], group: dict) -
     metric = claim["metric"]
     values = [[r.get(metric) for r in side] for side in (a, b)]
     if any(v is None for side in values for v in side):
-        raise ClaimError(
-            f"claim {claim['id']}: metric {metric!r} is missing for some runs in results/{claim['archive']}"
-        )
+        raise ClaimError(f"claim {claim['id']}: metric {metric!r} is missing for some runs in {_where(claim)}")
     return {"group": group, "a": summarize(values[0]), "b": summarize(values[1]), "comparison": compare(*values)}
 
 
@@ -197,20 +219,23 @@ def _planned(claim: dict, archive: SweepDir) -> list[tuple[str, dict]]:
 
 
 def evaluate_claim(claim: dict, results_root) -> ClaimResult:
-    """One claim against the archive it names under ``results_root``."""
-    archive = SweepDir(Path(results_root) / claim["archive"])
-    if not archive.file(archive.RESULTS).is_file():
-        raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} ({archive.RESULTS} missing)")
-    rows = archive.read_results()
-    if rows and claim["metric"] not in rows[0]:
-        raise ClaimError(f"claim {claim['id']}: no metric {claim['metric']!r} in {archive.file(archive.RESULTS)}")
+    """One claim against the archives it names under ``results_root`` (their runs pooled)."""
+    rows, planned = [], []
+    for name in archive_names(claim):
+        archive = SweepDir(Path(results_root) / name)
+        if not archive.file(archive.RESULTS).is_file():
+            raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} ({archive.RESULTS} missing)")
+        these = archive.read_results()
+        if these and claim["metric"] not in these[0]:
+            raise ClaimError(f"claim {claim['id']}: no metric {claim['metric']!r} in {archive.file(archive.RESULTS)}")
+        rows += [dict(r, **{_SWEEP: archive}) for r in these]
+        planned += _planned(claim, archive)
     by = list(claim.get("by") or [])
-    planned = _planned(claim, archive)
     archived = {r["run_id"] for r in rows if r.get("status") in (None, "completed")}
     waiting = {tuple(c.get(k) for k in by) for run_id, c in planned if run_id not in archived}
     selected = [r for r in rows if _matches(r, claim["a"]) or _matches(r, claim["b"])]
     groups = list(dict.fromkeys(tuple(r.get(k) for k in by) for r in selected)) if by else [()]
-    found = [_comparison(claim, archive, rows, dict(zip(by, g))) for g in groups if g not in waiting]
+    found = [_comparison(claim, rows, dict(zip(by, g))) for g in groups if g not in waiting]
     corrected = holm([c["comparison"] for c in found])
     for c, fixed in zip(found, corrected):
         c["comparison"] = fixed

@@ -101,16 +101,22 @@ def _bottom_line(sources: Sources, args: Sequence[str]) -> str:
         if r.runs:
             lines.append(
                 f"- {r.claim['title']}: **{r.verdict}** ({r.runs[0]} of {r.runs[1]} runs archived, "
-                f"complete groups so far: {len(r.comparisons)}; `results/{r.claim['archive']}`)"
+                f"complete groups so far: {len(r.comparisons)}; {_archives(r.claim)})"
             )
             continue
         agree, disagree = tally([c["comparison"] for c in r.comparisons], r.claim["direction"])
         rest = len(r.comparisons) - agree - disagree
         lines.append(
             f"- {r.claim['title']}: **{r.verdict}** ({agree} of {len(r.comparisons)} comparisons agree, "
-            f"{disagree} disagree, {rest} not significant; `results/{r.claim['archive']}`)"
+            f"{disagree} disagree, {rest} not significant; {_archives(r.claim)})"
         )
     return "\n".join(lines)
+
+
+def _archives(claim: dict) -> str:
+    from .claims import archive_names
+
+    return ", ".join(f"`results/{name}`" for name in archive_names(claim))
 
 
 def _table(sources: Sources, args: Sequence[str]) -> str:
@@ -199,7 +205,9 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
     for pair in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
         here = [dict(r, label=condition_label(r)) for r in rows if (r["dataset"], r["model"]) == pair]
         labels = list(dict.fromkeys(r["label"] for r in here))
-        seconds = {lb: [r["train_seconds"] for r in here if r["label"] == lb and _column(r, "train_seconds")] for lb in labels}
+        seconds = {
+            lb: [r["train_seconds"] for r in here if r["label"] == lb and _column(r, "train_seconds")] for lb in labels
+        }
         standard = summarize(seconds["standard"]).mean if seconds.get("standard") else None
         body = []
         for lb in labels:
