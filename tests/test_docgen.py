@@ -168,6 +168,8 @@ def test_the_correlation_part_ranks_runs_like_scipy_and_reads_the_robust_radii(t
     assert f"| mnist, lenet | 6 | nm | {rho:+.2f} [" in text
     with pytest.raises(DocError, match="no runs in results/cost have both vii and gradient_vii"):
         render("correlation cost vii gradient_vii", sources)
+    SweepDir(tmp_path / "cost").write_results(rows[:2])  # an archive being filled: no rank correlation of 2 runs
+    assert render("correlation cost vii robust@small", sources).startswith("(not yet: 2 run(s) with both")
 
 
 NM_SETTINGS = {"beta": 0.5, "noise": "gaussian", "modulate_after_norm": False, "fused_noise": False}
@@ -281,8 +283,11 @@ def test_the_versus_table_sets_every_method_against_one_with_holm_over_the_archi
         cells = lines[label].split(" | ")
         assert cells[7] == f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
         assert cells[8] == f"{min(1.0, holm[method]):.3g}"
-    with pytest.raises(DocError, match="no run of results/p has method 'pgd'"):
-        render("versus p pgd", sources)
+    with pytest.raises(DocError, match="unknown method 'nn'"):
+        render("versus p nn", sources)
+    # a method with no run archived yet: every method's row, no differences
+    text = render("versus p pgd", sources)
+    assert len(text.splitlines()) == 5 and all(line.endswith("| - | - | - | - |") for line in text.splitlines()[2:])
     # two nm conditions: no single reference, so no comparison rather than a pooled one
     rows += [dict(r, run_id=r["run_id"] + "b", beta=0.25) for r in rows if r["method"] == "nm"]
     SweepDir(tmp_path / "p").write_results(rows)

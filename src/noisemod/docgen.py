@@ -188,17 +188,20 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
 
     if len(args) != 2:
         raise DocError(f"'versus' takes an archive and a method, got {' '.join(args) or 'none'}")
+    from .methods import METHODS
+
     rows = load_results(_archived(sources, args[:1], "versus"))
     reference = args[1]
-    if not any(r["method"] == reference for r in rows):
-        raise DocError(f"no run of results/{args[0]} has method {reference!r}")
+    if reference not in METHODS:
+        raise DocError(f"'versus': unknown method {reference!r}; methods: {', '.join(METHODS)}")
     metrics = ("vii", "test_accuracy")
     # reference - method: the comparisons give method - reference
     compared = {
         (c["dataset"], c["model"], c["condition"], c["metric"]): c["comparison"]
         for c in comparisons(rows, CONDITION, metrics, reference=reference)
     }
-    ref_label = next(condition_label(r) for r in rows if r["method"] == reference)
+    # no run of the reference yet (an archive being filled): the table without the differences
+    ref_label = next((condition_label(r) for r in rows if r["method"] == reference), reference)
     header = ["dataset, model", "method", "seeds", "test accuracy", "VII [95% CI]", "VII floor", "time / standard"]
     header += [f"{ref_label} - method: VII [95% CI]", "p Holm", "test accuracy [95% CI]", "p Holm"]
     parts = []
@@ -244,18 +247,21 @@ def _correlation(sources: Sources, args: Sequence[str]) -> str:
         raise DocError(f"'correlation' takes an archive and two columns, got {' '.join(args) or 'none'}")
     rows = load_results(_archived(sources, args[:1], "correlation"))
     header = ["dataset, model", "runs", "methods", f"Spearman {args[1]} vs {args[2]} [95% CI]", "p"]
-    body = []
+    body, seen = [], 0
     for pair in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
         both = [(r, _column(r, args[1]), _column(r, args[2])) for r in rows if (r["dataset"], r["model"]) == pair]
         both = [(r, x, y) for r, x, y in both if x is not None and y is not None]
+        seen += len(both)
         if len(both) < 3:
             continue
         c = spearman([x for _, x, _ in both], [y for _, _, y in both])
         ci = f" [{c.ci_low:+.2f}, {c.ci_high:+.2f}]" if c.ci_low is not None else ""
         methods = ", ".join(dict.fromkeys(str(r["method"]) for r, _, _ in both))
         body.append([", ".join(map(str, pair)), str(c.n), methods, f"{c.rho:+.2f}{ci}", f"{c.p:.3g}"])
-    if not body:
+    if not seen:
         raise DocError(f"no runs in results/{args[0]} have both {args[1]} and {args[2]}")
+    if not body:  # an archive being filled
+        return f"(not yet: {seen} run(s) with both {args[1]} and {args[2]}, fewer than 3 of one dataset and model)"
     return _markdown_table(header, body)
 
 
