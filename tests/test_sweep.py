@@ -261,18 +261,19 @@ def test_shipped_specs_expand_for_both_budgets(path):
 
 
 def test_shipped_specs_cover_the_paper():
-    ids = {
-        name: [r.run_id for r in expand(load_spec(SPECS / f"{name}.yaml"), "paper")]
+    runs = {
+        name: expand(load_spec(SPECS / f"{name}.yaml"), "paper")
         for name in ("fig1", "fig3", "fig4", "fig5", "cost", "norm")
     }
+    ids = {name: [r.run_id for r in these] for name, these in runs.items()}
     assert len(ids["fig3"]) == 3 * 3 + 4 * 3
     assert len(ids["fig4"]) == 11 and len(ids["fig5"]) == 6
     assert "cifar10-resnet18-nm-b0.5-gaussian-s0" in ids["fig3"] and "mnist-lenet-pgd-s0" in ids["fig3"]
-    assert {i.split("-")[2] for i in ids["cost"]} == {
+    assert {r.config.method for r in runs["cost"]} == {
         "standard",
         "nm",
-        "additive",
-        "multiplicative",
+        "additive-noise",
+        "multiplicative-noise",
         "fgsm",
         "pgd",
         "igr",
@@ -335,3 +336,33 @@ def test_a_sweep_rerun_may_change_runtime_settings_only(tmp_path, monkeypatch):
     config_path.write_text(json.dumps({**saved, "eval_batch_size": 64}))
     with pytest.raises(ValueError, match="eval_batch_size=64 there, 512 in the spec"):
         run_sweep(spec, out, budget="cpu", log=lambda *_: None)
+
+
+def test_the_protocol_spec_plans_each_tier_as_issue_23_asks():
+    from noisemod.attacks import attack_defaults
+
+    spec = load_spec(SPECS / "protocol.yaml")
+    tiers = {b: expand(spec, b) for b in ("tier1", "tier2", "tier3-fcnn", "tier3-pgd", "paper")}
+    assert {b: len(r) for b, r in tiers.items()} == {
+        "tier1": 140, "tier2": 25, "tier3-fcnn": 27, "tier3-pgd": 6, "paper": 198
+    }  # fmt: skip
+    tier1 = [r.config for r in tiers["tier1"]]
+    assert {(c.dataset, c.model) for c in tier1} == {
+        (d, m) for d in ("mnist", "fashion-mnist") for m in ("mlp", "lenet")
+    }
+    assert {c.method for c in tier1} == {
+        "standard", "nm", "additive-noise", "multiplicative-noise", "gamma-noise", "modulation-only", "fgsm"
+    }  # fmt: skip
+    assert all(c.epochs == 50 and c.train_size is None and c.seed in range(5) for c in tier1)
+    fgsm = {c.dataset: (c.eps, c.early_stop) for c in tier1 if c.method == "fgsm"}
+    assert fgsm == {"mnist": (None, True), "fashion-mnist": (0.1, True)}  # None: the dataset's default
+    assert attack_defaults("fgsm", "mnist")["eps"] == 0.3
+    assert {c.sigma for c in tier1 if c.method == "additive-noise"} == {0.5}
+    assert {(c.dataset, c.eps) for c in (r.config for r in tiers["tier3-pgd"])} == {
+        ("mnist", None),
+        ("fashion-mnist", 0.1),
+    }
+    cost = [r.config for r in expand(load_spec(SPECS / "cost.yaml"), "cpu-5seeds")]
+    assert len(cost) == 105 and {(c.method, c.eps) for c in cost if c.dataset == "fashion-mnist" and c.eps} == {
+        ("fgsm", 0.1), ("pgd", 0.1)
+    }  # fmt: skip
