@@ -182,14 +182,15 @@ CONDITION = ("dataset", "model", "method")
 
 
 def _versus(sources: Sources, args: Sequence[str]) -> str:
+    import statistics
+
     from .figures import condition_label, load_results
+    from .methods import METHODS
     from .report import comparisons
     from .stats import summarize
 
     if len(args) != 2:
         raise DocError(f"'versus' takes an archive and a method, got {' '.join(args) or 'none'}")
-    from .methods import METHODS
-
     rows = load_results(_archived(sources, args[:1], "versus"))
     reference = args[1]
     if reference not in METHODS:
@@ -208,10 +209,8 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
     for pair in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
         here = [dict(r, label=condition_label(r)) for r in rows if (r["dataset"], r["model"]) == pair]
         labels = list(dict.fromkeys(r["label"] for r in here))
-        seconds = {
-            lb: [r["train_seconds"] for r in here if r["label"] == lb and _column(r, "train_seconds")] for lb in labels
-        }
-        standard = summarize(seconds["standard"]).mean if seconds.get("standard") else None
+        seconds = {lb: [v for r in here if r["label"] == lb and (v := _column(r, "train_seconds"))] for lb in labels}
+        standard = statistics.fmean(seconds["standard"]) if seconds.get("standard") else None
         body = []
         for lb in labels:
             runs = [r for r in here if r["label"] == lb]
@@ -219,8 +218,8 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
             floors = [v for r in runs if (v := _column(r, "gradient_vii_floor")) is not None]
             ci = f" [{vii.ci_low:.4f}, {vii.ci_high:.4f}]" if vii.ci_low is not None else ""
             row = [", ".join(map(str, pair)), lb, str(len(runs)), f"{acc.mean:.4f} ± {acc.std:.4f}"]
-            row += [f"{vii.mean:.4f} ± {vii.std:.4f}{ci}", f"{summarize(floors).mean:.4f}" if floors else "-"]
-            row += [f"{summarize(seconds[lb]).mean / standard:.2f}" if standard and seconds[lb] else "-"]
+            row += [f"{vii.mean:.4f} ± {vii.std:.4f}{ci}", f"{statistics.fmean(floors):.4f}" if floors else "-"]
+            row += [f"{statistics.fmean(seconds[lb]) / standard:.2f}" if standard and seconds[lb] else "-"]
             if lb == ref_label:
                 row += ["(reference)", "", "", ""]
             else:
@@ -229,14 +228,11 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
                     if c is None:
                         row += ["-", "-"]
                         continue
-                    row += [_diff(-c["diff"], _neg(c["ci_high"], 1), _neg(c["ci_low"], 1)), _p(c["p_holm"])]
+                    p = "-" if c["p_holm"] is None else f"{c['p_holm']:.3g}"
+                    row += [_diff(-c["diff"], _neg(c["ci_high"], 1), _neg(c["ci_low"], 1)), p]
             body.append(row)
         parts.append(_markdown_table(header, body))
     return "\n\n".join(parts)
-
-
-def _p(v) -> str:
-    return "-" if v is None else f"{v:.3g}"
 
 
 def _correlation(sources: Sources, args: Sequence[str]) -> str:
