@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-all lint format bench clean
+.PHONY: demo test test-all lint format bench docs clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,16 @@ format: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) -m benchmarks
+
+# the docs' numbers and figures from the results archive (after archiving runs): the generated parts
+# of README.md and docs/RESULTS.md, and the figure of VII along training of each protocol tier
+ARCHIVED_TRAINING ?= protocol-tier1 protocol-tier2
+docs: $(VENV)/.installed
+	$(PY) -m noisemod docs README.md docs/RESULTS.md
+	for a in $(ARCHIVED_TRAINING); do \
+	  $(PY) -m noisemod figures results/$$a --out build/figures/$$a > /dev/null && \
+	  cp build/figures/$$a/training.png docs/figures/$$a-training.png || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info
