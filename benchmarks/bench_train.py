@@ -8,10 +8,13 @@ b. adversarial cost for reference: ``pgd`` (7 and 40 steps), ``fgsm``, ``igr`` e
 c. time outside the model: the share of a standard epoch not spent in forward, backward and the
    optimizer step (data, bookkeeping), against a bare loop over the same batches already in
    memory as float tensors (target: at most 5%).
+d. where nm's extra time goes (no target): per call, a training step on a clean and on a
+   modulated batch, torch's draw alone, draw + modulation, and the fused kernel (MLP, LeNet).
 
 Each case trains one epoch on a seeded subset (``--train-size``) and reads ``train_seconds``
 from the result (evaluation excluded); cases are interleaved round by round and the ratio of
-medians is printed. Run: ``python -m benchmarks.bench_train --data-root ../shared/data``.
+medians is printed. Run: ``python -m benchmarks.bench_train --data-root ../shared/data``
+(``--parts d`` for one part).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from noisemod import TrainConfig, fit, load_dataset
 from noisemod.data import BatchLoader
 from noisemod.gradients import batch_input_gradients, frozen_eval
 from noisemod.models import create_model
+from noisemod.modulation import NoiseModulation, sample_carrier
 from noisemod.train import build_model, build_optimizer
 
 NM_TARGETS = {("mnist", "lenet"): 1.03, ("cifar10", "fcnn"): 1.03, ("mnist", "mlp"): 1.05}
@@ -137,6 +141,44 @@ def attack_step_breakdown(repeats: int) -> None:
     )
 
 
+def nm_step_breakdown(repeats: int, fused: bool = True) -> None:
+    """Where nm's extra time goes, MLP and LeNet on MNIST-shaped batches of 64: a training step
+    on a clean batch and on an already modulated one (is the model itself slower on modulated
+    inputs?), and nm's own work alone, torch's generator (the draw, then draw + modulation) and
+    the fused kernel (built first if it is not cached: tens of seconds, once per machine)."""
+    gen = torch.Generator().manual_seed(0)
+    default = NoiseModulation(0.5, generator=gen, check=False)
+    kernel = NoiseModulation(0.5, generator=gen, check=False, fused=True) if fused else None
+    x, y = torch.rand(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
+    modulated = default(x)
+    for name in ("mlp", "lenet"):
+        torch.manual_seed(0)
+        model = create_model(name, in_channels=1, num_classes=10, input_size=(28, 28))
+        opt = torch.optim.Adam(model.parameters(), fused=True)
+
+        def step(batch, model=model, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(batch), y).backward()
+            opt.step()
+
+        cases = {
+            "training step, clean batch": lambda: step(x),
+            "training step, modulated batch": lambda: step(modulated),
+            "nm, torch generator: the draw alone": lambda: sample_carrier(x.shape, 0.5, generator=gen),
+            "nm, torch generator: draw + modulation": lambda: default(x),
+        }
+        if kernel is not None:
+            kernel(x)  # builds or loads the kernel outside the timing
+            cases["nm --fused-noise: the kernel"] = lambda: kernel(x)
+        t = compare(cases, repeats=repeats)
+        print(f"-- d. {name}: nm's work next to a training step, batch 64x1x28x28:")
+        print_times(t)
+        clean = t["training step, clean batch"]
+        print(f"modulated / clean training step ({name}): {t['training step, modulated batch'] / clean:.4g}")
+        for case in list(cases)[2:]:
+            print(f"{case} / training step ({name}): {t[case] / clean:.4g}")
+
+
 def bench_outside_model(data_root, rounds, train_size) -> bool:
     """Trainer epoch vs a bare loop (forward, loss, backward, step) over the same float batches."""
     config = TrainConfig(dataset="mnist", model="lenet", epochs=1, train_size=train_size, data_root=data_root)
@@ -172,17 +214,25 @@ def main(argv=None) -> int:
     p = common_parser(__doc__.splitlines()[0])
     p.add_argument("--data-root", default=os.environ.get("NOISEMOD_DATA", "../shared/data"))
     p.add_argument("--train-size", type=int, default=None, help="images per timed epoch (default 12800; quick 3200)")
+    p.add_argument("--parts", default="abcd", help="which parts to run, e.g. 'ad' (default: all)")
     args = p.parse_args(argv)
+    if not args.parts or set(args.parts) - set("abcd"):
+        p.error(f"--parts takes letters among a, b, c, d; got {args.parts!r}")
     rounds = args.repeats or (3 if args.quick else 5)
     size = args.train_size or (3200 if args.quick else 12800)
     print_header("bench_train: epoch time per method with noisemod.fit", "cpu")
-    results = [
-        bench_nm_overhead(args.data_root, rounds, size),
-        bench_adversarial(args.data_root, rounds, max(640, size // 4)),
-        bench_outside_model(args.data_root, rounds, size),
-    ]
-    attack_step_breakdown(10 * rounds)
-    print(f"-- bench_train: {sum(results)}/{len(results)} target groups met")
+    results = []
+    if "a" in args.parts:
+        results.append(bench_nm_overhead(args.data_root, rounds, size))
+    if "b" in args.parts:
+        results.append(bench_adversarial(args.data_root, rounds, max(640, size // 4)))
+        attack_step_breakdown(10 * rounds)
+    if "c" in args.parts:
+        results.append(bench_outside_model(args.data_root, rounds, size))
+    if "d" in args.parts:
+        nm_step_breakdown(20 * rounds)
+    if results:
+        print(f"-- bench_train: {sum(results)}/{len(results)} target groups met")
     return 0
 
 
