@@ -10,11 +10,14 @@ c. time outside the model: the share of a standard epoch not spent in forward, b
    memory as float tensors (target: at most 5%).
 d. where nm's extra time goes (no target): per call, a training step on a clean and on a
    modulated batch, torch's draw alone, draw + modulation, and the fused kernel (MLP, LeNet).
+e. one idea for hiding nm's cost, measured (no target): 20 training steps with nm's work done
+   inline, and with the next batch's draw, or its whole modulation, done on a second thread
+   while the current step trains (MLP, LeNet; torch's generator).
 
 Each case trains one epoch on a seeded subset (``--train-size``) and reads ``train_seconds``
 from the result (evaluation excluded); cases are interleaved round by round and the ratio of
 medians is printed. Run: ``python -m benchmarks.bench_train --data-root ../shared/data``
-(``--parts d`` for one part).
+(``--parts d`` for one part, ``--parts e`` for the other).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 if __package__ in (None, ""):  # `python benchmarks/bench_train.py`
@@ -37,7 +41,7 @@ from noisemod import TrainConfig, fit, load_dataset
 from noisemod.data import BatchLoader
 from noisemod.gradients import batch_input_gradients, frozen_eval
 from noisemod.models import create_model
-from noisemod.modulation import NoiseModulation, sample_carrier
+from noisemod.modulation import NoiseModulation, modulate, sample_carrier
 from noisemod.train import build_model, build_optimizer
 
 NM_TARGETS = {("mnist", "lenet"): 1.03, ("cifar10", "fcnn"): 1.03, ("mnist", "mlp"): 1.05}
@@ -179,6 +183,55 @@ def nm_step_breakdown(repeats: int, fused: bool = True) -> None:
             print(f"{case} / training step ({name}): {t[case] / clean:.4g}")
 
 
+def nm_overlap(repeats: int, steps: int = 20) -> None:
+    """Can a second thread hide nm's work? ``steps`` training steps (MLP, LeNet, batches of 64
+    MNIST-shaped images) clean, with nm inline, with the next batch's carrier drawn on a second
+    thread while the current step trains, and with the next batch's whole modulation there.
+    The per-step ratio to the clean loop is printed; the threaded loops use the same generator in
+    the same order, so they draw the same numbers as the inline one (batches of one shape)."""
+    gen = torch.Generator().manual_seed(0)
+    xs = torch.rand(steps, 64, 1, 28, 28, generator=gen).unbind()
+    y = torch.randint(0, 10, (64,), generator=gen)
+    pool = ThreadPoolExecutor(1)
+
+    def carrier(x):
+        return sample_carrier(x.shape, 0.5, generator=gen)
+
+    def modulated(x):
+        return modulate(x, carrier(x), check=False)
+
+    for name in ("mlp", "lenet"):
+        torch.manual_seed(0)
+        model = create_model(name, in_channels=1, num_classes=10, input_size=(28, 28))
+        opt = torch.optim.Adam(model.parameters(), fused=True)
+
+        def step(batch, model=model, opt=opt):
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(batch), y).backward()
+            opt.step()
+
+        def ahead(work, finish):  # ``work`` for batch i + 1 runs on the pool while batch i trains
+            pending = pool.submit(work, xs[0])
+            for i, x in enumerate(xs):
+                done = pending.result()
+                if i + 1 < len(xs):
+                    pending = pool.submit(work, xs[i + 1])
+                step(finish(x, done))
+
+        cases = {
+            "clean": lambda: [step(x) for x in xs],
+            "nm inline": lambda: [step(modulated(x)) for x in xs],
+            "nm, draw on a second thread": lambda: ahead(carrier, lambda x, c: modulate(x, c, check=False)),
+            "nm, modulation on a second thread": lambda: ahead(modulated, lambda x, m: m),
+        }
+        t = compare(cases, repeats=repeats)
+        print(f"-- e. {name}: {steps} training steps, torch.get_num_threads() {torch.get_num_threads()}:")
+        print_times(t)
+        for case in list(cases)[1:]:
+            print(f"{case} / clean ({name}): {t[case] / t['clean']:.4g}")
+    pool.shutdown()
+
+
 def bench_outside_model(data_root, rounds, train_size) -> bool:
     """Trainer epoch vs a bare loop (forward, loss, backward, step) over the same float batches."""
     config = TrainConfig(dataset="mnist", model="lenet", epochs=1, train_size=train_size, data_root=data_root)
@@ -214,10 +267,10 @@ def main(argv=None) -> int:
     p = common_parser(__doc__.splitlines()[0])
     p.add_argument("--data-root", default=os.environ.get("NOISEMOD_DATA", "../shared/data"))
     p.add_argument("--train-size", type=int, default=None, help="images per timed epoch (default 12800; quick 3200)")
-    p.add_argument("--parts", default="abcd", help="which parts to run, e.g. 'ad' (default: all)")
+    p.add_argument("--parts", default="abcde", help="which parts to run, e.g. 'ad' (default: all)")
     args = p.parse_args(argv)
-    if not args.parts or set(args.parts) - set("abcd"):
-        p.error(f"--parts takes letters among a, b, c, d; got {args.parts!r}")
+    if not args.parts or set(args.parts) - set("abcde"):
+        p.error(f"--parts takes letters among a, b, c, d, e; got {args.parts!r}")
     rounds = args.repeats or (3 if args.quick else 5)
     size = args.train_size or (3200 if args.quick else 12800)
     print_header("bench_train: epoch time per method with noisemod.fit", "cpu")
@@ -231,6 +284,8 @@ def main(argv=None) -> int:
         results.append(bench_outside_model(args.data_root, rounds, size))
     if "d" in args.parts:
         nm_step_breakdown(20 * rounds)
+    if "e" in args.parts:
+        nm_overlap(2 * rounds)
     if results:
         print(f"-- bench_train: {sum(results)}/{len(results)} target groups met")
     return 0
