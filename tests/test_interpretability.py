@@ -376,6 +376,10 @@ def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, ca
     run_sweep(spec, out, budget="cpu", log=lines.append, dry_run=True)
     assert "4 runs, 0 to run, 1 finished to interpret" in lines[0]
     assert sum(line.startswith(f"  interp {scored[0]['run_id']}:") for line in lines) == 1
+    lines = []  # the run counts as complete only once it is interpreted
+    run_sweep(spec, out, budget="cpu", log=lines.append)
+    assert "4 runs, 3 complete already, 0 to run, 1 trained to interpret," in lines[0]
+    assert set(json.loads((run_dir / "interpretability.json").read_text())) == {"gradient", "saliency"}
 
 
 # ----------------------------------------------------------------------------- the metric registry

@@ -203,8 +203,10 @@ def run_sweep(
         return plan.records
     pool = make_executor(executor, jobs, ray_address=ray_address)
     log(
-        f"sweep {plan.spec.name} (budget {budget}): {len(plan.runs)} runs, {len(plan.runs) - len(plan.to_train)} "
-        f"complete already, {len(plan.to_train)} to run, {pool.describe(len(plan.to_train))} -> {plan.sweep.path}"
+        f"sweep {plan.spec.name} (budget {budget}): {len(plan.runs)} runs, {len(plan.runs) - len(plan.work)} "
+        f"complete already, {len(plan.to_train)} to run"
+        + (f", {len(plan.to_interpret)} trained to interpret" if plan.to_interpret else "")
+        + f", {pool.describe(len(plan.to_train))} -> {plan.sweep.path}"
     )
     _open_folder(plan.sweep, pool, _sweep_info(plan, spec_path, out_dir, jobs, data_root))
     progress = _Progress(plan, len(plan.work), log, archive)
