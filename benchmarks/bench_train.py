@@ -145,6 +145,21 @@ def attack_step_breakdown(repeats: int) -> None:
     )
 
 
+def mnist_training_step(name: str, y: torch.Tensor):
+    """A training step (forward, cross-entropy on ``y``, backward, fused Adam) of a fresh seeded
+    ``name`` model on MNIST-shaped batches: ``step(batch)``."""
+    torch.manual_seed(0)
+    model = create_model(name, in_channels=1, num_classes=10, input_size=(28, 28))
+    opt = torch.optim.Adam(model.parameters(), fused=True)
+
+    def step(batch):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(batch), y).backward()
+        opt.step()
+
+    return step
+
+
 def nm_step_breakdown(repeats: int, fused: bool = True) -> None:
     """Where nm's extra time goes, MLP and LeNet on MNIST-shaped batches of 64: a training step
     on a clean batch and on an already modulated one (is the model itself slower on modulated
@@ -156,18 +171,10 @@ def nm_step_breakdown(repeats: int, fused: bool = True) -> None:
     x, y = torch.rand(64, 1, 28, 28, generator=gen), torch.randint(0, 10, (64,), generator=gen)
     modulated = default(x)
     for name in ("mlp", "lenet"):
-        torch.manual_seed(0)
-        model = create_model(name, in_channels=1, num_classes=10, input_size=(28, 28))
-        opt = torch.optim.Adam(model.parameters(), fused=True)
-
-        def step(batch, model=model, opt=opt):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(batch), y).backward()
-            opt.step()
-
+        step = mnist_training_step(name, y)
         cases = {
-            "training step, clean batch": lambda: step(x),
-            "training step, modulated batch": lambda: step(modulated),
+            "training step, clean batch": lambda step=step: step(x),
+            "training step, modulated batch": lambda step=step: step(modulated),
             "nm, torch generator: the draw alone": lambda: sample_carrier(x.shape, 0.5, generator=gen),
             "nm, torch generator: draw + modulation": lambda: default(x),
         }
@@ -201,16 +208,9 @@ def nm_overlap(repeats: int, steps: int = 20) -> None:
         return modulate(x, carrier(x), check=False)
 
     for name in ("mlp", "lenet"):
-        torch.manual_seed(0)
-        model = create_model(name, in_channels=1, num_classes=10, input_size=(28, 28))
-        opt = torch.optim.Adam(model.parameters(), fused=True)
+        step = mnist_training_step(name, y)
 
-        def step(batch, model=model, opt=opt):
-            opt.zero_grad(set_to_none=True)
-            F.cross_entropy(model(batch), y).backward()
-            opt.step()
-
-        def ahead(work, finish):  # ``work`` for batch i + 1 runs on the pool while batch i trains
+        def ahead(work, finish, step=step):  # ``work`` for batch i + 1 runs on the pool while batch i trains
             pending = pool.submit(work, xs[0])
             for i, x in enumerate(xs):
                 done = pending.result()
@@ -219,8 +219,8 @@ def nm_overlap(repeats: int, steps: int = 20) -> None:
                 step(finish(x, done))
 
         cases = {
-            "clean": lambda: [step(x) for x in xs],
-            "nm inline": lambda: [step(modulated(x)) for x in xs],
+            "clean": lambda step=step: [step(x) for x in xs],
+            "nm inline": lambda step=step: [step(modulated(x)) for x in xs],
             "nm, draw on a second thread": lambda: ahead(carrier, lambda x, c: modulate(x, c, check=False)),
             "nm, modulation on a second thread": lambda: ahead(modulated, lambda x, m: m),
         }
