@@ -50,7 +50,9 @@ CAPTIONS = {
     "tradeoff": "Test accuracy against VII per method and setting (mean ± std over seeds): methods compared at "
     "equal accuracy cost.",
     "training": "Along training: VII of 256 validation images (spread over the split, x_bar their mean) and "
-    f"validation accuracy per epoch, per method (mean, band ± one std over seeds; from each run's {RunDir.METRICS}).",
+    f"validation accuracy per epoch, per method (mean, band ± one std over seeds; from each run's {RunDir.METRICS}). "
+    "Its x_bar is not the test set's: on MNIST it is exactly 0 at more border pixels, which then drop out of VII, "
+    "so its level, and for an MLP its ranking of methods, can differ from the results table's VII.",
 }
 
 
