@@ -12,7 +12,7 @@ d. where nm's extra time goes (no target): per call, a training step on a clean 
    modulated batch, torch's draw alone, draw + modulation, and the fused kernel (MLP, LeNet).
 e. one idea for hiding nm's cost, measured (no target): 20 training steps with nm's work done
    inline, and with the next batch's draw, or its whole modulation, done on a second thread
-   while the current step trains (MLP, LeNet; torch's generator).
+   while the current step trains (MLP, LeNet; torch's generator, and the fused kernel).
 
 Each case trains one epoch on a seeded subset (``--train-size``) and reads ``train_seconds``
 from the result (evaluation excluded); cases are interleaved round by round and the ratio of
@@ -193,7 +193,8 @@ def nm_step_breakdown(repeats: int, fused: bool = True) -> None:
 def nm_overlap(repeats: int, steps: int = 20) -> None:
     """Can a second thread hide nm's work? ``steps`` training steps (MLP, LeNet, batches of 64
     MNIST-shaped images) clean, with nm inline, with the next batch's carrier drawn on a second
-    thread while the current step trains, and with the next batch's whole modulation there.
+    thread while the current step trains, and with the next batch's whole modulation there; the
+    same two for the fused kernel (``--fused-noise``), inline and on the second thread.
     The per-step ratio to the clean loop is printed; the threaded loops use the same generator in
     the same order, so they draw the same numbers as the inline one (batches of one shape)."""
     gen = torch.Generator().manual_seed(0)
@@ -207,6 +208,8 @@ def nm_overlap(repeats: int, steps: int = 20) -> None:
     def modulated(x):
         return modulate(x, carrier(x), check=False)
 
+    fused = NoiseModulation(0.5, generator=gen, check=False, fused=True)  # another stream, same cost to compare
+    fused(xs[0])  # builds or loads the kernel outside the timing
     for name in ("mlp", "lenet"):
         step = mnist_training_step(name, y)
 
@@ -223,6 +226,8 @@ def nm_overlap(repeats: int, steps: int = 20) -> None:
             "nm inline": lambda step=step: [step(modulated(x)) for x in xs],
             "nm, draw on a second thread": lambda: ahead(carrier, lambda x, c: modulate(x, c, check=False)),
             "nm, modulation on a second thread": lambda: ahead(modulated, lambda x, m: m),
+            "nm --fused-noise inline": lambda step=step: [step(fused(x)) for x in xs],
+            "nm --fused-noise, on a second thread": lambda: ahead(fused, lambda x, m: m),
         }
         t = compare(cases, repeats=repeats)
         print(f"-- e. {name}: {steps} training steps, torch.get_num_threads() {torch.get_num_threads()}:")
