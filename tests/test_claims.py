@@ -184,3 +184,60 @@ def test_a_claim_over_a_list_of_archives_pools_their_runs_and_waits_for_each(tmp
     bad = claims_file(tmp_path, text.replace("[p-one, p-two]", "[]"))
     with pytest.raises(ClaimError, match="archive must be an archive name or a non-empty list"):
         evaluate_claims(bad, tmp_path / "results")
+
+
+RESTATED = (
+    CLAIM.format(metric="vii", direction="higher", b="standard")
+    + """  - id: fig3-again
+    title: nm raises VII at another budget
+    archive: later
+    metric: vii
+    direction: higher
+    a: {method: nm}
+    b: {method: standard}
+    by: [dataset, model]
+    restates: fig3
+"""
+)
+
+
+def test_a_restated_claim_is_set_beside_the_one_it_restates_group_by_group(tmp_path):
+    """changes_table: both verdicts, each group's two comparisons with their outcomes, 'yes' where the
+    outcome changed and '-' where a group is compared on one side only."""
+    from noisemod.claims import changes_table, outcome
+
+    results = archive(tmp_path)
+    later = []
+    for dataset, nm in (("mnist", STANDARD), ("fashion-mnist", NM)):  # mnist: nm no longer above standard
+        for method, values in (("nm", nm), ("standard", STANDARD)):
+            later += [
+                {"run_id": f"{dataset}-{method}-s{s}", "status": "completed", "dataset": dataset, "model": "lenet",
+                 "method": method, "seed": s, "epochs": 50, "test_accuracy": 0.9, "vii": v}
+                for s, v in enumerate(values)
+            ]  # fmt: skip
+    SweepDir(results / "later").write_results(later)
+    before, now = evaluate_claims(claims_file(tmp_path, RESTATED), results)
+    assert (before.verdict, now.verdict) == ("reproduced", "partly")
+    assert outcome(before.comparisons[0]["comparison"], "higher") == "agrees"
+    assert outcome(now.comparisons[0]["comparison"], "higher") == "not significant"
+    lines = changes_table([before, now]).splitlines()
+    assert lines[2].startswith("| fig3-again | fig3 | reproduced -> **partly** | mnist, lenet | +0.100 [")
+    assert lines[2].endswith(": agrees | +0.000 [-0.012, 0.012], p 1.000: not significant | yes |")
+    assert lines[3].startswith("|  |  |  | fashion-mnist, lenet | - | +0.100 [") and lines[3].endswith(": agrees |  |")
+    assert len(lines) == 4
+    assert outcome(now.comparisons[1]["comparison"], "lower") == "disagrees"
+
+
+@pytest.mark.parametrize("target", ["fig9", "fig3-again"])
+def test_a_claim_restating_what_is_not_another_claim_is_refused(tmp_path, target):
+    text = RESTATED.replace("restates: fig3", f"restates: {target}")
+    with pytest.raises(ClaimError, match=f"claim fig3-again: restates '{target}', which is not another claim"):
+        evaluate_claims(claims_file(tmp_path, text), archive(tmp_path))
+
+
+def test_a_claim_restating_another_question_is_refused_naming_what_differs(tmp_path):
+    head, tail = RESTATED.split("  - id: fig3-again")
+    text = head + "  - id: fig3-again" + tail.replace("direction: higher", "direction: lower")
+    message = "claim fig3-again: restates 'fig3' with another direction \\('lower' against 'higher'\\)"
+    with pytest.raises(ClaimError, match=message):
+        evaluate_claims(claims_file(tmp_path, text), archive(tmp_path))

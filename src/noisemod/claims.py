@@ -32,6 +32,10 @@ A claim may name a list of archives (``archive: [protocol-tier1, protocol-tier2]
 under several budgets, each archived as it finished): their runs are pooled, each group still
 compared within one budget, and the claim is pending while any of them lacks runs it plans.
 
+A claim may ``restate`` another (``restates: nm-vii``): the same metric and direction, asked at
+another budget (the paper's protocol against our short CPU runs); :func:`changes_table` sets them
+side by side, group by group, and marks where the outcome changed.
+
 A comparison never mixes budgets: both sides must have the same epochs, training images and (for
 an interpretability column) number of images scored, or the claim is refused naming them.
 """
@@ -51,8 +55,10 @@ __all__ = [
     "ClaimError",
     "ClaimResult",
     "archive_names",
+    "changes_table",
     "evaluate_claims",
     "load_claims",
+    "outcome",
     "tally",
     "verdict",
     "verdict_table",
@@ -62,7 +68,7 @@ ALPHA = 0.05
 VERDICTS = ("reproduced", "partly", "contradicted", "mixed", "inconclusive", "pending")
 DIRECTIONS = {"higher": 1, "lower": -1}
 BUDGET = ("epochs", "train_size")  # settings a comparison may not mix (and the images scored, below)
-KEYS = {"id", "title", "source", "archive", "metric", "direction", "a", "b", "by", "note"}
+KEYS = {"id", "title", "source", "archive", "metric", "direction", "a", "b", "by", "note", "restates"}
 
 
 class ClaimError(ValueError):
@@ -119,6 +125,19 @@ def load_claims(path) -> list[dict]:
         if c["id"] in seen:
             raise ClaimError(f"{where}: the id is used twice")
         seen.add(c["id"])
+    by_id = {c["id"]: c for c in claims}
+    for c in claims:
+        if "restates" not in c:
+            continue
+        where, earlier = f"{path}: claim {c['id']}", by_id.get(c["restates"])
+        if earlier is None or earlier is c:
+            raise ClaimError(f"{where}: restates {c['restates']!r}, which is not another claim of the file")
+        for key in ("metric", "direction"):
+            if earlier[key] != c[key]:
+                raise ClaimError(
+                    f"{where}: restates {c['restates']!r} with another {key} ({c[key]!r} against "
+                    f"{earlier[key]!r}); a restated claim asks the same question at another budget"
+                )
     return claims
 
 
@@ -184,12 +203,18 @@ def _comparison(claim: dict, rows: list[dict], group: dict) -> dict:
     return {"group": group, "a": summarize(values[0]), "b": summarize(values[1]), "comparison": compare(*values)}
 
 
+def outcome(comparison: Comparison, direction: str) -> str:
+    """One Holm-corrected comparison under the rule: ``agrees``, ``disagrees`` or ``not significant``."""
+    signed = comparison.diff * DIRECTIONS[direction]
+    if comparison.p_holm is None or comparison.p_holm >= ALPHA or signed == 0:
+        return "not significant"
+    return "agrees" if signed > 0 else "disagrees"
+
+
 def tally(comparisons: Sequence[Comparison], direction: str) -> tuple[int, int]:
     """(agree, disagree): the Holm-corrected comparisons significant in the expected direction, and the other way."""
-    sign = DIRECTIONS[direction]
-    agree = sum(1 for c in comparisons if c.p_holm is not None and c.p_holm < ALPHA and c.diff * sign > 0)
-    disagree = sum(1 for c in comparisons if c.p_holm is not None and c.p_holm < ALPHA and c.diff * sign < 0)
-    return agree, disagree
+    outcomes = [outcome(c, direction) for c in comparisons]
+    return outcomes.count("agrees"), outcomes.count("disagrees")
 
 
 def verdict(comparisons: Sequence[Comparison], direction: str) -> str:
@@ -275,4 +300,41 @@ def verdict_table(results: Sequence[ClaimResult]) -> str:
         waiting = [f"{r.runs[0]} of {r.runs[1]} runs archived"] if r.runs else []
         cell = "<br>".join([evidence(x) for x in r.comparisons] + waiting)
         lines.append(f"| {c['title']} ({c['metric']}) | {c.get('source', 'ours')} | **{r.verdict}** | {cell} |")
+    return "\n".join(lines)
+
+
+def _change_cell(c: dict | None, direction: str) -> str:
+    if c is None:
+        return "-"
+    d = c["comparison"]
+    ci = f" [{_num(d.ci_low)}, {_num(d.ci_high)}]" if d.ci_low is not None else ""
+    return f"{d.diff:+.3f}{ci}, p {_num(d.p_holm)}: {outcome(d, direction)}"
+
+
+def changes_table(results: Sequence[ClaimResult]) -> str:
+    """The Markdown table of each claim that ``restates`` another (the same question at another
+    budget) against it: both verdicts, then per group both comparisons and their outcomes, and
+    ``yes`` where the outcome changed. ``-``: no comparison of that group (not in that sweep, or
+    its runs not all archived yet)."""
+    by_id = {r.claim["id"]: r for r in results}
+    lines = [
+        "| claim | restates | verdict before -> now | group | before: diff [95% CI], Holm p | now | changed |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for now in (r for r in results if r.claim.get("restates")):
+        before = by_id[now.claim["restates"]]
+        direction = now.claim["direction"]
+        found = [{tuple(c["group"].items()): c for c in r.comparisons} for r in (before, now)]
+        groups = list(dict.fromkeys([*found[0], *found[1]])) or [()]
+        for i, g in enumerate(groups):
+            old, new = (f.get(g) for f in found)
+            changed = (
+                old is not None
+                and new is not None
+                and outcome(old["comparison"], direction) != outcome(new["comparison"], direction)
+            )
+            verdicts = f"{before.verdict} -> **{now.verdict}**"
+            head = [now.claim["id"], before.claim["id"], verdicts] if i == 0 else ["", "", ""]
+            cells = [", ".join(str(v) for _, v in g) or "-", _change_cell(old, direction), _change_cell(new, direction)]
+            lines.append("| " + " | ".join([*head, *cells, "yes" if changed else ""]) + " |")
     return "\n".join(lines)

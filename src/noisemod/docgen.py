@@ -14,6 +14,10 @@ The kinds (one word, then its arguments):
 ``bottom-line [ID...]``
     one line per claim (or per claim named): its verdict, and how many of its comparisons agree,
     disagree or are not significant
+``changes``
+    each claim that restates another (the same question at another budget) against it: both
+    verdicts and, per group, both comparisons and whether the outcome changed
+    (:func:`noisemod.claims.changes_table`)
 ``table ARCHIVE``
     the command that made ``results/ARCHIVE``, then its report's tables: per condition, seeds, test
     accuracy, robust accuracy, VII and train time (mean ± std [95% CI]), and the interpretability
@@ -87,6 +91,12 @@ def _verdicts(sources: Sources, args: Sequence[str]) -> str:
     from .claims import verdict_table
 
     return verdict_table(_claims(sources))
+
+
+def _changes(sources: Sources, args: Sequence[str]) -> str:
+    from .claims import changes_table
+
+    return changes_table(_claims(sources))
 
 
 def _bottom_line(sources: Sources, args: Sequence[str]) -> str:
@@ -428,6 +438,7 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str
 KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "verdicts": _verdicts,
     "bottom-line": _bottom_line,
+    "changes": _changes,
     "table": _table,
     "cost": _cost,
     "correlation": _correlation,
