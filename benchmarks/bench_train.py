@@ -194,9 +194,11 @@ def nm_overlap(repeats: int, steps: int = 20) -> None:
     """Can a second thread hide nm's work? ``steps`` training steps (MLP, LeNet, batches of 64
     MNIST-shaped images) clean, with nm inline, with the next batch's carrier drawn on a second
     thread while the current step trains, and with the next batch's whole modulation there; the
-    same two for the fused kernel (``--fused-noise``), inline and on the second thread.
-    The per-step ratio to the clean loop is printed; the threaded loops use the same generator in
-    the same order, so they draw the same numbers as the inline one (batches of one shape)."""
+    same two for the fused kernel (``--fused-noise``), inline and on the second thread; and the
+    floor of any noise generator: each batch times one fixed factor (no draw, no C0), the one
+    elementwise product every modulation does. The per-step ratio to the clean loop is printed;
+    the threaded loops use the same generator in the same order, so they draw the same numbers
+    as the inline one (batches of one shape)."""
     gen = torch.Generator().manual_seed(0)
     xs = torch.rand(steps, 64, 1, 28, 28, generator=gen).unbind()
     y = torch.randint(0, 10, (64,), generator=gen)
@@ -208,6 +210,7 @@ def nm_overlap(repeats: int, steps: int = 20) -> None:
     modulated = NoiseModulation(0.5, generator=gen, check=False)  # the default path: carrier, then modulate
     fused = NoiseModulation(0.5, generator=gen, check=False, fused=True)  # another stream, same cost to compare
     fused(xs[0])  # builds or loads the kernel outside the timing
+    factor = modulated(torch.ones_like(xs[0]))  # one draw's N c**2 / C0, fixed
     for name in ("mlp", "lenet"):
         step = mnist_training_step(name, y)
 
@@ -226,6 +229,7 @@ def nm_overlap(repeats: int, steps: int = 20) -> None:
             "nm, modulation on a second thread": lambda: ahead(modulated, lambda x, m: m),
             "nm --fused-noise inline": lambda step=step: [step(fused(x)) for x in xs],
             "nm --fused-noise, on a second thread": lambda: ahead(fused, lambda x, m: m),
+            "floor: x times a fixed factor, no draw": lambda step=step: [step(x * factor) for x in xs],
         }
         t = compare(cases, repeats=repeats)
         print(f"-- e. {name}: {steps} training steps, torch.get_num_threads() {torch.get_num_threads()}:")
