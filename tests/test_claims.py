@@ -241,3 +241,30 @@ def test_a_claim_restating_another_question_is_refused_naming_what_differs(tmp_p
     message = "claim fig3-again: restates 'fig3' with another direction \\('lower' against 'higher'\\)"
     with pytest.raises(ClaimError, match=message):
         evaluate_claims(claims_file(tmp_path, text), archive(tmp_path))
+
+
+def test_a_run_trained_but_not_yet_interpreted_leaves_its_group_waiting(tmp_path):
+    """A sweep paused between a run's training and its interpretation archives the run without its
+    interpretability columns: a claim on such a column counts it as missing (pending, its group not
+    compared), not as a budget of its own; a claim on a training column (vii) compares it."""
+    from noisemod.experiments.spec import expand, load_spec
+
+    folder = tmp_path / "results" / "p"
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(PENDING_SPEC)
+    SweepDir(folder).write_sweep({"spec": "p", "budget": "cpu"})
+    rows = [
+        {"run_id": r.run_id, "status": "completed", "dataset": r.config.dataset, "model": "lenet",
+         "method": r.config.method, "seed": r.config.seed, "epochs": 5, "test_accuracy": 0.9,
+         "vii": (NM if r.config.method == "nm" else STANDARD)[r.config.seed],
+         "gradient_alignment": (NM if r.config.method == "nm" else STANDARD)[r.config.seed]}
+        for r in expand(load_spec(folder / "spec.yaml"), "cpu")
+    ]  # fmt: skip
+    rows[-1]["gradient_alignment"] = None  # digits, nm, seed 4: trained, not interpreted yet
+    SweepDir(folder).write_results(rows)
+    text = CLAIM.format(metric="gradient_alignment", direction="higher", b="standard").replace("toy", "p")
+    [r] = evaluate_claims(claims_file(tmp_path, text), tmp_path / "results")
+    assert r.verdict == "pending" and r.runs == (19, 20)
+    assert [c["group"]["dataset"] for c in r.comparisons] == ["synthetic"]
+    [r] = evaluate_claims(claims_file(tmp_path, text.replace("gradient_alignment", "vii")), tmp_path / "results")
+    assert r.verdict == "reproduced" and len(r.comparisons) == 2

@@ -5,6 +5,7 @@ hand-computed cases and cross-checks against Quantus and Captum."""
 import json
 import math
 import re
+import shutil
 import warnings
 
 import numpy as np
@@ -380,6 +381,16 @@ def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, ca
     run_sweep(spec, out, budget="cpu", log=lines.append)
     assert "4 runs, 3 complete already, 0 to run, 1 trained to interpret," in lines[0]
     assert set(json.loads((run_dir / "interpretability.json").read_text())) == {"gradient", "saliency"}
+    # a run trained but not interpreted goes first, before the runs still to train (its archived row
+    # lacks its columns until then, however long the training of the others takes)
+    from noisemod.experiments.plan import plan_sweep
+    from noisemod.rundir import SweepDir
+
+    (run_dir / "interpretability.json").write_text(json.dumps({"gradient": saved["gradient"]}))
+    untrained = next(r["run_id"] for r in rows if r["seed"] == 1)
+    shutil.rmtree(out / "runs" / untrained)
+    plan = plan_sweep(load_spec(spec), "cpu", SweepDir(out))
+    assert [(p.run.run_id, p.interpret) for p in plan.work] == [(scored[0]["run_id"], True), (untrained, False)]
 
 
 # ----------------------------------------------------------------------------- the metric registry

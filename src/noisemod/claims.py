@@ -25,8 +25,9 @@ way, and is *not significant* otherwise. A claim is **reproduced** when every co
 **partly** when some agree and none disagrees, **contradicted** when some disagree and none
 agrees, **mixed** when some of each, **inconclusive** when none is significant. A claim is **pending**
 while its archive lacks some of the runs its sweep plans for either side (an archive still being
-filled): the groups whose runs are all archived are compared and shown, but no verdict is
-computed from part of the sweep.
+filled; a run counts as archived once it has the claim's metric, so one trained but not yet
+interpreted still counts as missing for an interpretability column): the groups whose runs are all
+archived are compared and shown, but no verdict is computed from part of the sweep.
 
 A claim may name a list of archives (``archive: [protocol-tier1, protocol-tier2]``: one sweep run
 under several budgets, each archived as it finished): their runs are pooled, each group still
@@ -256,7 +257,11 @@ def evaluate_claim(claim: dict, results_root) -> ClaimResult:
         rows += [dict(r, **{_SWEEP: archive}) for r in these]
         planned += _planned(claim, archive)
     by = list(claim.get("by") or [])
-    archived = {r["run_id"] for r in rows if r.get("status") in (None, "completed")}
+    # a run counts once it has the claim's metric: a trained run whose interpretation is still to
+    # come (a sweep paused between the two) leaves its group waiting, not compared
+    archived = {
+        r["run_id"] for r in rows if r.get("status") in (None, "completed") and r.get(claim["metric"]) not in (None, "")
+    }
     waiting = {tuple(c.get(k) for k in by) for run_id, c in planned if run_id not in archived}
     selected = [r for r in rows if _matches(r, claim["a"]) or _matches(r, claim["b"])]
     groups = list(dict.fromkeys(tuple(r.get(k) for k in by) for r in selected)) if by else [()]

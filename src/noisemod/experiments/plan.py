@@ -75,8 +75,10 @@ class SweepPlan:
 
     @property
     def work(self) -> list[PlannedRun]:
-        """The runs to train (new or resumed), then the finished runs to interpret."""
-        return self.to_train + self.to_interpret
+        """The finished runs still to interpret (a sweep paused between a run's training and its
+        interpretation; minutes each, and the archive lacks their columns until then), then the
+        runs to train (new or resumed)."""
+        return self.to_interpret + self.to_train
 
     @property
     def records(self) -> list[dict]:

@@ -137,7 +137,7 @@ def _open_folder(sweep: SweepDir, pool, info: dict) -> None:
 
 
 def _execute(plan: SweepPlan, pool, progress: _Progress) -> None:
-    """Run the plan's work on ``pool``: the runs to train, then the finished ones to interpret."""
+    """Run the plan's work on ``pool``: the finished runs to interpret, then the runs to train."""
     for p in plan.runs:
         if p.action == "skip":
             p.record["status"] = "skipped"
