@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from noisemod.archive import ARCHIVED_FILES, SPEC, ArchiveError, archive_sweep, restore_runs
 from noisemod.experiments import run_sweep
+from noisemod.experiments.archive import ARCHIVED_FILES, SPEC, ArchiveError, archive_sweep, restore_runs
 from noisemod.rundir import SweepDir
 
 TINY = """name: tiny
@@ -146,7 +146,7 @@ def test_robustness_after_training_at_the_dataset_radii_is_kept_archived_and_tab
     archive_sweep(sweep, tmp_path / "a")
     assert (tmp_path / "a" / "runs" / run.path.name / "robustness.json").is_file()
     # the report of the archive tables it per condition, one column per radius (smaller first), "-" where not measured
-    from noisemod.report import report_sections
+    from noisemod.analysis.report import report_sections
 
     header, body = report_sections(tmp_path / "a")["results"]
     radii = [f"robust_accuracy_eps{eps:g}" for eps in sorted(robustness_eps("synthetic"))]

@@ -2,9 +2,9 @@
 
 import pytest
 
-from noisemod.claims import ClaimError, evaluate_claims, verdict
+from noisemod.analysis.claims import ClaimError, evaluate_claims, verdict
+from noisemod.analysis.stats import Comparison, compare, holm
 from noisemod.rundir import SweepDir
-from noisemod.stats import Comparison, compare, holm
 
 NM = [0.20, 0.21, 0.22, 0.205, 0.215]
 STANDARD = [0.10, 0.11, 0.12, 0.105, 0.115]
@@ -121,7 +121,7 @@ budgets: {cpu: {epochs: 5}}
 def test_a_claim_is_pending_while_its_sweep_is_being_archived_and_complete_groups_are_shown(tmp_path):
     """An archive that lacks runs its spec plans for a claim's sides: the complete groups are compared,
     the verdict is 'pending' with the runs archived of those planned; once all are in, a verdict."""
-    from noisemod.claims import verdict_table
+    from noisemod.analysis.claims import verdict_table
     from noisemod.experiments.spec import expand, load_spec
 
     folder = tmp_path / "results" / "p"
@@ -204,7 +204,7 @@ RESTATED = (
 def test_a_restated_claim_is_set_beside_the_one_it_restates_group_by_group(tmp_path):
     """changes_table: both verdicts, each group's two comparisons with their outcomes, 'yes' where the
     outcome changed and '-' where a group is compared on one side only."""
-    from noisemod.claims import changes_table, outcome
+    from noisemod.analysis.claims import changes_table, outcome
 
     results = archive(tmp_path)
     later = []

@@ -7,10 +7,10 @@ import pytest
 from scipy import stats as scipy_stats
 from test_claims import CLAIM, NM, STANDARD, archive, claims_file
 
+from noisemod.analysis.docgen import DocError, Sources, check, regenerate, render
+from noisemod.analysis.figures import load_results
+from noisemod.analysis.report import comparisons, report_sections
 from noisemod.cli import main
-from noisemod.docgen import DocError, Sources, check, regenerate, render
-from noisemod.figures import load_results
-from noisemod.report import comparisons, report_sections
 from noisemod.rundir import SweepDir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -178,7 +178,7 @@ NM_SETTINGS = {"beta": 0.5, "noise": "gaussian", "modulate_after_norm": False, "
 def test_the_training_part_follows_vii_per_epoch_and_finds_nms_largest_lead(tmp_path):
     """val_vii per epoch from each run's metrics.csv: mean ± std per method, nm - standard with Welch's
     interval (scipy) and the epoch of its largest lead; a run without the column is left out."""
-    from noisemod.figures import training
+    from noisemod.analysis.figures import training
 
     lead = {1: 0.0, 2: 0.05, 3: 0.02}  # nm's lead per epoch: largest at epoch 2
     rows = []
@@ -245,7 +245,7 @@ def test_the_randomization_part_tables_the_top_and_the_full_cascade_per_method(t
 
 
 def test_the_versus_table_sets_every_method_against_one_with_holm_over_the_archive(tmp_path):
-    from noisemod.stats import compare
+    from noisemod.analysis.stats import compare
 
     values = {  # method: (accuracy, vii, floor, seconds), per seed a jitter
         "standard": (0.99, 0.040, 0.030, 10.0),

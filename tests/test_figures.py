@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 import noisemod
-from noisemod import TrainConfig, figures
+from noisemod import TrainConfig
+from noisemod.analysis import figures
 from noisemod.config import field_names
 from noisemod.rundir import RunDir, SweepDir
 

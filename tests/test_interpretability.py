@@ -329,9 +329,9 @@ def test_evaluate_metrics_bad_input_exits_2_writing_nothing(run, capsys, argv, n
 
 @pytest.mark.slow
 def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, capsys):
-    from noisemod import figures
+    from noisemod.analysis import figures
+    from noisemod.analysis.report import write_report
     from noisemod.experiments import load_spec, run_sweep
-    from noisemod.report import write_report
 
     spec = tmp_path / "spec.yaml"
     spec.write_text(
@@ -443,10 +443,10 @@ def _toy_rows():
 def test_a_metric_registered_in_a_test_file_works_everywhere(run, tmp_path, capsys):
     import shutil
 
-    from noisemod import figures
+    from noisemod.analysis import figures
+    from noisemod.analysis.report import _interpretability_table
     from noisemod.experiments import load_spec
     from noisemod.metrics import METRICS, default_metrics
-    from noisemod.report import _interpretability_table
 
     copy = shutil.copytree(run, tmp_path / "run")
     spec = tmp_path / "spec.yaml"

@@ -6,8 +6,8 @@ import re
 import pytest
 from test_figures import trained_sweep, write_sweep
 
-from noisemod import figures
-from noisemod.report import write_report
+from noisemod.analysis import figures
+from noisemod.analysis.report import write_report
 
 
 @pytest.fixture(scope="module")

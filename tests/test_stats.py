@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sp
 
-from noisemod.stats import compare, holm, permutation_p, spearman, summarize
+from noisemod.analysis.stats import compare, holm, permutation_p, spearman, summarize
 
 A = [0.121, 0.134, 0.118, 0.129, 0.140]
 B = [0.101, 0.097, 0.112, 0.095]

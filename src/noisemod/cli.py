@@ -330,7 +330,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_archive(args) -> int:
-    from .archive import ArchiveError, archive_sweep
+    from .experiments.archive import ArchiveError, archive_sweep
 
     try:
         summary = archive_sweep(args.sweep_dir, args.dest, partial=args.partial)
@@ -342,7 +342,7 @@ def cmd_archive(args) -> int:
 
 
 def cmd_claims(args) -> int:
-    from .claims import ClaimError, evaluate_claims, verdict_table
+    from .analysis.claims import ClaimError, evaluate_claims, verdict_table
 
     try:
         results = evaluate_claims(args.claims, args.results)
@@ -353,8 +353,8 @@ def cmd_claims(args) -> int:
 
 
 def cmd_docs(args) -> int:
-    from .claims import ClaimError
-    from .docgen import DocError, Sources, check
+    from .analysis.claims import ClaimError
+    from .analysis.docgen import DocError, Sources, check
 
     sources = Sources(results=Path(args.results), claims=Path(args.claims))
     try:
@@ -439,7 +439,7 @@ def _add_denoiser_parser(sub) -> None:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from .analysis.report import write_report
 
     html, md = write_report(args.sweep_dir, data_root=args.data_root)
     print(html)
@@ -448,7 +448,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from .figures import make_figures
+    from .analysis.figures import make_figures
 
     for path in make_figures(args.sweep_dir, out_dir=args.out, data_root=args.data_root):
         print(path)
@@ -490,7 +490,7 @@ def _explainer_names() -> str:
 
 
 def _doc_kinds() -> list[str]:
-    from .docgen import KINDS
+    from .analysis.docgen import KINDS
 
     return list(KINDS)
 
@@ -640,7 +640,7 @@ def build_parser() -> argparse.ArgumentParser:
         "claims",
         help="the verdict of each claim, computed from the results archive",
         description="Evaluate every claim of a claims file (docs/claims.yaml) on the archived sweeps it names: "
-        "the comparisons with their CI and p-values, and the verdict by the rule in noisemod.claims.",
+        "the comparisons with their CI and p-values, and the verdict by the rule in noisemod.analysis.claims.",
     )
     p.add_argument(
         "claims", metavar="CLAIMS", nargs="?", default="docs/claims.yaml", help="(default: docs/claims.yaml)"
@@ -653,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
         "docs",
         help="rewrite the generated parts of Markdown docs from the results archive",
         description="Rewrite each '<!-- generated: KIND ... -->' part of the files (kinds: "
-        f"{', '.join(_doc_kinds())}; see noisemod.docgen) from the archive and the claims file. With --check, "
+        f"{', '.join(_doc_kinds())}; see noisemod.analysis.docgen) from the archive and the claims file. With --check, "
         "change nothing and exit 1 naming the parts that are out of date.",
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="Markdown files, e.g. README.md docs/RESULTS.md")

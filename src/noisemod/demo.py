@@ -7,8 +7,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from .analysis.figures import gradient_maps
 from .config import TrainConfig
-from .figures import gradient_maps
 from .plots import save_image_rows
 from .rundir import RunDir
 from .train import fit

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..archive import archive_sweep, restore_runs
 from ..rundir import SweepDir, write_results_table
+from .archive import archive_sweep, restore_runs
 from .executors import ExecutorError, check_executor, make_executor
 from .plan import PlannedRun, SweepPlan, plan_action, plan_sweep
 from .spec import load_spec
@@ -182,7 +182,7 @@ def run_sweep(
     ``dry_run`` only logs the plan (the command of each run) and writes nothing. With ``archive``
     (e.g. ``results/NAME``), the runs archived there that ``out_dir`` lacks are restored first (a
     campaign continued on another machine skips them), and the archive is rewritten with every
-    finished run after each run ends (:func:`noisemod.archive.archive_sweep`).
+    finished run after each run ends (:func:`noisemod.experiments.archive.archive_sweep`).
 
     Returns one dict per run: ``run_id``, ``dir``, ``config``, ``action`` (skip/resume/new) and
     ``status``: ``skipped`` (already complete), ``completed``, ``failed`` or ``planned`` (dry run).

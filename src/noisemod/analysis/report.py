@@ -1,7 +1,7 @@
 """A sweep's report: one self-contained HTML page and a Markdown twin.
 
 ``write_report(DIR)`` reads ``DIR/results.csv``, ``DIR/sweep.json`` and each run's
-``result.json``, makes the figures (:func:`noisemod.figures.make_figures`, into ``DIR/figures/``)
+``result.json``, makes the figures (:func:`noisemod.analysis.figures.make_figures`, into ``DIR/figures/``)
 and writes ``DIR/report.html`` (figures embedded as base64 PNG, inline CSS, no external
 resources) and ``DIR/report.md`` (linking the PNG files). Both hold the spec and budget, the
 settings, the results (mean ± std and the 95% interval over seeds per condition, then every run),
@@ -19,7 +19,9 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .config import condition_names, field_names, get_setting
+from ..config import condition_names, field_names, get_setting
+from ..io import atomic_write, write_json
+from ..rundir import RunDir, SweepDir, robustness_column
 from .figures import (
     NEED_CHECKPOINTS,
     aggregate,
@@ -30,8 +32,6 @@ from .figures import (
     make_figures,
     read_sweep,
 )
-from .io import atomic_write, write_json
-from .rundir import RunDir, SweepDir, robustness_column
 
 __all__ = ["comparisons", "report_sections", "write_report"]
 
@@ -253,7 +253,7 @@ def comparisons(
     """Each condition but the ``reference`` method (standard training by default) against that
     method with the same settings that are not a method's (dataset, model, epochs, training
     images, ...): per metric, both sides' summaries (the reference's under ``"standard"``) and
-    :func:`noisemod.stats.compare` of the seeds (condition - reference), Holm-corrected over the
+    :func:`noisemod.analysis.stats.compare` of the seeds (condition - reference), Holm-corrected over the
     sweep per metric. Conditions without such a reference, or a side without values, are left out;
     so is a reference method with more than one condition (nm at two betas: which one?)."""
     from .stats import compare, holm, summarize
@@ -324,8 +324,8 @@ def _interpretability_table(rows: Sequence[Mapping]) -> tuple[list, list]:
     random-order reference (deletion, insertion) that reference, the same model with the elements in
     a random order (a randomized model's class probability is flat, so its deletion score is no bar).
     The header marks each metric's direction (``vii ↑``, ``deletion ↓``)."""
-    from .metrics import get_metric
-    from .rundir import interpretability_column
+    from ..metrics import get_metric
+    from ..rundir import interpretability_column
 
     found = interpretability_scores(rows)
     scored = list(dict.fromkeys(m for ms in found.values() for m in ms))

@@ -18,7 +18,7 @@ one comparison per group of ``by`` settings found in the archive::
         by: [dataset, model]
 
 The rule (docs/RESULTS.md says it too): each comparison is the difference of the seed means with
-its 95% Welch interval, Welch's p and the exact permutation p (:mod:`noisemod.stats`); the
+its 95% Welch interval, Welch's p and the exact permutation p (:mod:`noisemod.analysis.stats`); the
 comparison's p is the larger of the two, Holm-corrected within the claim. A comparison *agrees*
 when that p < 0.05 and the difference has the expected sign, *disagrees* when p < 0.05 the other
 way, and is *not significant* otherwise. A claim is **reproduced** when every comparison agrees,
@@ -47,7 +47,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .rundir import SweepDir
+from ..rundir import SweepDir
 from .stats import Comparison, Summary, compare, holm, summarize
 
 __all__ = [
@@ -232,8 +232,8 @@ def verdict(comparisons: Sequence[Comparison], direction: str) -> str:
 
 def _planned(claim: dict, archive: SweepDir) -> list[tuple[str, dict]]:
     """The runs (id, settings) the archive's sweep plans (its spec.yaml under sweep.json's budget) for either side."""
-    from .archive import SPEC
-    from .experiments.spec import expand, load_spec
+    from ..experiments.archive import SPEC
+    from ..experiments.spec import expand, load_spec
 
     budget = archive.read_sweep().get("budget")
     if budget is None or not archive.file(SPEC).is_file():

@@ -24,8 +24,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .io import CorruptFileError, read_json
-from .rundir import RunDir, SweepDir
+from ..io import CorruptFileError, read_json
+from ..rundir import RunDir, SweepDir
 
 __all__ = ["ARCHIVED_FILES", "SPEC", "ArchiveError", "ArchiveSummary", "archive_sweep", "restore_runs"]
 

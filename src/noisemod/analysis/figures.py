@@ -31,10 +31,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .config import condition_names, get_setting, run_id_parts
-from .io import atomic_write
-from .plots import save_image_rows, scale01, to_numpy_image
-from .rundir import RunDir, SweepDir
+from ..config import condition_names, get_setting, run_id_parts
+from ..io import atomic_write
+from ..plots import save_image_rows, scale01, to_numpy_image
+from ..rundir import RunDir, SweepDir
 
 __all__ = [
     "aggregate",
@@ -101,7 +101,7 @@ def aggregate(
     """Group ``rows`` by ``keys`` (groups in order of first appearance) and give, per metric,
     ``<metric>_mean`` and ``<metric>_std`` over the group's runs (the sample standard deviation,
     0 for a single run; missing or NaN values are left out), ``<metric>_ci`` (the 95% t interval of
-    the mean, :func:`noisemod.stats.summarize`; None under two values), plus ``n`` runs and their
+    the mean, :func:`noisemod.analysis.stats.summarize`; None under two values), plus ``n`` runs and their
     ``seeds``."""
     from .stats import summarize
 
@@ -125,7 +125,7 @@ def series(rows: Sequence[Mapping], vary: str, method: str | None = None) -> lis
     """The largest set of runs that share every condition but ``vary`` (seeds are repeats), when it
     holds at least two values of ``vary``; else ``[]``. Only runs of ``method``, or by default,
     for a method setting such as ``beta``, of the methods that use it."""
-    from .methods import methods_using
+    from ..methods import methods_using
 
     methods = [method] if method is not None else methods_using(vary) if get_setting(vary).method else None
     fixed = [k for k in condition_names() if k != vary]
@@ -160,7 +160,7 @@ def _run_dir(sweep_dir: PathLike, row: Mapping) -> Path:
 def _representative(rows: Sequence[Mapping]) -> Mapping:
     """One run to show for a group: the one whose method settings are at their defaults (the paper's
     settings: beta 0.5, Gaussian noise), setting by setting in the method's order, then the lowest seed."""
-    from .methods import METHODS
+    from ..methods import METHODS
 
     def key(r):
         used = METHODS[r["method"]].settings if r.get("method") in METHODS else ()
@@ -197,7 +197,7 @@ def modulation_pipeline(x: Tensor, c: Tensor) -> dict[str, tuple[Tensor, Tensor]
     """The stages of Figure 2 for inputs ``x`` and carrier ``c`` (same shape): name ->
     ``(images, spectrum(images))`` for the input, the carrier ``c``, the modulated input ``x * c``
     and the demodulated input ``x * N c**2 / C0`` (:func:`noisemod.modulate`)."""
-    from .modulation import modulate
+    from ..modulation import modulate
 
     stages = {"input": x, "carrier c": c, "modulated x·c": x * c, "demodulated x·Nc²/C0": modulate(x, c)}
     return {name: (t, spectrum(t)) for name, t in stages.items()}
@@ -208,9 +208,9 @@ def gradient_maps(
 ) -> tuple[Tensor, Tensor, list[Tensor]]:
     """``n`` seeded test images of the runs' dataset, their labels, and each run's best model's
     loss input-gradients of them (``noisemod.input_gradients``). The runs must share a dataset."""
-    from .data import load_dataset
-    from .explain import test_images
-    from .gradients import input_gradients
+    from ..data import load_dataset
+    from ..explain import test_images
+    from ..gradients import input_gradients
 
     configs = [RunDir(d).read_config() for d in run_dirs]
     datasets = _unique(c.dataset for c in configs)
@@ -322,7 +322,7 @@ def fig2(images: Tensor, path: Paths, beta: float = 0.5, noise: str = "gaussian"
     """Figure 2: noise modulation of ``images`` ``(B, C, H, W)`` in [0, 1] with a seeded carrier:
     one row per image; input, carrier, modulated and demodulated, each in space (scaled to [0, 1]
     per image) and as its DFT magnitude (:func:`spectrum`)."""
-    from .modulation import sample_carrier
+    from ..modulation import sample_carrier
 
     images = images.float()
     c = sample_carrier(images.shape, beta, noise, generator=torch.Generator().manual_seed(seed))
@@ -343,8 +343,8 @@ def fig2(images: Tensor, path: Paths, beta: float = 0.5, noise: str = "gaussian"
 
 def fig2_from_dataset(dataset: str, path: Paths, n: int = 4, data_root: str | None = None, **kwargs) -> list[Path]:
     """:func:`fig2` on ``n`` seeded test images of ``dataset``; ``kwargs`` go to :func:`fig2`."""
-    from .data import load_dataset
-    from .explain import test_images
+    from ..data import load_dataset
+    from ..explain import test_images
 
     x, _ = test_images(load_dataset(dataset, root=data_root), n)
     return fig2(x, path, **kwargs)
@@ -393,7 +393,7 @@ def fig4(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths, data
 def fig5(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     """Figure 5: accuracy and VII per noise for the nm runs that vary only the noise (:func:`series`),
     and each noise's histogram (100k samples, min-max scaled to [0, 1]) in the same colour."""
-    from .modulation import sample_noise
+    from ..modulation import sample_noise
 
     runs = series(results_rows, "noise")
     if not runs:
@@ -418,7 +418,7 @@ def condition_label(row: Mapping) -> str:
     """A condition's name for a legend: its method's run-id parts, e.g. ``nm b0.25 gaussian``."""
     from types import SimpleNamespace
 
-    from .methods import METHODS
+    from ..methods import METHODS
 
     if row.get("method") not in METHODS:
         return str(row.get("method"))
@@ -442,7 +442,7 @@ def tradeoff(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     """Test accuracy against VII, one point per condition (mean ± std over seeds), one colour per
     method with a line through its settings (e.g. nm's betas, a control's sigmas): methods compare
     at equal accuracy cost. One panel per dataset and model (:func:`_tradeoff_panels`)."""
-    from .methods import METHODS
+    from ..methods import METHODS
 
     panels = _tradeoff_panels(results_rows)
     if not panels:
@@ -477,7 +477,7 @@ def training(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths) 
     """VII (of the fixed validation batch) and validation accuracy against epoch, one line per
     condition with a band of ± one std over seeds, one row of panels per dataset and model: where
     along training a method's VII departs from standard's (:func:`training_rows`)."""
-    from .methods import METHODS
+    from ..methods import METHODS
 
     points = training_rows(sweep_dir, results_rows)
     if not points:
@@ -517,9 +517,9 @@ def training(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths) 
 
 def interpretability_scores(rows: Sequence[Mapping]) -> dict[str, list[str]]:
     """Explainer -> the metrics the rows have scores of (results.csv's ``<explainer>_<metric>`` columns)."""
-    from .explainers import EXPLAINERS
-    from .metrics import METRICS
-    from .rundir import interpretability_column
+    from ..explainers import EXPLAINERS
+    from ..metrics import METRICS
+    from ..rundir import interpretability_column
 
     found = {}
     for e in EXPLAINERS:
@@ -533,8 +533,8 @@ def interpretability_figure(results_rows: Sequence[Mapping], path: Paths) -> lis
     """Each interpretability metric per method (x) and explainer (colour), mean ± std over seeds, with
     the floor (the same architecture freshly initialized) as a black bar over each bar and, for
     deletion and insertion, the random-order reference as a dashed line; one row per dataset and model."""
-    from .metrics import METRICS
-    from .rundir import interpretability_column
+    from ..metrics import METRICS
+    from ..rundir import interpretability_column
 
     found = interpretability_scores(results_rows)
     if not found:
@@ -562,8 +562,8 @@ def interpretability_figure(results_rows: Sequence[Mapping], path: Paths) -> lis
 
 def _interpretability_panel(ax, rows: Sequence[Mapping], metric: str, explainers: Sequence[str]) -> None:
     """One metric's bars per condition and explainer, the floors over them, the random-order line."""
-    from .metrics import get_metric
-    from .rundir import interpretability_column
+    from ..metrics import get_metric
+    from ..rundir import interpretability_column
 
     labels = _unique(r["label"] for r in rows)
     width = 0.8 / len(explainers)
@@ -596,7 +596,7 @@ def _fig1_runs(rows: Sequence[Mapping]) -> dict[str, Mapping]:
     """Figure 1's runs, by method name: the baseline (standard), nm and (when present) an
     adversarial method (the first registered: pgd before fgsm) of one dataset and model, the
     pair with the most of these; ``{}`` without a baseline and an nm run of one model."""
-    from .methods import METHODS
+    from ..methods import METHODS
 
     best: dict[str, Mapping] = {}
     for dataset, model in _unique((r.get("dataset"), r.get("model")) for r in rows):

@@ -10,14 +10,14 @@ replaced, the rest of the file is kept as written::
 The kinds (one word, then its arguments):
 
 ``verdicts``
-    the verdict table of the claims file (:func:`noisemod.claims.verdict_table`)
+    the verdict table of the claims file (:func:`noisemod.analysis.claims.verdict_table`)
 ``bottom-line [ID...]``
     one line per claim (or per claim named): its verdict, and how many of its comparisons agree,
     disagree or are not significant
 ``changes``
     each claim that restates another (the same question at another budget) against it: both
     verdicts and, per group, both comparisons and whether the outcome changed
-    (:func:`noisemod.claims.changes_table`)
+    (:func:`noisemod.analysis.claims.changes_table`)
 ``table ARCHIVE``
     the command that made ``results/ARCHIVE``, then its report's tables: per condition, seeds, test
     accuracy, robust accuracy, VII and train time (mean ± std [95% CI]), and the interpretability
@@ -29,7 +29,7 @@ The kinds (one word, then its arguments):
     point lost and per extra standard-training time (not given under 5% extra: timing noise)
 ``correlation ARCHIVE X Y``
     per dataset and model, Spearman's rank correlation of two results.csv columns over the runs
-    that have both, with its 95% interval and p (:func:`noisemod.stats.spearman`); ``robust@large``
+    that have both, with its 95% interval and p (:func:`noisemod.analysis.stats.spearman`); ``robust@large``
     and ``robust@small`` name the robust accuracy after training at the dataset's larger or smaller
     radius
 ``training ARCHIVE``
@@ -62,7 +62,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .rundir import RunDir, SweepDir
+from ..rundir import RunDir, SweepDir
 
 __all__ = ["DocError", "Sources", "check", "regenerate", "render"]
 
@@ -194,8 +194,8 @@ CONDITION = ("dataset", "model", "method")
 def _versus(sources: Sources, args: Sequence[str]) -> str:
     import statistics
 
+    from ..methods import METHODS
     from .figures import condition_label, load_results
-    from .methods import METHODS
     from .report import comparisons
     from .stats import summarize
 
@@ -420,7 +420,7 @@ def _archive(sources: Sources, args: Sequence[str]) -> str:
 
 def _archived_files(folder: Path) -> list[Path]:
     """The files an archive keeps (its spec, sweep.json, results.csv and runs), not a report made from it."""
-    from .archive import SPEC
+    from ..experiments.archive import SPEC
 
     sweep = SweepDir(folder)
     top = [folder / name for name in (SPEC, sweep.SWEEP, sweep.RESULTS)]
@@ -472,7 +472,7 @@ def regenerate(text: str, sources: Sources) -> tuple[str, list[str]]:
 
 def check(paths: Sequence[Path], sources: Sources, *, write: bool) -> dict[Path, list[str]]:
     """Per file, the generated parts out of date; with ``write``, the files rewritten (atomically)."""
-    from .io import atomic_write
+    from ..io import atomic_write
 
     stale = {}
     for path in map(Path, paths):
