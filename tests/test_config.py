@@ -98,7 +98,7 @@ def test_identity_leaves_out_runtime_settings_and_hashes_stay_stable():
     assert config_hash(a) == "0f9c25"
     # the settings added since are left out of the hash at their defaults
     later = {s.name for s in settings() if s.since is not None}
-    assert later == {"eps_warmup", "early_stop", "sigma", "robust_images", "tensorboard"}
+    assert later == {"eps_warmup", "early_stop", "sigma", "robust_images", "tensorboard", "shuffle_labels"}
     assert hash_values(a) == {k: v for k, v in identity(a).items() if k not in later}
     assert "eps_warmup" in hash_values(a.replace(method="pgd", eps_warmup=1.0))
 

@@ -168,6 +168,8 @@ def cmd_evaluate(args) -> int:
         raise UsageError(f"invalid --eps={args.eps!r}: it applies to --robust only")
     if args.cascading:
         return _cascade(args)
+    if args.yardsticks:
+        return _measure(args)
     if args.score_sigma is not None and "score_alignment" not in (args.metrics or ""):
         raise UsageError(
             f"invalid --score-sigma={args.score_sigma!r}: it applies to --metrics [class_]score_alignment only"
@@ -196,6 +198,35 @@ def cmd_evaluate(args) -> int:
     if args.robust and result["robust_accuracy"] is not None:
         run.write_robustness(result)
     print(json.dumps(result))
+    return 0
+
+
+def _measure(args) -> int:
+    """``evaluate --yardsticks``: every yardstick and its floor, saved in yardsticks.json."""
+    from .denoiser import DenoiserError
+    from .explain import measure_run
+    from .training.runtime import resolve_device
+
+    if args.metrics is not None or args.explainer is not None or args.score_sigma is not None:
+        raise UsageError(
+            "--yardsticks measures every metric, explainer and sigma: drop --metrics/--explainer/--score-sigma"
+        )
+    RunDir(args.run_dir).read_config()  # not a run: an error before anything is computed
+    try:
+        values = measure_run(
+            args.run_dir, n=args.n or 500, data_root=args.data_root, device=resolve_device(args.device)
+        )
+    except DenoiserError as e:
+        raise UsageError(str(e)) from None
+    except ValueError as e:
+        if str(e).startswith("invalid n="):
+            raise UsageError(str(e).replace("invalid n=", "invalid --n=")) from None
+        raise
+    print(
+        json.dumps(values)
+        if args.json
+        else f"{len(values)} values written to {RunDir(args.run_dir).file(RunDir.YARDSTICKS)}"
+    )
     return 0
 
 
@@ -567,6 +598,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--absolute",
         action="store_true",
         help="with --cascading: correlate the attributions' absolute values (the harder test)",
+    )
+    p.add_argument(
+        "--yardsticks",
+        action="store_true",
+        help=f"instead: every yardstick `noisemod validate` checks (each explainer, metric, score pairing, sigma, "
+        f"point and pixels) and its floor, on the first N test images (n default 500), in RUN_DIR/{RunDir.YARDSTICKS}",
     )
     _shared(p, "data_root", " (default: the run's)")
     _shared(p, "device")

@@ -394,6 +394,14 @@ class TrainConfig:
     train_size: int | None = setting(
         None, "train on a seeded subset of N training images", check=optional(integer(1)), group="data"
     )
+    shuffle_labels: bool = setting(
+        False,
+        "train on the training labels permuted at random (seeded; validation and test labels untouched): "
+        "a negative control, a model that fits labels unrelated to the images (Zhang et al. 2017)",
+        check=flag(),
+        group="data",
+        since="0.3.0",
+    )
     val_size: int | None = setting(
         None,
         "validation images carved from the training set (default: 5000, or 10% of small sets)",

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .plots import save_image_rows
 
-__all__ = ["cascade_run", "explain_run", "interpret_run", "load_images", "test_images"]
+__all__ = ["cascade_run", "explain_run", "interpret_run", "load_images", "measure_run", "test_images"]
 
 
 def load_images(paths: Sequence, channels: int, size: tuple[int, int]) -> Tensor:
@@ -164,16 +164,52 @@ def interpret_run(
     return scores
 
 
+def measure_run(run_dir, *, n: int = 500, data_root: str | None = None, device=None, sticks=None) -> dict[str, float]:
+    """Every yardstick (:func:`noisemod.metrics.yardsticks`, or ``sticks``) of a run's best model on
+    its first ``n`` test images, and their floor (a fresh model from the run's seed): what the
+    validation of the metrics reads. ``x_bar`` is the mean test image; the scores come from the
+    most recent class-conditional denoiser of the run's dataset at each sigma (one denoiser for
+    all). Written to the run's yardsticks.json with ``n``, the seed and the denoiser's file name.
+
+    Raises ``ValueError`` for ``n`` outside 1..test images and
+    :class:`~noisemod.denoiser.DenoiserError` when a sigma has no denoiser, before computing.
+    """
+    from .data import load_dataset
+    from .denoiser import find_denoiser, score_of
+    from .metrics import measure_yardsticks, yardsticks
+    from .rundir import RunDir
+
+    sticks = yardsticks() if sticks is None else list(sticks)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"invalid n={n!r}: expected a positive integer")
+    run = RunDir(run_dir)
+    config = run.read_config()
+    found = {s: find_denoiser(config.dataset, s, device, conditional=True) for s in {t.sigma for t in sticks} - {None}}
+    data = load_dataset(config.dataset, root=data_root or config.data_root, val_size=config.val_size)
+    if n > len(data.test):
+        raise ValueError(f"invalid n={n}: the test set of {config.dataset} has {len(data.test)} images")
+    model = run.load_model(device=device)
+    x, y = data.test.images[:n].float().div_(255), data.test.labels[:n]
+    mean = data.test.images.double().mean(0).div_(255)
+    values = measure_yardsticks(
+        model, x, y, sticks, mean=mean, scores=lambda s: score_of(found[s][0], s), seed=config.seed
+    )
+    denoisers = sorted({Path(info["path"]).name for _, info in found.values()})
+    run.write_yardsticks({"n": n, "seed": config.seed, "denoiser": denoisers, "mean": RunDir.MEAN_OF, "values": values})
+    return values
+
+
 def _score(dataset: str, metrics, sigma: float | None, device):
     """``(score function, {"score_sigma", "denoiser"})`` when a score alignment is asked (the
     denoiser's cache file name recorded), else ``(None, {})``; a class-conditional denoiser for
     ``class_score_alignment``."""
-    if "score_alignment" not in metrics and "class_score_alignment" not in metrics:
+    if not any(m.endswith("score_alignment") for m in metrics):
         return None, {}
     from .denoiser import DEFAULT_SCORE_SIGMA, find_denoiser, score_of
 
     sigma = DEFAULT_SCORE_SIGMA if sigma is None else float(sigma)
-    denoiser, info = find_denoiser(dataset, sigma, device, conditional="class_score_alignment" in metrics)
+    conditional = any(m.endswith("score_alignment") and m != "score_alignment" for m in metrics)
+    denoiser, info = find_denoiser(dataset, sigma, device, conditional=conditional)
     return score_of(denoiser, sigma), {"score_sigma": sigma, "denoiser": Path(info["path"]).name}
 
 

@@ -9,6 +9,8 @@ derive from it (:func:`list_metrics`, :func:`default_metrics`, :func:`get_metric
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -22,6 +24,7 @@ __all__ = [
     "METRICS",
     "Metric",
     "MetricBatch",
+    "Yardstick",
     "accuracy",
     "alignment_scores",
     "cascading_randomization",
@@ -33,12 +36,14 @@ __all__ = [
     "get_metric",
     "interpretability",
     "list_metrics",
+    "measure_yardsticks",
     "randomized_model",
     "register_metric",
     "score_alignment_scores",
     "spearman",
     "vii",
     "vii_scores",
+    "yardsticks",
 ]
 
 REDUCTIONS = ("mean", "none")
@@ -346,6 +351,7 @@ class MetricBatch:
         steps, baseline: pixel flipping's points and replacement value (:func:`flip_curves`).
         score: ``(x, y=None) -> grad_x log p_sigma(x [| y])``, the data's score (``score_alignment``
             without labels, ``class_score_alignment`` with), or None.
+        mask: the elements the score alignments compare (bool, ``x``'s shape), or None: all of them.
     """
 
     net: nn.Module
@@ -358,6 +364,7 @@ class MetricBatch:
     steps: int
     baseline: float
     score: Callable[..., Tensor] | None = None
+    mask: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -493,7 +500,7 @@ def _insertion_random(batch: MetricBatch) -> Tensor:
     summary="`cos(e, s)`: the evidence for the class against the data's score, estimated by a denoiser",
 )
 def _score_alignment(batch: MetricBatch) -> Tensor:
-    return score_alignment_scores(batch.evidence * batch.attribution, _data_score(batch, "score_alignment"))
+    return _masked_alignment(batch, _data_score(batch, "score_alignment"))
 
 
 @register_metric(
@@ -502,8 +509,24 @@ def _score_alignment(batch: MetricBatch) -> Tensor:
     summary="`cos(e, s(x|y))`: the evidence for the class against the class-conditional score",
 )
 def _class_score_alignment(batch: MetricBatch) -> Tensor:
-    score = _data_score(batch, "class_score_alignment", batch.y)
-    return score_alignment_scores(batch.evidence * batch.attribution, score)
+    return _masked_alignment(batch, _data_score(batch, "class_score_alignment", batch.y))
+
+
+@register_metric(
+    "posterior_score_alignment",
+    higher_is_better=True,
+    summary="`cos(e, s(x|y) - s(x))`: the evidence for the class against `grad log p(y|x)` of the data",
+)
+def _posterior_score_alignment(batch: MetricBatch) -> Tensor:
+    name = "posterior_score_alignment"
+    return _masked_alignment(batch, _data_score(batch, name, batch.y) - _data_score(batch, name))
+
+
+def _masked_alignment(batch: MetricBatch, score: Tensor) -> Tensor:
+    evidence = batch.evidence * batch.attribution
+    if batch.mask is not None:
+        evidence, score = evidence * batch.mask, score * batch.mask.to(score.device)
+    return score_alignment_scores(evidence, score)
 
 
 def _data_score(batch: MetricBatch, metric: str, *labels: Tensor) -> Tensor:
@@ -583,3 +606,177 @@ def interpretability(
                 sums[m] += float(METRICS[m].score(batch).sum())
         out.update({m + suffix: sums[m] / len(images) for m in metrics})
     return out
+
+
+# ----------------------------------------------------------------------------- yardsticks
+
+#: The explainers the yardsticks measure: the paper's loss gradient, the target logit's gradient
+#: (against the class-conditional score in Srinivas et al. 2023) and the logit sum's gradient
+#: (against the unconditional one).
+YARDSTICK_EXPLAINERS = ("gradient", "saliency", "logit-sum")
+#: The pairings with the data's score: ``s(x)``, ``s(x | y)`` and ``s(x | y) - s(x) = grad log p(y | x)``.
+SCORE_METRICS = ("score_alignment", "class_score_alignment", "posterior_score_alignment")
+#: Where a score alignment is taken: at the test image, or at the image plus Gaussian noise of the
+#: score's sigma (explanation, score and cosine all there).
+POINTS = ("clean", "noisy")
+#: Which elements a score alignment compares: all, or those strictly inside (0, 1) in the clean image.
+PIXELS = ("all", "unsaturated")
+
+
+@dataclass(frozen=True)
+class Yardstick:
+    """One way of measuring whether an explanation is perceptually aligned: ``metric`` on the
+    attributions of ``explainer``; for a score alignment also the score's noise level ``sigma``,
+    the ``point`` where it is taken and the ``pixels`` it compares.
+
+    Its :attr:`name` (``explainer/metric[@sigma[,noisy][,unsaturated]]``, e.g.
+    ``logit-sum/score_alignment@0.25,noisy``) is how archives, validation tables and claims name it;
+    :meth:`parse` reads one back."""
+
+    explainer: str
+    metric: str
+    sigma: float | None = None
+    point: str = "clean"
+    pixels: str = "all"
+
+    def __post_init__(self):
+        from .explainers import get_explainer
+
+        get_explainer(self.explainer)
+        check_metrics([self.metric])
+        scored = self.metric in SCORE_METRICS
+        if scored != (self.sigma is not None) or (self.sigma is not None and not self.sigma > 0):
+            raise ValueError(f"yardstick {self.name!r}: a positive sigma for the score alignments, none for the others")
+        if self.point not in POINTS or self.pixels not in PIXELS:
+            raise ValueError(f"yardstick {self.name!r}: point one of {POINTS}, pixels one of {PIXELS}")
+        if not scored and (self.point, self.pixels) != ("clean", "all"):
+            raise ValueError(f"yardstick {self.name!r}: only the score alignments take a point and pixels")
+
+    @property
+    def name(self) -> str:
+        if self.sigma is None:
+            return f"{self.explainer}/{self.metric}"
+        options = [f"{self.sigma:g}"] + [o for o in (self.point, self.pixels) if o not in ("clean", "all")]
+        return f"{self.explainer}/{self.metric}@{','.join(options)}"
+
+    @property
+    def higher_is_better(self) -> bool:
+        return METRICS[self.metric].higher_is_better
+
+    @classmethod
+    def parse(cls, name: str) -> Yardstick:
+        """The yardstick called ``name``; ``ValueError`` naming it when it is not one."""
+        head, _, options = name.partition("@")
+        explainer, _, metric = head.partition("/")
+        parts = options.split(",") if options else []
+        try:
+            sigma = float(parts[0]) if parts else None
+            point = "noisy" if "noisy" in parts[1:] else "clean"
+            pixels = "unsaturated" if "unsaturated" in parts[1:] else "all"
+            if set(parts[1:]) - {"noisy", "unsaturated"}:
+                raise ValueError(f"unknown options {parts[1:]}")
+            return cls(explainer, metric, sigma, point, pixels)
+        except ValueError as e:
+            raise ValueError(f"not a yardstick: {name!r} ({e})") from None
+
+
+def yardsticks(sigmas: Iterable[float] = (0.1, 0.25, 0.5)) -> list[Yardstick]:
+    """Every yardstick the validation scores: VII, alignment, deletion and insertion of each of
+    :data:`YARDSTICK_EXPLAINERS`, and each score pairing at each of ``sigmas``, point and pixels."""
+    out = [Yardstick(e, m) for e in YARDSTICK_EXPLAINERS for m in ("vii", "alignment", "deletion", "insertion")]
+    for e, m, sigma, point, pixels in itertools.product(YARDSTICK_EXPLAINERS, SCORE_METRICS, sigmas, POINTS, PIXELS):
+        out.append(Yardstick(e, m, float(sigma), point, pixels))
+    return out
+
+
+def measure_yardsticks(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    sticks: Iterable[Yardstick],
+    *,
+    mean: Tensor,
+    scores: Callable[[float], Callable[..., Tensor]] | None = None,
+    floor: bool = True,
+    seed: int = 0,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Each yardstick's mean over ``images`` (``(N, ...)`` in [0, 1]) for ``model``, by name, and with
+    ``floor`` the same for :func:`randomized_model` (``seed``) as ``<name>_floor``.
+
+    ``mean``: ``x_bar`` (the mean test image). ``scores``: ``sigma -> ((x, y=None) -> score)``, the
+    data's score at each sigma asked (e.g. :func:`noisemod.denoiser.score_of` of a class-conditional
+    denoiser). A noisy point adds ``sigma * n`` (``n`` standard normal, seeded with ``seed``, the
+    same for the model and its floor) and is not clipped. Scores are computed once for all
+    explainers and both models; attributions once per model, point and explainer.
+    """
+    from .explainers import explain, get_explainer
+
+    sticks = list(sticks)
+    _check_images(model, images, None)
+    device = model_device(model, images.device)
+    mean = torch.as_tensor(mean, dtype=torch.float64)
+    if scores is None and any(s.sigma is not None for s in sticks):
+        raise ValueError("the score alignments need scores= (sigma -> score function)")
+    points = {_point(s): _at(images, *_point(s), seed) for s in sticks}
+    unsaturated = (images > 0) & (images < 1)
+    cache: dict[tuple, Tensor] = {}
+
+    def data_score(point, sigma, conditional: bool) -> Tensor:
+        key = (point, sigma, conditional)
+        if key not in cache:
+            fn = scores(sigma)
+            x = points[point]
+            parts = [
+                fn(x[i : i + batch_size].to(device), *([labels[i : i + batch_size].to(device)] if conditional else []))
+                for i in range(0, len(x), batch_size)
+            ]
+            cache[key] = torch.cat(parts).detach()
+        return cache[key]
+
+    nets = {"": model, "_floor": randomized_model(model, seed)} if floor else {"": model}
+    out: dict[str, float] = {}
+    for suffix, net in nets.items():
+        for (point, explainer), group in _grouped(sticks).items():
+            x_all = points[point]
+            a_all = explain(net, x_all, labels, explainer, batch_size=batch_size)
+            evidence = get_explainer(explainer).evidence
+            for stick in group:
+                total = 0.0
+                for i in range(0, len(x_all), batch_size):
+                    j = slice(i, i + batch_size)
+                    x, y = x_all[j].to(device), labels[j].to(device)
+                    score = None
+                    if stick.sigma is not None:
+                        score = _cached_score(data_score, point, stick.sigma, j)
+                    mask = unsaturated[j].to(device) if stick.pixels == "unsaturated" else None
+                    batch = MetricBatch(net, x, y, a_all[j], torch.zeros_like(x), mean, evidence, FLIP_STEPS, 0.0)
+                    batch = dataclasses.replace(batch, score=score, mask=mask)
+                    total += float(METRICS[stick.metric].score(batch).sum())
+                out[stick.name + suffix] = total / len(images)
+    return out
+
+
+def _point(stick: Yardstick) -> tuple[str, float | None]:
+    return ("noisy", stick.sigma) if stick.point == "noisy" else ("clean", None)
+
+
+def _at(images: Tensor, point: str, sigma: float | None, seed: int) -> Tensor:
+    if point == "clean":
+        return images
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed), dtype=images.dtype)
+    return images + sigma * noise.to(images.device)
+
+
+def _grouped(sticks: list[Yardstick]) -> dict[tuple, list[Yardstick]]:
+    groups: dict[tuple, list[Yardstick]] = {}
+    for s in sticks:
+        groups.setdefault((_point(s), s.explainer), []).append(s)
+    return groups
+
+
+def _cached_score(data_score: Callable, point: tuple, sigma: float, rows: slice) -> Callable[..., Tensor]:
+    def score(x: Tensor, *labels: Tensor) -> Tensor:
+        return data_score(point, sigma, bool(labels))[rows]
+
+    return score

@@ -26,6 +26,7 @@ module, the config and the model zoo, not the trainer.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,7 @@ class RunDir(_Folder):
     CONFIG, METRICS, LAST, BEST = "config.json", "metrics.csv", "last.pt", "best.pt"
     RESULT, EVALUATION, ERROR_LOG, GRADIENTS = "result.json", "evaluation.json", "error.log", "gradients.png"
     INTERPRETABILITY, TENSORBOARD, ROBUSTNESS = "interpretability.json", "tensorboard", "robustness.json"
+    YARDSTICKS = "yardsticks.json"
     MEAN_OF = "test set"  # the x_bar of interpretability.json's scores (see has_interpretability)
 
     # -- state
@@ -244,6 +246,19 @@ class RunDir(_Folder):
     def has_robustness(self, eps: float, images: int, norm: str = "linf") -> bool:
         """Whether robustness.json holds the attack at ``eps`` on ``images`` test images."""
         return robustness_key({"eps": eps, "images": images, "norm": norm}) in self.read_robustness()
+
+    def read_yardsticks(self) -> dict[str, Any]:
+        """yardsticks.json: ``{"n", "seed", "denoiser", "values": {name: value, name_floor: value}}``, or {}."""
+        return _read_object(self.file(self.YARDSTICKS), "yardstick values (a JSON object)", {})
+
+    def write_yardsticks(self, entry: dict[str, Any]) -> Path:
+        """Replace yardsticks.json with ``entry`` (every yardstick measured at once)."""
+        return write_json(self.file(self.YARDSTICKS), entry)
+
+    def has_yardsticks(self, n: int, names: Iterable[str]) -> bool:
+        """Whether yardsticks.json holds every yardstick of ``names`` measured on ``n`` test images."""
+        entry = self.read_yardsticks()
+        return entry.get("n") == n and set(names) <= set(entry.get("values", {}))
 
     def robustness_columns(self) -> dict[str, float]:
         """robustness.json as results.csv columns: ``robust_accuracy_eps<eps>`` (Linf)."""

@@ -52,6 +52,10 @@ class Split:
         """The images at ``indices`` (a new Split that owns its memory)."""
         return Split(self.images[indices], self.labels[indices])
 
+    def with_labels(self, labels: torch.Tensor) -> Split:
+        """The same images with other labels (int64, one per image), e.g. shuffled ones."""
+        return Split(self.images, labels)
+
     def spread(self, n: int) -> Split:
         """``n`` images evenly spaced over the split (all of them if ``n >= len(self)``), in order: a fixed
         batch that covers every class even when the split is stored class by class, as an image-folder

@@ -29,8 +29,16 @@ from ..rundir import RunDir, SweepDir
 
 __all__ = ["ARCHIVED_FILES", "SPEC", "ArchiveError", "ArchiveSummary", "archive_sweep", "restore_runs"]
 
-#: the files of a run that an archive keeps (interpretability.json only when the run has one)
-ARCHIVED_FILES = (RunDir.CONFIG, RunDir.RESULT, RunDir.METRICS, RunDir.INTERPRETABILITY, RunDir.ROBUSTNESS)
+#: the files of a run that an archive keeps (interpretability.json, robustness.json and yardsticks.json only
+#: when the run has them)
+ARCHIVED_FILES = (
+    RunDir.CONFIG,
+    RunDir.RESULT,
+    RunDir.METRICS,
+    RunDir.INTERPRETABILITY,
+    RunDir.ROBUSTNESS,
+    RunDir.YARDSTICKS,
+)
 SPEC = "spec.yaml"
 
 

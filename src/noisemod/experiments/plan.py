@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..config import identity
 from ..rundir import RunDir, SweepDir
-from .spec import Run, Spec, expand, interpreted, randomization_for, robustness_for
+from .spec import Run, Spec, expand, interpreted, randomization_for, robustness_for, yardsticks_for
 from .task import missing_post
 
 __all__ = ["ACTIONS", "PlannedRun", "SweepPlan", "plan_action", "plan_sweep"]
@@ -32,9 +32,9 @@ class PlannedRun:
     @property
     def post(self) -> dict | None:
         """What :func:`~.task.run_task` does after training: ``{"interpretability", "robustness",
-        "randomization"}``."""
+        "randomization", "yardsticks"}``."""
         post = {"interpretability": self.interpretability, "robustness": self.robustness}
-        post["randomization"] = self.randomization
+        post["randomization"], post["yardsticks"] = self.randomization, self.yardsticks
         return post if any(v is not None for v in post.values()) else None
 
     run: Run
@@ -43,6 +43,7 @@ class PlannedRun:
     interpretability: dict | None = None
     robustness: dict | None = None
     randomization: dict | None = None
+    yardsticks: dict | None = None
     interpret: bool = False
     record: dict = field(init=False)
 
@@ -106,6 +107,7 @@ def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None) -> Swee
         robust = robustness_for(spec, run.config)
         randomization = randomization_for(spec, run.config)
         p = PlannedRun(run, run_dir, plan_action(run_dir.path), settings, robust, randomization)
+        p.yardsticks = yardsticks_for(spec, run.config)
         p.interpret = p.action == "skip" and bool(missing_post(run_dir, p.post))
         planned.append(p)
     return SweepPlan(spec, budget, sweep, planned)

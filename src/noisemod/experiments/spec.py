@@ -51,10 +51,21 @@ from ..methods import get_method
 
 __all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
 
-SPEC_KEYS = ("name", "description", "grids", "fixed", "budgets", "interpretability", "robustness", "randomization")
+SPEC_KEYS = (
+    "name",
+    "description",
+    "grids",
+    "fixed",
+    "budgets",
+    "interpretability",
+    "robustness",
+    "randomization",
+    "yardsticks",
+)
 INTERPRETABILITY_KEYS = ("metrics", "explainers", "n", "floor", "only", "score_sigma")
 ROBUSTNESS_KEYS = ("images", "only")
 RANDOMIZATION_KEYS = ("images", "explainers", "only")
+YARDSTICKS_KEYS = ("images", "only")
 BUDGET_KEYS = ("datasets", "cases", "only")
 CASE_KEYS = ("when", "set")
 DEFAULTS = TrainConfig()
@@ -73,6 +84,7 @@ class Spec:
     interpretability: dict[str, Any] | None = None  # metrics, explainers, n, floor: computed after training
     robustness: dict[str, Any] | None = None  # images, only: PGD-50 at the dataset's radii, after training
     randomization: dict[str, Any] | None = None  # images, explainers, only: the cascading test, after training
+    yardsticks: dict[str, Any] | None = None  # images, only: every yardstick and its floor, after training
 
 
 @dataclass(frozen=True)
@@ -171,6 +183,7 @@ def load_spec(path) -> Spec:
         _check_interpretability(check, raw.get("interpretability")),
         _check_robustness(check, raw.get("robustness")),
         _check_randomization(check, raw.get("randomization")),
+        _check_yardsticks(check, raw.get("yardsticks")),
     )
 
 
@@ -193,6 +206,21 @@ def _check_robustness(check: _Checker, section) -> dict[str, Any] | None:
     n = values["images"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         check.fail("robustness.images", f"expected a positive integer, got {n!r}")
+    return values
+
+
+def _check_yardsticks(check: _Checker, section) -> dict[str, Any] | None:
+    """``yardsticks: {images: N, only: {...}}``: every yardstick of the metrics' validation and its floor
+    (``noisemod evaluate --yardsticks``) on the first N test images (default 500), after training,
+    for every finished run (or those ``only`` lists)."""
+    if section is None:
+        return None
+    check.mapping("yardsticks", section, YARDSTICKS_KEYS)
+    values = {"images": 500, "only": {}, **section}
+    _check_only(check, "yardsticks.only", values["only"])
+    n = values["images"]
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        check.fail("yardsticks.images", f"expected a positive integer, got {n!r}")
     return values
 
 
@@ -291,6 +319,11 @@ def randomization_for(spec: Spec, config: TrainConfig) -> dict[str, Any] | None:
     return {"images": section["images"], "explainers": section["explainers"]} if _applies(section, config) else None
 
 
+def yardsticks_for(spec: Spec, config: TrainConfig) -> dict[str, Any] | None:
+    """The yardsticks the spec asks of a run: ``{"images": N}``, or None."""
+    return {"images": spec.yardsticks["images"]} if _applies(spec.yardsticks, config) else None
+
+
 def _applies(section: dict | None, config: TrainConfig) -> bool:
     """Whether a section of the spec (with its ``only``) applies to a run."""
     return section is not None and all(getattr(config, k) in v for k, v in section["only"].items())
@@ -350,8 +383,10 @@ def _runtime_diff(a: TrainConfig, b: TrainConfig) -> list[tuple[str, Any]]:
 
 def readable_id(config: TrainConfig) -> str:
     """``dataset-model-<method part>-s<seed>``, e.g. ``mnist-lenet-nm-b0.5-gaussian-s0``; the method
-    part is the method's tag and its settings' tags (:func:`~noisemod.config.run_id_parts`)."""
-    parts = [config.dataset, config.model, *run_id_parts(config), f"s{config.seed}"]
+    part is the method's tag and its settings' tags (:func:`~noisemod.config.run_id_parts`), then
+    ``shuffled-labels`` for a run on shuffled labels."""
+    labels = ["shuffled-labels"] if config.shuffle_labels else []
+    parts = [config.dataset, config.model, *run_id_parts(config), *labels, f"s{config.seed}"]
     return re.sub(r"[^\w.-]", "_", "-".join(parts))
 
 

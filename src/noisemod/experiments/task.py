@@ -31,6 +31,7 @@ __all__ = [
     "run_task",
     "train_command",
     "train_run",
+    "yardsticks_command",
 ]
 
 
@@ -63,6 +64,11 @@ def cascade_command(run_dir, explainer: str, absolute: bool, images: int) -> lis
     return cmd + ["--n", str(images), "--json", "--quiet"] + (["--absolute"] if absolute else [])
 
 
+def yardsticks_command(run_dir, images: int) -> list[str]:
+    """The ``noisemod evaluate --yardsticks`` process that writes the run's yardsticks.json."""
+    return [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--yardsticks", "--n", str(images), "--quiet"]
+
+
 def missing_post(run_dir: RunDir, post: dict | None) -> list[list[str]]:
     """The commands still to run after training (``post``: the spec's interpretability, robustness
     and randomization for this run), for what the run's files do not hold yet."""
@@ -82,6 +88,12 @@ def missing_post(run_dir: RunDir, post: dict | None) -> list[list[str]]:
         for explainer, absolute in itertools.product(r["explainers"], (False, True)):
             if not run_dir.has_cascading(explainer, absolute=absolute, n=r["images"]):
                 commands.append(cascade_command(run_dir.path, explainer, absolute, r["images"]))
+    if post.get("yardsticks") is not None:
+        from ..metrics import yardsticks
+
+        n = post["yardsticks"]["images"]
+        if not run_dir.has_yardsticks(n, [s.name for s in yardsticks()]):
+            commands.append(yardsticks_command(run_dir.path, n))
     return commands
 
 

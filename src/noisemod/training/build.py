@@ -29,7 +29,14 @@ def load_data(config: TrainConfig):
 
     data = load_dataset(config.dataset, root=config.data_root, val_size=config.val_size)
     train = data.train.subset(config.train_size, seed=config.seed) if config.train_size else data.train
+    if config.shuffle_labels:
+        train = train.with_labels(train.labels[torch.randperm(len(train), generator=_label_generator(config.seed))])
     return data, train
+
+
+def _label_generator(seed: int) -> torch.Generator:
+    """The source of the shuffled labels' permutation: seeded by the run's seed, apart from every other draw."""
+    return torch.Generator().manual_seed(10_007 * (seed + 1))
 
 
 def build_model(config: TrainConfig, data, device) -> nn.Module:
