@@ -383,6 +383,29 @@ def cmd_claims(args) -> int:
     return 0
 
 
+def cmd_validate(args) -> int:
+    """``validate``: which yardsticks order the validation's controls as expected (the rule in
+    noisemod.analysis.validation), as a table or JSON."""
+    from .analysis.claims import ClaimError, load_rules
+    from .analysis.validation import ValidationError, validate, validation_table
+
+    try:
+        rules = load_rules(args.claims)
+        archive = Path(args.results) / rules["validation"] if args.archive is None else Path(args.archive)
+        result = validate(archive, rules["robust_accuracy"])
+    except (ClaimError, ValidationError) as e:
+        raise UsageError(str(e)) from None
+    if args.json:
+        rows = [
+            {"yardstick": y, "dataset": d, "model": m, "status": r.status, "checks": r.checks, "reasons": r.reasons}
+            for (y, d, m), r in result.results.items()
+        ]
+        print(json.dumps(rows, indent=1))
+    else:
+        print(validation_table(result))
+    return 0
+
+
 def cmd_docs(args) -> int:
     from .analysis.claims import ClaimError
     from .analysis.docgen import DocError, Sources, check
@@ -685,6 +708,20 @@ def build_parser() -> argparse.ArgumentParser:
     _shared(p, "results")
     p.add_argument("--json", action="store_true", help="every claim, comparison and verdict as JSON")
     p.set_defaults(func=cmd_claims)
+
+    p = sub.add_parser(
+        "validate",
+        help="which yardsticks (explainer, metric, score pairing, sigma, point, pixels) pass their validation",
+        description="Check every yardstick of the validation archive against its controls: positive controls "
+        "(robust adversarial training, Gaussian noise augmentation, input-gradient regularization) above standard "
+        "training above the floor and shuffled labels, by the rule in noisemod.analysis.validation. A metric "
+        "judges a claim on a dataset only where it passed.",
+    )
+    p.add_argument("archive", metavar="ARCHIVE", nargs="?", help="(default: results/<the claims file's validation>)")
+    _shared(p, "results")
+    p.add_argument("--claims", default="docs/claims.yaml", help="the claims file (default: docs/claims.yaml)")
+    p.add_argument("--json", action="store_true", help="every yardstick's status, checks and reasons as JSON")
+    p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
         "docs",

@@ -59,6 +59,7 @@ __all__ = [
     "changes_table",
     "evaluate_claims",
     "load_claims",
+    "load_rules",
     "outcome",
     "tally",
     "verdict",
@@ -140,6 +141,31 @@ def load_claims(path) -> list[dict]:
                     f"{earlier[key]!r}); a restated claim asks the same question at another budget"
                 )
     return claims
+
+
+#: the rules a claims file declares beside its claims, with their defaults
+RULES = {"robust_accuracy": {}, "validation": "validation"}
+
+
+def load_rules(path) -> dict:
+    """The rules of a claims file beside its claims: ``robust_accuracy`` (dataset -> the robust
+    accuracy, PGD-50 at its own radius and norm, an adversarial run needs to count as adversarial
+    training) and ``validation`` (the archive of the metrics' validation, ``results/<name>``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ClaimError(f"claims file not found: {path}")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    rules = {k: data.get(k, v) for k, v in RULES.items()} if isinstance(data, dict) else dict(RULES)
+    thresholds = rules["robust_accuracy"]
+    if not isinstance(thresholds, dict) or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in thresholds.values()
+    ):
+        raise ClaimError(f"{path}: robust_accuracy must map datasets to numbers in [0, 1], got {thresholds!r}")
+    if not isinstance(rules["validation"], str) or not rules["validation"]:
+        raise ClaimError(f"{path}: validation must be an archive name, got {rules['validation']!r}")
+    return rules
 
 
 def archive_names(claim: Mapping) -> list[str]:
