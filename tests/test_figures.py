@@ -11,6 +11,7 @@ import noisemod
 from noisemod import TrainConfig
 from noisemod.analysis import figures, tables
 from noisemod.config import field_names
+from noisemod.image_rows import gradient_maps
 from noisemod.rundir import RunDir, SweepDir
 
 # run id -> settings of a tiny fake sweep covering every figure
@@ -151,7 +152,7 @@ def test_fig1_gradient_grid(fake_sweep, tmp_path):
     runs = {m: fake_sweep / "runs" / f"{m}-s0" for m in ("standard", "nm", "pgd")}
     [png] = figures.fig1(runs, tmp_path / "f1.png", n=5)
     check_png(png)
-    x, _, grads = figures.gradient_maps(list(runs.values()), n=5)
+    x, _, grads = gradient_maps(list(runs.values()), n=5)
     assert x.shape == (5, 1, 16, 16) and len(grads) == 3 and grads[0].shape == x.shape
     assert not torch.equal(grads[0], grads[1])
 

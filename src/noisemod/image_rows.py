@@ -1,7 +1,7 @@
 """Rows of images: inputs beside their gradient maps (each map scaled to [0, 1], as in the paper's
 figures), one row per model or explainer and one column per image. ``noisemod explain`` draws a
 run's explanations this way (:func:`explain_run`), and so do the demo, Figure 1 and the gradient
-maps along training.
+maps along training; :func:`gradient_maps` computes the maps of several runs on the same test images.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from torch import Tensor
 
 from .io import atomic_write
 
-__all__ = ["explain_run", "load_images", "save_image_rows", "scale01", "test_images", "to_numpy_image"]
+__all__ = ["explain_run", "gradient_maps", "load_images", "save_image_rows", "scale01", "test_images", "to_numpy_image"]
 
 
 def scale01(t: Tensor) -> Tensor:
@@ -103,6 +103,24 @@ def test_images(data, n: int, seed: int = 0) -> tuple[Tensor, Tensor]:
     """``n`` seeded test images (float in [0, 1]) with their labels."""
     idx = torch.randperm(len(data.test), generator=torch.Generator().manual_seed(seed))[:n]
     return data.test.images[idx].float().div_(255), data.test.labels[idx]
+
+
+def gradient_maps(
+    run_dirs: Sequence, n: int = 8, data_root: str | None = None, seed: int = 0
+) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """``n`` seeded test images of the runs' dataset, their labels, and each run's best model's
+    loss input-gradients of them (``noisemod.input_gradients``). The runs must share a dataset."""
+    from .data import load_dataset
+    from .gradients import input_gradients
+    from .rundir import RunDir
+
+    configs = [RunDir(d).read_config() for d in run_dirs]
+    datasets = list(dict.fromkeys(c.dataset for c in configs))
+    if len(datasets) != 1:
+        raise ValueError(f"gradient maps of runs on different datasets: {', '.join(datasets)}")
+    data = load_dataset(datasets[0], root=data_root or configs[0].data_root, val_size=configs[0].val_size)
+    x, y = test_images(data, n, seed)
+    return x, y, [input_gradients(RunDir(d).load_model(), x, y) for d in run_dirs]
 
 
 def explain_run(

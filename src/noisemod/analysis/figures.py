@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..image_rows import save_image_rows, scale01, test_images, to_numpy_image
+from ..image_rows import gradient_maps, save_image_rows, scale01, test_images, to_numpy_image
 from ..io import atomic_write
 from ..rundir import RunDir, SweepDir
 from .tables import (
@@ -56,7 +56,6 @@ __all__ = [
     "fig3",
     "fig4",
     "fig5",
-    "gradient_maps",
     "interpretability_figure",
     "make_figures",
     "modulation_pipeline",
@@ -91,23 +90,6 @@ def modulation_pipeline(x: Tensor, c: Tensor) -> dict[str, tuple[Tensor, Tensor]
 
     stages = {"input": x, "carrier c": c, "modulated x·c": x * c, "demodulated x·Nc²/C0": modulate(x, c)}
     return {name: (t, spectrum(t)) for name, t in stages.items()}
-
-
-def gradient_maps(
-    run_dirs: Sequence[PathLike], n: int = 8, data_root: str | None = None, seed: int = 0
-) -> tuple[Tensor, Tensor, list[Tensor]]:
-    """``n`` seeded test images of the runs' dataset, their labels, and each run's best model's
-    loss input-gradients of them (``noisemod.input_gradients``). The runs must share a dataset."""
-    from ..data import load_dataset
-    from ..gradients import input_gradients
-
-    configs = [RunDir(d).read_config() for d in run_dirs]
-    datasets = unique(c.dataset for c in configs)
-    if len(datasets) != 1:
-        raise ValueError(f"gradient maps of runs on different datasets: {', '.join(datasets)}")
-    data = load_dataset(datasets[0], root=data_root or configs[0].data_root, val_size=configs[0].val_size)
-    x, y = test_images(data, n, seed)
-    return x, y, [input_gradients(RunDir(d).load_model(), x, y) for d in run_dirs]
 
 
 # ----------------------------------------------------------------------------- drawing
