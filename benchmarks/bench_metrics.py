@@ -1,6 +1,6 @@
 """Interpretability metrics and explainers: cost on 1,000 MNIST test images, side by side.
 
-a. Each explainer (``noisemod.explain``) on a LeNet: ms per image.
+a. Each explainer (``noisemod.explainers``) on a LeNet: ms per image.
 b. Each metric of ``noisemod.metrics.interpretability`` given the gradient's attributions: ms per image
    (``score_alignment``, ``class_score_alignment`` with the cached class-conditional MNIST denoiser
    at its default sigma, its forward included;

@@ -59,7 +59,7 @@ def build_once(tmp_path_factory) -> Callable[[str, Callable[[Path], None]], Path
     Tests only read it (a test that changes it copies it to its tmp_path first)."""
     base = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # this session's folder, above those of its workers
+        base = base.parent  # the test run's folder, above those of its workers
 
     def once(name: str, build: Callable[[Path], None]) -> Path:
         folder = base / f"once-{name}"

@@ -423,7 +423,7 @@ def test_bad_adversarial_and_control_options_exit_2(tmp_path, capsys, argv, need
 @pytest.mark.slow
 def test_without_warmup_pgd_collapses_on_mnist_and_with_it_trains(shared_data, tmp_path):
     # LeNet, 3,000 MNIST images, 2 epochs of PGD-10 (0.04) at eps 0.3, seed 0: the one-class collapse
-    # of docs/results-not-archived.md, and a 1-epoch warm-up that avoids it (measured 0.101 and 0.749)
+    # measured on runs that are not archived, and a 1-epoch warm-up that avoids it (measured 0.101 and 0.749)
     base = TrainConfig(
         dataset="mnist",
         model="lenet",

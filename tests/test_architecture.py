@@ -1,11 +1,14 @@
-"""The design's invariants, checked on the source: no import cycles, no long functions."""
+"""The design's invariants, checked on the source: imports go down the layers that
+docs/architecture.md lists, no import cycles, no long functions."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+DOC = SRC.parent / "docs" / "architecture.md"
 ROOT = "noisemod"
 MAX_FUNCTION_LINES = 70
 LONG_FUNCTIONS_ALLOWED = {"noisemod.cli.build_parser"}  # the argument parser: one declaration per option
@@ -108,6 +111,98 @@ def test_no_import_cycles_in_the_package():
     assert len(graph) > 30 and f"{ROOT}.train" in graph
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+LAYER_NAME = re.compile(r"(?:[\w]+/)*(?:[\w]+\.py|[\w]+/)")  # cli.py, analysis/docgen.py, training/
+
+
+def layers_of(doc: str) -> list[list[str]]:
+    """The layers of the architecture doc, top first: the code block under "## The layers", one
+    layer per line that starts in the first column, named by the paths it starts with, up to two
+    spaces or the first word that is not a path (a line indented is the description going on)."""
+    section = doc.split("\n## The layers\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```", 2)[1]
+    layers = []
+    for line in block.splitlines():
+        if not line.strip() or line[0].isspace():
+            continue
+        names = []
+        for token in re.split(r"\s{2,}", line, maxsplit=1)[0].split():  # the names end at two spaces
+            if not LAYER_NAME.fullmatch(token):
+                break
+            names.append(token)
+        assert names, f"a layer line of the architecture doc names no module: {line!r}"
+        layers.append(names)
+    return layers
+
+
+def _module(path: str) -> str:
+    """``analysis/docgen.py`` -> ``noisemod.analysis.docgen``, ``training/`` -> ``noisemod.training``,
+    ``__init__.py`` -> ``noisemod``."""
+    parts = [ROOT, *path.rstrip("/").removesuffix(".py").split("/")]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(layers: list[list[str]], known) -> dict[str, int]:
+    """Each module's layer (0: the top): the line naming it, else the line naming its innermost
+    package (``name/``). A name that is not a module, a module named twice, or one no line
+    covers fails."""
+    named, packages = {}, {}
+    for i, names in enumerate(layers):
+        for name in names:
+            module = _module(name)
+            assert module in known, f"the architecture doc names {name}, which is not a module of {ROOT}"
+            assert module not in named, f"the architecture doc names {name} on two lines"
+            named[module] = i
+            if name.endswith("/"):
+                packages[module] = i
+    out = {}
+    for module in known:
+        owner = module.rpartition(".")[0]
+        while owner and owner not in packages:
+            owner = owner.rpartition(".")[0]
+        assert module in named or owner, f"no line of the architecture doc's layers names {module} (or its package)"
+        out[module] = named[module] if module in named else packages[owner]
+    return out
+
+
+def upward_imports(graph: dict[str, set[str]], layer: dict[str, int]) -> list[str]:
+    """The imports that go up the layers: a module may import only modules of its layer or below."""
+    return [
+        f"{a} (layer {layer[a] + 1}) imports {b} (layer {layer[b] + 1}, above it)"
+        for a in sorted(graph)
+        for b in sorted(graph[a])
+        if layer[b] < layer[a]
+    ]
+
+
+def test_the_layer_check_finds_an_import_that_goes_up(tmp_path):
+    pkg = tmp_path / ROOT
+    (pkg / "sub").mkdir(parents=True)
+    for name in ("__init__.py", "top.py", "low.py", "sub/__init__.py", "sub/a.py", "sub/b.py"):
+        (pkg / name).write_text("")
+    (pkg / "top.py").write_text("from .sub import a\n")
+    (pkg / "sub" / "b.py").write_text("def f():\n    from .. import top\n")  # lazy, and up
+    doc = "# x\n\n## The layers\n\n```\ntop.py      the top\n            (going on)\nsub/b.py    b\n"
+    doc += "sub/        the rest of sub.py files\nlow.py __init__.py the bottom\n```\n\n## Next\n"
+    layers = layers_of(doc)
+    assert layers == [["top.py"], ["sub/b.py"], ["sub/"], ["low.py", "__init__.py"]]
+    layer = layer_of(layers, modules(tmp_path))
+    assert layer[f"{ROOT}.sub.a"] == layer[f"{ROOT}.sub"] == 2 and layer[ROOT] == 3
+    assert upward_imports(import_graph(tmp_path), layer) == [
+        f"{ROOT}.sub.b (layer 2) imports {ROOT}.top (layer 1, above it)"
+    ]
+    with pytest.raises(AssertionError, match="no line of the architecture doc's layers names noisemod.low"):
+        layer_of(layers[:-1] + [["__init__.py"]], modules(tmp_path))
+    with pytest.raises(AssertionError, match="names gone.py, which is not a module"):
+        layer_of(layers + [["gone.py"]], modules(tmp_path))
+
+
+def test_every_import_goes_down_the_layers_of_the_architecture_doc():
+    layers = layers_of(DOC.read_text(encoding="utf-8"))
+    assert layers[0] == ["__main__.py", "cli.py"] and layers[-1][0] == "registry.py"
+    up = upward_imports(import_graph(), layer_of(layers, modules()))
+    assert not up, "imports against the layers of docs/architecture.md:\n" + "\n".join(up)
 
 
 def functions(src: Path = SRC):

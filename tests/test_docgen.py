@@ -7,9 +7,10 @@ import pytest
 from scipy import stats as scipy_stats
 from test_claims import CLAIM, NM, STANDARD, archive, claims_file
 
+from noisemod.analysis.claims import comparisons
 from noisemod.analysis.docgen import DocError, Sources, check, regenerate, render
-from noisemod.analysis.figures import load_results
-from noisemod.analysis.report import comparisons, report_sections
+from noisemod.analysis.report import report_sections
+from noisemod.analysis.tables import load_results
 from noisemod.cli import main
 from noisemod.rundir import SweepDir
 

@@ -1,7 +1,6 @@
 """Figures from a sweep folder: the data behind each plot, valid PNG/SVG files, and which figures a sweep gets."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -10,8 +9,9 @@ from PIL import Image
 
 import noisemod
 from noisemod import TrainConfig
-from noisemod.analysis import figures
+from noisemod.analysis import figures, tables
 from noisemod.config import field_names
+from noisemod.image_rows import gradient_maps
 from noisemod.rundir import RunDir, SweepDir
 
 # run id -> settings of a tiny fake sweep covering every figure
@@ -88,51 +88,21 @@ def check_svg(path: Path):
 
 
 def test_load_results_types_and_errors(fake_sweep, tmp_path):
-    rows = figures.load_results(fake_sweep)
+    rows = tables.load_results(fake_sweep)
     assert [r["run_id"] for r in rows] == list(FAKE_RUNS)
     assert isinstance(rows[0]["test_accuracy"], float) and rows[0]["epochs"] == 1
     assert rows[0]["modulate_after_norm"] is False and rows[0]["eps"] is None
     failed = write_sweep(tmp_path / "failed", ["nm-s0"], runs_from=fake_sweep, failed=["igr-s0"])
-    assert [r["run_id"] for r in figures.load_results(failed)] == ["nm-s0"]
-    assert [r["status"] for r in figures.load_results(failed, completed_only=False)] == ["completed", "failed"]
+    assert [r["run_id"] for r in tables.load_results(failed)] == ["nm-s0"]
+    assert [r["status"] for r in tables.load_results(failed, completed_only=False)] == ["completed", "failed"]
     (failed / "results.csv").write_text("run_id,status\nx,failed\n")
     with pytest.raises(ValueError, match="no completed runs"):
-        figures.load_results(failed)
+        tables.load_results(failed)
     with pytest.raises(FileNotFoundError, match="results.csv"):
-        figures.load_results(tmp_path)
+        tables.load_results(tmp_path)
     (tmp_path / "results.csv").write_text("run_id,test_accuracy\n")
     with pytest.raises(ValueError, match="results.csv"):
-        figures.load_results(tmp_path)
-
-
-def test_aggregate_mean_and_std_over_seeds():
-    rows = [
-        dict(dataset="mnist", model="mlp", method="nm", seed=0, test_accuracy=0.90, vii=0.20),
-        dict(dataset="mnist", model="mlp", method="nm", seed=1, test_accuracy=0.80, vii=0.30),
-        dict(dataset="mnist", model="mlp", method="standard", seed=0, test_accuracy=0.95, vii=0.10),
-        dict(dataset="mnist", model="mlp", method="standard", seed=1, test_accuracy=math.nan, vii=0.12),
-    ]
-    nm, standard = figures.aggregate(rows)
-    assert (nm["method"], nm["n"], nm["seeds"]) == ("nm", 2, [0, 1])
-    assert nm["test_accuracy_mean"] == pytest.approx(0.85)
-    assert nm["test_accuracy_std"] == pytest.approx(math.sqrt(0.005))  # sample std: sqrt(((.05)^2 * 2) / 1)
-    assert nm["vii_mean"] == pytest.approx(0.25) and nm["vii_std"] == pytest.approx(math.sqrt(0.005))
-    # a NaN is left out; one value has std 0
-    assert standard["test_accuracy_mean"] == pytest.approx(0.95) and standard["test_accuracy_std"] == 0.0
-    assert standard["vii_mean"] == pytest.approx(0.11)
-
-
-def test_series_picks_runs_that_differ_in_one_setting():
-    base = {k: None for k in field_names()}
-    rows = [
-        {**base, "method": "nm", "beta": b, "noise": n, "seed": s, "run_id": i}
-        for i, (b, n, s) in enumerate(
-            [(0.5, "gaussian", 0), (0.5, "gaussian", 1), (0.8, "gaussian", 0), (0.5, "laplace", 0)]
-        )
-    ]
-    assert [r["run_id"] for r in figures.series(rows, "beta")] == [0, 1, 2]
-    assert [r["run_id"] for r in figures.series(rows, "noise")] == [0, 1, 3]
-    assert figures.series(rows[:2], "beta") == []
+        tables.load_results(tmp_path)
 
 
 def test_spectrum_of_a_constant_image_is_one_peak():
@@ -163,7 +133,7 @@ def test_fig2_png_and_svg(tmp_path):
 
 
 def test_result_figures_png_and_svg(fake_sweep, tmp_path):
-    rows = figures.load_results(fake_sweep)
+    rows = tables.load_results(fake_sweep)
     for name, call in {
         "fig3": lambda p: figures.fig3(rows, p),
         "fig4": lambda p: figures.fig4(rows, fake_sweep, p),
@@ -182,7 +152,7 @@ def test_fig1_gradient_grid(fake_sweep, tmp_path):
     runs = {m: fake_sweep / "runs" / f"{m}-s0" for m in ("standard", "nm", "pgd")}
     [png] = figures.fig1(runs, tmp_path / "f1.png", n=5)
     check_png(png)
-    x, _, grads = figures.gradient_maps(list(runs.values()), n=5)
+    x, _, grads = gradient_maps(list(runs.values()), n=5)
     assert x.shape == (5, 1, 16, 16) and len(grads) == 3 and grads[0].shape == x.shape
     assert not torch.equal(grads[0], grads[1])
 
@@ -218,28 +188,6 @@ def test_make_figures(fake_sweep, tmp_path):
     assert sorted(p.stem for p in written if p.suffix == ".png") == ["fig2", "fig4", "training"]
 
 
-def test_main_conditions_keep_one_condition_per_method():
-    base = {k: None for k in field_names()}
-    rows = [
-        {
-            **base,
-            "dataset": "d",
-            "model": "m",
-            "method": method,
-            "beta": beta,
-            "noise": "gaussian",
-            "seed": seed,
-            "run_id": i,
-        }
-        for i, (method, beta, seed) in enumerate(
-            [("nm", 0.8, 0), ("nm", 0.5, 0), ("nm", 0.5, 1), ("standard", 0.5, 0), ("nm", 0.3, 0)]
-        )
-    ]
-    assert [r["run_id"] for r in figures.main_conditions(rows)] == [1, 2, 3]
-    [nm, standard] = figures.aggregate(figures.main_conditions(rows))
-    assert (nm["method"], nm["n"], standard["n"]) == ("nm", 2, 1)
-
-
 def test_tradeoff_points_are_conditions_and_panels_need_two_methods(tmp_path):
     def row(method, seed, acc, vii, **settings):
         return {
@@ -255,8 +203,8 @@ def test_tradeoff_points_are_conditions_and_panels_need_two_methods(tmp_path):
     rows = [row("standard", s, 0.9 + s / 100, 0.1) for s in (0, 1)]
     rows += [row("nm", s, 0.8, 0.2 + s / 10, beta=b) for b in (0.25, 0.5) for s in (0, 1)]
     rows += [row("additive-noise", 0, 0.85, 0.15, sigma=0.1)]
-    assert [figures.condition_label(r) for r in rows[1:4]] == ["standard", "nm b0.25 gaussian", "nm b0.25 gaussian"]
-    assert figures.condition_label(rows[-1]) == "additive-noise sigma0.1"
+    assert [tables.condition_label(r) for r in rows[1:4]] == ["standard", "nm b0.25 gaussian", "nm b0.25 gaussian"]
+    assert tables.condition_label(rows[-1]) == "additive-noise sigma0.1"
     assert figures._tradeoff_panels(rows) == [("mnist", "lenet")]
     assert figures.plan_figures(rows)[-1] == "tradeoff"
     png, svg = figures.tradeoff(rows, [tmp_path / "t.png", tmp_path / "t.svg"])

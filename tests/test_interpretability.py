@@ -329,7 +329,7 @@ def test_evaluate_metrics_bad_input_exits_2_writing_nothing(run, capsys, argv, n
 
 @pytest.mark.slow
 def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, capsys):
-    from noisemod.analysis import figures
+    from noisemod.analysis import tables
     from noisemod.analysis.report import write_report
     from noisemod.experiments import load_spec, run_sweep
 
@@ -349,11 +349,11 @@ def test_a_sweep_computes_the_specs_interpretability_and_reports_it(tmp_path, ca
     }
     out = tmp_path / "sweep"
     run_sweep(spec, out, budget="cpu", log=lambda *_: None)
-    rows = figures.load_results(out)
+    rows = tables.load_results(out)
     scored = [r for r in rows if r["seed"] == 0]
     assert all(isinstance(r["saliency_deletion_floor"], float) for r in scored)
     assert all(r.get("gradient_vii") is None for r in rows if r["seed"] == 1)  # `only` left them out
-    assert figures.interpretability_scores(rows) == {
+    assert tables.interpretability_scores(rows) == {
         "gradient": ["vii", "deletion", "deletion_random"],
         "saliency": ["vii", "deletion", "deletion_random"],
     }
@@ -443,7 +443,7 @@ def _toy_rows():
 def test_a_metric_registered_in_a_test_file_works_everywhere(run, tmp_path, capsys):
     import shutil
 
-    from noisemod.analysis import figures
+    from noisemod.analysis import figures, tables
     from noisemod.analysis.report import _interpretability_table
     from noisemod.experiments import load_spec
     from noisemod.metrics import METRICS, default_metrics
@@ -468,7 +468,7 @@ def test_a_metric_registered_in_a_test_file_works_everywhere(run, tmp_path, caps
         # a spec's interpretability section accepts it
         assert load_spec(spec).interpretability["metrics"] == ["vii", "toy_energy"]
         # the report's table and the figures show it, with its direction
-        assert figures.interpretability_scores(rows) == {"gradient": ["vii", "toy_energy"]}
+        assert tables.interpretability_scores(rows) == {"gradient": ["vii", "toy_energy"]}
         header, body = _interpretability_table(rows)
         assert (
             header[-2:] == ["vii ↑", "toy_energy ↓"]
@@ -483,7 +483,7 @@ def test_a_metric_registered_in_a_test_file_works_everywhere(run, tmp_path, caps
     assert "toy_energy" not in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown metric 'toy_energy'"):
         load_spec(spec)
-    assert figures.interpretability_scores(rows) == {"gradient": ["vii"]}
+    assert tables.interpretability_scores(rows) == {"gradient": ["vii"]}
     assert main(["evaluate", str(copy), "--metrics", "toy_energy"]) == 2
     assert "unknown metric 'toy_energy'" in capsys.readouterr().err
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:No CUDA runtime")
 
 @pytest.fixture
 def kernel_cache():
-    """The session's kernel folder (conftest.py's NOISEMOD_CACHE), shared with the other tests and xdist
+    """The test run's kernel folder (conftest.py's NOISEMOD_CACHE), shared with the other tests and xdist
     workers: each build takes ~10 s, so a package is built once per session. A test that changes a
     package, or needs none there, uses a folder of its own."""
     kernels.clear_loaded()
@@ -92,7 +92,7 @@ def test_a_new_process_loads_the_package_without_compiling(kernel_cache, tmp_pat
 def test_a_corrupt_package_is_rebuilt(kernel_cache, tmp_path, monkeypatch):
     x = torch.rand(2, 1, 6, 6)
     first = fused_modulate(x, 0.5, generator=torch.Generator().manual_seed(2))
-    # the same package, corrupt, in a cache of this test's own (the session's is shared)
+    # the same package, corrupt, in a cache of this test's own (the test run's is shared)
     monkeypatch.setenv("NOISEMOD_CACHE", str(tmp_path))
     package = _package(kernels.kernel_dir(), x)
     package.parent.mkdir()

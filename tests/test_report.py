@@ -6,7 +6,7 @@ import re
 import pytest
 from test_figures import trained_sweep, write_sweep
 
-from noisemod.analysis import figures
+from noisemod.analysis import tables
 from noisemod.analysis.report import write_report
 
 
@@ -27,8 +27,8 @@ def test_write_report(sweep):
     html_path, md_path = write_report(sweep)
     assert (html_path, md_path) == (sweep / "report.html", sweep / "report.md")
     page, md = html_path.read_text(encoding="utf-8"), md_path.read_text(encoding="utf-8")
-    rows = figures.load_results(sweep)
-    [nm] = [g for g in figures.aggregate(rows) if g["method"] == "nm"]
+    rows = tables.load_results(sweep)
+    [nm] = [g for g in tables.aggregate(rows) if g["method"] == "nm"]
     nm_cell = f"{nm['test_accuracy_mean']:.4f} ± {nm['test_accuracy_std']:.4f}"
     command = (
         f"cd /somewhere\nnoisemod sweep experiments/fig3-tiny.yaml --out {sweep} --budget smoke --jobs 1\n"
@@ -89,4 +89,4 @@ def test_a_report_of_an_archive_needs_no_checkpoints(sweep, tmp_path):
     md = md_path.read_text(encoding="utf-8")
     assert "an archive (no checkpoints): the figures that draw gradient maps (fig1, fig4) are left out" in md
     assert "fig3" in md and "figures/fig1.png" not in md
-    assert all(f"{r['vii']:.4f}" in md for r in figures.load_results(archive))
+    assert all(f"{r['vii']:.4f}" in md for r in tables.load_results(archive))

@@ -145,11 +145,11 @@ def eps_warmup_default(dataset: str) -> float:
     others 1 (:data:`DEFAULT_EPS_WARMUP` for a dataset that declares none).
 
     A large eps from the first step can push a small model into predicting one class for good
-    (measured: LeNet, MNIST, eps 0.3, seeds 0 and 2, see docs/results-not-archived.md); a linear eps ramp
+    (measured: LeNet, MNIST, eps 0.3, seeds 0 and 2; tests/test_adversarial.py reproduces it); a linear eps ramp
     avoids it, as in Wong & Kolter 2018 (``convex_adversarial``: eps ramped over the first half of
     training) and Andriushchenko & Flammarion 2020 (``understanding-fast-adv-training``: 5 epochs
-    on SVHN). The values are the shortest ramps that trained every seed we ran
-    (docs/results-not-archived.md); 0 turns the warm-up off.
+    on SVHN). The values are the shortest ramps that trained every seed we ran; 0 turns the
+    warm-up off.
     """
     return _declared(dataset).get("eps_warmup", DEFAULT_EPS_WARMUP)
 

@@ -156,87 +156,64 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from .data import load_dataset
-    from .evaluation import evaluate
-    from .methods import build_method
+    from .evaluation import evaluate_run
     from .training.runtime import resolve_device
 
     _check_device(args.device)
+    metrics = _check_evaluate_options(args)
+    try:
+        done = evaluate_run(
+            args.run_dir,
+            robust=args.robust,
+            robust_images=args.robust_images,
+            eps=args.eps,
+            metrics=metrics,
+            explainer=args.explainer,
+            floor=args.floor,
+            n=args.n,
+            score_sigma=args.score_sigma,
+            cascading=args.cascading,
+            absolute=args.absolute,
+            yardsticks=args.yardsticks,
+            data_root=args.data_root,
+            device=resolve_device(args.device),
+            progress=not args.quiet,
+        )
+    except ValueError as e:
+        from .denoiser import DenoiserError
+
+        if str(e).startswith(("invalid n=", "unknown explainer")) or isinstance(e, DenoiserError):
+            raise UsageError(str(e).replace("invalid n=", "invalid --n=")) from None
+        raise
+    print(_evaluation_text(done, metrics, args))
+    return 0
+
+
+def _check_evaluate_options(args) -> list[str] | None:
+    """The options of ``evaluate`` that do not go together, or name no metric or explainer, as
+    usage errors; returns the metrics asked (``--metrics``, or the defaults when an interpretability
+    option is given), None for none."""
+    from .explainers import get_explainer
+    from .metrics import METRICS, default_metrics
+
     if args.absolute and not args.cascading:
         raise UsageError("--absolute applies to --cascading only")
     if args.eps is not None and not args.robust:
         raise UsageError(f"invalid --eps={args.eps!r}: it applies to --robust only")
     if args.cascading:
-        return _cascade(args)
+        return None
     if args.yardsticks:
-        return _measure(args)
+        if args.metrics is not None or args.explainer is not None or args.score_sigma is not None:
+            raise UsageError(
+                "--yardsticks measures every metric, explainer and sigma: drop --metrics/--explainer/--score-sigma"
+            )
+        return None
     if args.score_sigma is not None and "score_alignment" not in (args.metrics or ""):
         raise UsageError(
             f"invalid --score-sigma={args.score_sigma!r}: it applies to --metrics [class_]score_alignment only"
         )
-    if args.metrics is not None or args.explainer is not None or args.floor or args.n is not None:
-        return _interpret(args)
-    run = RunDir(args.run_dir)
-    config = run.read_config()
-    device = resolve_device(args.device)
-    model = run.load_model(device=device)
-    data = load_dataset(config.dataset, root=args.data_root or config.data_root, val_size=config.val_size)
-    eps, norm = build_method(config, model).threat or (None, "linf")  # the run's threat model, if it has one
-    eps = args.eps if args.eps is not None else eps
-    result = evaluate(
-        model,
-        data,
-        batch_size=config.eval_batch_size,
-        eps=eps,
-        norm=norm,
-        device=device,
-        robust=args.robust,
-        robust_images=args.robust_images,
-        progress=not args.quiet,
-    )
-    run.write_evaluation(result)
-    if args.robust and result["robust_accuracy"] is not None:
-        run.write_robustness(result)
-    print(json.dumps(result))
-    return 0
-
-
-def _measure(args) -> int:
-    """``evaluate --yardsticks``: every yardstick and its floor, saved in yardsticks.json."""
-    from .denoiser import DenoiserError
-    from .explain import measure_run
-    from .training.runtime import resolve_device
-
-    if args.metrics is not None or args.explainer is not None or args.score_sigma is not None:
-        raise UsageError(
-            "--yardsticks measures every metric, explainer and sigma: drop --metrics/--explainer/--score-sigma"
-        )
-    RunDir(args.run_dir).read_config()  # not a run: an error before anything is computed
-    try:
-        values = measure_run(
-            args.run_dir, n=args.n or 500, data_root=args.data_root, device=resolve_device(args.device)
-        )
-    except DenoiserError as e:
-        raise UsageError(str(e)) from None
-    except ValueError as e:
-        if str(e).startswith("invalid n="):
-            raise UsageError(str(e).replace("invalid n=", "invalid --n=")) from None
-        raise
-    print(
-        json.dumps(values)
-        if args.json
-        else f"{len(values)} values written to {RunDir(args.run_dir).file(RunDir.YARDSTICKS)}"
-    )
-    return 0
-
-
-def _interpret(args) -> int:
-    """``evaluate --metrics``: interpretability metrics of one explainer, saved in interpretability.json."""
-    from .explain import interpret_run
-    from .explainers import get_explainer
-    from .metrics import METRICS, default_metrics
-    from .training.runtime import resolve_device
-
+    if args.metrics is None and args.explainer is None and not args.floor and args.n is None:
+        return None
     text = args.metrics if args.metrics is not None else ",".join(default_metrics())
     metrics = [m.strip() for m in text.split(",") if m.strip()]
     for m in metrics or [""]:
@@ -246,60 +223,28 @@ def _interpret(args) -> int:
         get_explainer(args.explainer or "gradient")
     except ValueError as e:
         raise UsageError(f"invalid --explainer={args.explainer!r}: {e}") from None
-    run = RunDir(args.run_dir)
-    run.read_config()  # not a run: an error before anything is computed
-    try:
-        scores = interpret_run(
-            run.path,
-            metrics=metrics,
-            explainer=args.explainer or "gradient",
-            floor=args.floor,
-            n=args.n,
-            data_root=args.data_root,
-            device=resolve_device(args.device),
-            score_sigma=args.score_sigma,
-        )
-    except ValueError as e:
-        from .denoiser import DenoiserError
+    return metrics
 
-        if str(e).startswith("invalid n=") or isinstance(e, DenoiserError):
-            raise UsageError(str(e).replace("invalid n=", "invalid --n=")) from None
-        raise
+
+def _evaluation_text(done, metrics: list[str] | None, args) -> str:
+    """What ``evaluate`` prints: JSON, or for interpretability without --json one line per metric
+    (and its floor), for the randomization test without --json one line per module."""
+    if done.kind == "evaluation" or (done.kind == "yardsticks" and args.json):
+        return json.dumps(done.values)
+    if done.kind == "yardsticks":
+        return f"{len(done.values)} values written to {RunDir(args.run_dir).file(RunDir.YARDSTICKS)}"
+    if done.kind == "cascading":
+        return json.dumps(dict(done.values)) if args.json else "\n".join(f"{m:<24} {r:.4f}" for m, r in done.values)
     if args.json:
-        print(json.dumps(scores))
-    else:
-        width = max(map(len, metrics))
-        for m in metrics:
-            floor = f"  (floor {scores[m + '_floor']:.4f})" if args.floor else ""
-            print(f"{m:<{width}}  {scores[m]:.4f}{floor}")
-    return 0
-
-
-def _cascade(args) -> int:
-    """``evaluate --cascading``: the layer-by-layer model parameter randomization test."""
-    from .explain import cascade_run
-    from .training.runtime import resolve_device
-
-    try:
-        layers = cascade_run(
-            args.run_dir,
-            explainer=args.explainer or "gradient",
-            n=args.n if args.n is not None else 100,
-            absolute=args.absolute,
-            data_root=args.data_root,
-            device=resolve_device(args.device),
-        )
-    except ValueError as e:
-        if str(e).startswith(("invalid n=", "unknown explainer")):
-            raise UsageError(str(e).replace("invalid n=", "invalid --n=")) from None
-        raise
-    print(json.dumps(dict(layers)) if args.json else "\n".join(f"{name:<24} {r:.4f}" for name, r in layers))
-    return 0
+        return json.dumps(done.values)
+    width = max(map(len, metrics))
+    floor = {m: f"  (floor {done.values[m + '_floor']:.4f})" if args.floor else "" for m in metrics}
+    return "\n".join(f"{m:<{width}}  {done.values[m]:.4f}{floor[m]}" for m in metrics)
 
 
 def cmd_explain(args) -> int:
-    from .explain import explain_run
     from .explainers import EXPLAINERS
+    from .image_rows import explain_run
 
     explainers = [e.strip() for e in args.explainers.split(",") if e.strip()]
     for name in explainers or [""]:

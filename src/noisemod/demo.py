@@ -7,9 +7,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from .analysis.figures import gradient_maps
 from .config import TrainConfig
-from .plots import save_image_rows
+from .image_rows import gradient_maps, save_image_rows
 from .rundir import RunDir
 from .train import fit
 

@@ -39,6 +39,10 @@ side by side, group by group, and marks where the outcome changed.
 
 A comparison never mixes budgets: both sides must have the same epochs, training images and (for
 an interpretability column) number of images scored, or the claim is refused naming them.
+
+A comparison of methods that is not a claim (:func:`comparisons`: every condition of a sweep
+against one reference method, as the report and the docs' ``versus`` and ``cost`` parts show it)
+uses the same statistics, Holm-corrected over the sweep per metric.
 """
 
 from __future__ import annotations
@@ -47,16 +51,20 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..config import get_setting
 from ..rundir import SweepDir
 from .stats import Comparison, Summary, compare, holm, summarize
+from .tables import condition_label, is_number
 
 __all__ = [
     "ALPHA",
+    "COMPARED",
     "VERDICTS",
     "ClaimError",
     "ClaimResult",
     "archive_names",
     "changes_table",
+    "comparisons",
     "evaluate_claims",
     "load_claims",
     "load_rules",
@@ -303,6 +311,50 @@ def evaluate_claim(claim: dict, results_root) -> ClaimResult:
 def evaluate_claims(path, results_root) -> list[ClaimResult]:
     """Every claim of the file at ``path`` against the archives under ``results_root``."""
     return [evaluate_claim(c, results_root) for c in load_claims(path)]
+
+
+COMPARED = ("test_accuracy", "vii")  # the metrics each condition is compared on against standard training
+
+
+def comparisons(
+    rows: Sequence[Mapping],
+    conditions: Sequence[str],
+    metrics: Sequence[str] = COMPARED,
+    reference: str = "standard",
+) -> list[dict]:
+    """Each condition but the ``reference`` method (standard training by default) against that
+    method with the same settings that are not a method's (dataset, model, epochs, training
+    images, ...): per metric, both sides' summaries (the reference's under ``"standard"``) and
+    :func:`noisemod.analysis.stats.compare` of the seeds (condition - reference), Holm-corrected over the
+    sweep per metric. Conditions without such a reference, or a side without values, are left out;
+    so is a reference method with more than one condition (nm at two betas: which one?)."""
+    shared = [k for k in conditions if k != "method" and not get_setting(k).method]
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(k) for k in conditions), []).append(r)
+    out = []
+    for metric in metrics:
+        family = []
+        for key, members in groups.items():
+            cond = dict(zip(conditions, key))
+            ref = [r for r in rows if r.get("method") == reference and all(r.get(k) == cond[k] for k in shared)]
+            a, b = ([float(r[metric]) for r in side if is_number(r.get(metric))] for side in (members, ref))
+            if cond.get("method") == reference or not a or not b or len({condition_label(r) for r in ref}) > 1:
+                continue
+            family.append(
+                {
+                    **{k: cond[k] for k in ("dataset", "model") if k in cond},
+                    "condition": condition_label(members[0]),
+                    "metric": metric,
+                    "a": summarize(a).to_dict(),
+                    "standard": summarize(b).to_dict(),
+                    "comparison": compare(a, b),
+                }
+            )
+        for entry, fixed in zip(family, holm([e["comparison"] for e in family])):
+            entry["comparison"] = fixed.to_dict()
+        out += family
+    return out
 
 
 def _num(v: float | None, digits: int = 3) -> str:

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..rundir import RunDir, SweepDir
+from .formatting import markdown_table, mean_std, number, p_value, signed
 
 __all__ = ["DocError", "Sources", "check", "regenerate", "render"]
 
@@ -137,14 +138,14 @@ def _table(sources: Sources, args: Sequence[str]) -> str:
     command = SweepDir(folder).read_sweep().get("command")  # as the sweep was run (not the archive's path)
     parts = [f"`{command}`"] if command else []
     parts.append(
-        "Results (VII on the full test set; mean ± std [95% CI] over seeds):\n\n" + _markdown_table(*s["results"])
+        "Results (VII on the full test set; mean ± std [95% CI] over seeds):\n\n" + markdown_table(*s["results"])
     )
     header, rows = s["interpretability"]
     if rows:
         n = sorted({str(r.get("n")) for r in _interpretability_entries(folder)})
         parts.append(
             f"Interpretability on the first {', '.join(n)} test images (mean ± std [95% CI] over seeds; [floor: "
-            "the same architecture freshly initialized]; ↑ higher is better):\n\n" + _markdown_table(header, rows)
+            "the same architecture freshly initialized]; ↑ higher is better):\n\n" + markdown_table(header, rows)
         )
     return "\n\n".join(parts)
 
@@ -159,8 +160,8 @@ def _interpretability_entries(folder: Path) -> list[dict]:
 
 
 def _cost(sources: Sources, args: Sequence[str]) -> str:
-    from .figures import aggregate, condition_label, load_results
-    from .report import comparisons
+    from .claims import comparisons
+    from .tables import aggregate, condition_label, load_results
 
     rows = load_results(_archived(sources, args, "cost"))
     compared = {(c["dataset"], c["model"], c["condition"], c["metric"]): c for c in comparisons(rows, CONDITION)}
@@ -181,11 +182,11 @@ def _cost(sources: Sources, args: Sequence[str]) -> str:
         gain, lost = vii["comparison"], acc["comparison"]
         ratio = times[(dataset, model, label)] / standard
         body.append(
-            [f"{dataset}, {model}", label, str(vii["a"]["n"]), _diff(gain["diff"], gain["ci_low"], gain["ci_high"])]
-            + [_diff(-100 * lost["diff"], _neg(lost["ci_high"]), _neg(lost["ci_low"])), f"{ratio:.2f}"]
+            [f"{dataset}, {model}", label, str(vii["a"]["n"]), signed(gain["diff"], gain["ci_low"], gain["ci_high"])]
+            + [signed(-100 * lost["diff"], _neg(lost["ci_high"]), _neg(lost["ci_low"])), f"{ratio:.2f}"]
             + [_per(gain["diff"], -100 * lost["diff"]), _per(gain["diff"], ratio - 1, at_least=TIME_NOISE)]
         )
-    return _markdown_table(header, body)
+    return markdown_table(header, body)
 
 
 CONDITION = ("dataset", "model", "method")
@@ -195,9 +196,9 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
     import statistics
 
     from ..methods import METHODS
-    from .figures import condition_label, load_results
-    from .report import comparisons
+    from .claims import comparisons
     from .stats import summarize
+    from .tables import condition_label, load_results
 
     if len(args) != 2:
         raise DocError(f"'versus' takes an archive and a method, got {' '.join(args) or 'none'}")
@@ -226,9 +227,9 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
             runs = [r for r in here if r["label"] == lb]
             vii, acc = (summarize([v for r in runs if (v := _column(r, m)) is not None]) for m in metrics)
             floors = [v for r in runs if (v := _column(r, "gradient_vii_floor")) is not None]
-            ci = f" [{vii.ci_low:.4f}, {vii.ci_high:.4f}]" if vii.ci_low is not None else ""
-            row = [", ".join(map(str, pair)), lb, str(len(runs)), f"{acc.mean:.4f} ± {acc.std:.4f}"]
-            row += [f"{vii.mean:.4f} ± {vii.std:.4f}{ci}", f"{statistics.fmean(floors):.4f}" if floors else "-"]
+            ci = (vii.ci_low, vii.ci_high) if vii.ci_low is not None else None
+            row = [", ".join(map(str, pair)), lb, str(len(runs)), mean_std(acc.mean, acc.std)]
+            row += [mean_std(vii.mean, vii.std, ci=ci), number(statistics.fmean(floors)) if floors else "-"]
             row += [f"{statistics.fmean(seconds[lb]) / standard:.2f}" if standard and seconds[lb] else "-"]
             if lb == ref_label:
                 row += ["(reference)", "", "", ""]
@@ -238,16 +239,15 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
                     if c is None:
                         row += ["-", "-"]
                         continue
-                    p = "-" if c["p_holm"] is None else f"{c['p_holm']:.3g}"
-                    row += [_diff(-c["diff"], _neg(c["ci_high"], 1), _neg(c["ci_low"], 1)), p]
+                    row += [signed(-c["diff"], _neg(c["ci_high"], 1), _neg(c["ci_low"], 1)), p_value(c["p_holm"])]
             body.append(row)
-        parts.append(_markdown_table(header, body))
+        parts.append(markdown_table(header, body))
     return "\n\n".join(parts)
 
 
 def _correlation(sources: Sources, args: Sequence[str]) -> str:
-    from .figures import load_results
     from .stats import spearman
+    from .tables import load_results
 
     if len(args) != 3:
         raise DocError(f"'correlation' takes an archive and two columns, got {' '.join(args) or 'none'}")
@@ -261,18 +261,18 @@ def _correlation(sources: Sources, args: Sequence[str]) -> str:
         if len(both) < 3:
             continue
         c = spearman([x for _, x, _ in both], [y for _, _, y in both])
-        ci = f" [{c.ci_low:+.2f}, {c.ci_high:+.2f}]" if c.ci_low is not None else ""
         methods = ", ".join(dict.fromkeys(str(r["method"]) for r, _, _ in both))
-        body.append([", ".join(map(str, pair)), str(c.n), methods, f"{c.rho:+.2f}{ci}", f"{c.p:.3g}"])
+        rho = signed(c.rho, c.ci_low, c.ci_high, digits=2)
+        body.append([", ".join(map(str, pair)), str(c.n), methods, rho, p_value(c.p)])
     if not seen:
         raise DocError(f"no runs in results/{args[0]} have both {args[1]} and {args[2]}")
     if not body:  # an archive being filled
         return f"(not yet: {seen} run(s) with both {args[1]} and {args[2]}, fewer than 3 of one dataset and model)"
-    return _markdown_table(header, body)
+    return markdown_table(header, body)
 
 
 def _randomization(sources: Sources, args: Sequence[str]) -> str:
-    from .figures import condition_label, load_results
+    from .tables import condition_label, load_results
 
     folder = _archived(sources, args, "randomization")
     sweep = SweepDir(folder)
@@ -296,11 +296,11 @@ def _randomization(sources: Sources, args: Sequence[str]) -> str:
         [
             *key,
             str(max(len(v) for v in c.values())),
-            *(_mean_std(c.get(col, []), len(c.get(col, []))) for col in columns),
+            *(_seed_mean_std(c.get(col, []), len(c.get(col, []))) for col in columns),
         ]
         for key, c in cells.items()
     ]
-    return _markdown_table(header, body)
+    return markdown_table(header, body)
 
 
 #: the epochs a ``training`` table shows (those the runs reached), besides the epoch of nm's largest lead
@@ -308,7 +308,7 @@ TRAINING_EPOCHS = (1, 2, 5, 10, 20, 30, 40, 50, 75, 100)
 
 
 def _training(sources: Sources, args: Sequence[str]) -> str:
-    from .figures import load_results, training_rows
+    from .tables import load_results, training_rows
 
     folder = _archived(sources, args, "training")
     points = training_rows(folder, load_results(folder), ("val_vii",))
@@ -343,23 +343,26 @@ def _training_table(points: Sequence[dict]) -> str:
     for e in shown:
         row = [f"{e}" + (" (nm's largest lead)" if e == peak else "")]
         row += [
-            _mean_std(values.get((lb, e), []), len({p["seed"] for p in points if p["label"] == lb})) for lb in labels
+            _seed_mean_std(values.get((lb, e), []), len({p["seed"] for p in points if p["label"] == lb}))
+            for lb in labels
         ]
         if diffs:
             c = diffs.get(e)
-            row += [_diff(c.diff, c.ci_low, c.ci_high), f"{c.p:.3g}"] if c else ["", ""]
+            row += [signed(c.diff, c.ci_low, c.ci_high), p_value(c.p)] if c else ["", ""]
         body.append(row)
-    return _markdown_table(header, body)
+    return markdown_table(header, body)
 
 
-def _mean_std(values: Sequence[float], seeds: int) -> str:
-    """``mean ± std``, with the number of seeds when fewer than the condition's (runs stopped early)."""
+def _seed_mean_std(values: Sequence[float], seeds: int) -> str:
+    """``mean ± std`` of the values (3 decimals), with their number when fewer than the condition's
+    ``seeds`` (runs stopped early)."""
     import statistics
 
     if not values:
         return "-"
     std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.fmean(values):.3f} ± {std:.3f}" + (f" (n={len(values)})" if len(values) < seeds else "")
+    note = f" (n={len(values)})" if len(values) < seeds else ""
+    return mean_std(statistics.fmean(values), std, digits=3, note=note)
 
 
 def _column(row: dict, name: str) -> float | None:
@@ -380,10 +383,6 @@ def _column(row: dict, name: str) -> float | None:
 
 def _neg(v, scale: float = 100):
     return None if v is None else -scale * v
-
-
-def _diff(d: float, low, high) -> str:
-    return f"{d:+.3f}" + (f" [{low:+.3f}, {high:+.3f}]" if low is not None else "")
 
 
 #: extra training time (a fraction of standard's) below which it is not told apart from timing noise
@@ -415,7 +414,7 @@ def _archive(sources: Sources, args: Sequence[str]) -> str:
         runs = sum(1 for p in (folder / "runs").iterdir() if p.is_dir()) if (folder / "runs").is_dir() else 0
         rows.append([f"`results/{folder.name}`", str(runs), f"{size / 1e6:.2f} MB"])
     rows.append(["all", str(sum(int(r[1]) for r in rows)), f"{total / 1e6:.2f} MB"])
-    return _markdown_table(["archive", "runs", "size"], rows)
+    return markdown_table(["archive", "runs", "size"], rows)
 
 
 def _archived_files(folder: Path) -> list[Path]:
@@ -426,13 +425,6 @@ def _archived_files(folder: Path) -> list[Path]:
     top = [folder / name for name in (SPEC, sweep.SWEEP, sweep.RESULTS)]
     runs = sweep.runs_dir.rglob("*") if sweep.runs_dir.is_dir() else ()
     return [f for f in [*top, *runs] if f.is_file()]
-
-
-def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    def line(cells):
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    return "\n".join([line(header), line(["---"] * len(header)), *map(line, rows)])
 
 
 KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {

@@ -1,9 +1,8 @@
-"""The paper's figures from a sweep folder (Figures 1-5), as PNG or SVG (by suffix).
+"""The paper's figures from a sweep folder (Figures 1-5), as PNG or SVG (by suffix): drawing only.
 
-A sweep folder (:class:`noisemod.rundir.SweepDir`) holds ``results.csv`` (one row per run: its id,
-every setting and every scalar result, typed when read), ``sweep.json`` and a run directory per run.
-Which runs a figure shows comes from the setting descriptions (conditions, repeats) and the
-method registry (which methods use a setting, each method's family).
+The rows they draw are read and grouped by :mod:`noisemod.analysis.tables` (results.csv, the
+runs' metrics.csv); which runs a figure shows comes from the setting descriptions (conditions,
+repeats) and the method registry (which methods use a setting, each method's family).
 
 - :func:`fig1`: inputs and the input-gradients of several runs (standard / nm / pgd) on the same images.
 - :func:`fig2`: the modulation pipeline (input, carrier, modulated, demodulated) in space and spectrum.
@@ -21,165 +20,55 @@ format), writes them atomically and returns the written paths. Figures are drawn
 from __future__ import annotations
 
 import io
-import math
 import os
-import statistics
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from ..config import condition_names, get_setting, run_id_parts
+from ..image_rows import gradient_maps, save_image_rows, scale01, test_images, to_numpy_image
 from ..io import atomic_write
-from ..plots import save_image_rows, scale01, to_numpy_image
 from ..rundir import RunDir, SweepDir
+from .tables import (
+    CURVES,
+    METRICS,
+    aggregate,
+    condition_label,
+    has_checkpoints,
+    interpretability_scores,
+    is_number,
+    load_results,
+    main_conditions,
+    read_sweep,
+    representative,
+    run_path,
+    series,
+    training_rows,
+    unique,
+)
 
 __all__ = [
-    "aggregate",
+    "NEED_CHECKPOINTS",
     "fig1",
     "fig2",
     "fig2_from_dataset",
     "fig3",
     "fig4",
     "fig5",
-    "gradient_maps",
     "interpretability_figure",
-    "interpretability_scores",
-    "load_results",
-    "main_conditions",
     "make_figures",
     "modulation_pipeline",
     "plan_figures",
-    "read_sweep",
-    "series",
     "spectrum",
     "tradeoff",
     "training",
-    "training_rows",
 ]
 
 PathLike = str | os.PathLike
 Paths = PathLike | Sequence[PathLike]
 
-METRICS = {"test_accuracy": "test accuracy", "vii": "VII"}
-#: metrics.csv's columns followed along training (:func:`training`)
-CURVES = {"val_vii": "VII, 256 validation images", "val_accuracy": "validation accuracy"}
 HIST_SAMPLES = 100_000
-
-
-# ----------------------------------------------------------------------------- results
-
-
-def load_results(sweep_dir: PathLike, *, completed_only: bool = True) -> list[dict]:
-    """The rows of ``sweep_dir/results.csv``, each value typed by its description (a setting's
-    type, a result's type): by default only completed runs. A missing or broken file, or one
-    without a completed run, is an error naming it (:meth:`noisemod.rundir.SweepDir.read_results`)."""
-    return SweepDir(sweep_dir).read_results(completed_only=completed_only)
-
-
-def read_sweep(sweep_dir: PathLike) -> dict:
-    """``sweep_dir/sweep.json`` (spec name, budget, run ids, reproduce command), ``{}`` if absent."""
-    return SweepDir(sweep_dir).read_sweep()
-
-
-def _unique(values: Iterable) -> list:
-    """Distinct values in order of first appearance."""
-    return list(dict.fromkeys(values))
-
-
-def _valid(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def aggregate(
-    rows: Sequence[Mapping],
-    keys: Sequence[str] = ("dataset", "model", "method"),
-    metrics: Sequence[str] = tuple(METRICS),
-) -> list[dict]:
-    """Group ``rows`` by ``keys`` (groups in order of first appearance) and give, per metric,
-    ``<metric>_mean`` and ``<metric>_std`` over the group's runs (the sample standard deviation,
-    0 for a single run; missing or NaN values are left out), ``<metric>_ci`` (the 95% t interval of
-    the mean, :func:`noisemod.analysis.stats.summarize`; None under two values), plus ``n`` runs and their
-    ``seeds``."""
-    from .stats import summarize
-
-    groups: dict[tuple, list] = defaultdict(list)
-    for r in rows:
-        groups[tuple(r.get(k) for k in keys)].append(r)
-    out = []
-    for key, members in groups.items():
-        agg = {**dict(zip(keys, key)), "n": len(members), "seeds": [r.get("seed") for r in members]}
-        for m in metrics:
-            values = [float(r[m]) for r in members if _valid(r.get(m))]
-            agg[f"{m}_mean"] = statistics.fmean(values) if values else math.nan
-            agg[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
-            summary = summarize(values) if len(values) > 1 else None
-            agg[f"{m}_ci"] = (summary.ci_low, summary.ci_high) if summary else None
-        out.append(agg)
-    return out
-
-
-def series(rows: Sequence[Mapping], vary: str, method: str | None = None) -> list[dict]:
-    """The largest set of runs that share every condition but ``vary`` (seeds are repeats), when it
-    holds at least two values of ``vary``; else ``[]``. Only runs of ``method``, or by default,
-    for a method setting such as ``beta``, of the methods that use it."""
-    from ..methods import methods_using
-
-    methods = [method] if method is not None else methods_using(vary) if get_setting(vary).method else None
-    fixed = [k for k in condition_names() if k != vary]
-    groups: dict[tuple, list] = defaultdict(list)
-    for r in rows:
-        if methods is None or r.get("method") in methods:
-            groups[tuple(r.get(k) for k in fixed)].append(r)
-    best = max(groups.values(), key=lambda g: (len(_unique(r.get(vary) for r in g)), len(g)), default=[])
-    return list(best) if len(_unique(r.get(vary) for r in best)) >= 2 else []
-
-
-def _condition(row: Mapping) -> tuple:
-    """The settings that define a run's experimental condition (all but the seed and the runtime settings)."""
-    return tuple(row.get(k) for k in condition_names())
-
-
-def main_conditions(rows: Sequence[Mapping], keys: Sequence[str] = ("dataset", "model", "method")) -> list[dict]:
-    """Per ``keys`` group, the runs (all seeds) of one condition: the :func:`_representative` run's, so that
-    nm runs of other betas or noises do not mix into the nm bar of Figure 3."""
-    keep = []
-    for key in _unique(tuple(r.get(k) for k in keys) for r in rows):
-        group = [r for r in rows if tuple(r.get(k) for k in keys) == key]
-        main = _condition(_representative(group))
-        keep += [r for r in group if _condition(r) == main]
-    return keep
-
-
-def _run_dir(sweep_dir: PathLike, row: Mapping) -> Path:
-    return SweepDir(sweep_dir).run(row["run_id"]).path
-
-
-def _representative(rows: Sequence[Mapping]) -> Mapping:
-    """One run to show for a group: the one whose method settings are at their defaults (the paper's
-    settings: beta 0.5, Gaussian noise), setting by setting in the method's order, then the lowest seed."""
-    from ..methods import METHODS
-
-    def key(r):
-        used = METHODS[r["method"]].settings if r.get("method") in METHODS else ()
-        return (*(r.get(s) != get_setting(s).default for s in used), r.get("seed") or 0)
-
-    return min(rows, key=key)
-
-
-def training_rows(sweep_dir: PathLike, rows: Sequence[Mapping], columns: Sequence[str] = tuple(CURVES)) -> list[dict]:
-    """One row per run and epoch from the runs' metrics.csv: ``dataset``, ``model``, ``method``,
-    ``label`` (:func:`condition_label`), ``seed``, ``epoch`` and ``columns``; only the epochs where
-    every column has a value (runs before ``val_vii`` have none)."""
-    out = []
-    for r in rows:
-        keys = {k: r.get(k) for k in ("dataset", "model", "method", "seed")}
-        for m in RunDir(_run_dir(sweep_dir, r)).read_metrics():
-            if all(_valid(m.get(c)) for c in columns):
-                out.append({**keys, "label": condition_label(r), "epoch": m["epoch"], **{c: m[c] for c in columns}})
-    return out
 
 
 # ----------------------------------------------------------------------------- data behind the plots
@@ -201,24 +90,6 @@ def modulation_pipeline(x: Tensor, c: Tensor) -> dict[str, tuple[Tensor, Tensor]
 
     stages = {"input": x, "carrier c": c, "modulated x·c": x * c, "demodulated x·Nc²/C0": modulate(x, c)}
     return {name: (t, spectrum(t)) for name, t in stages.items()}
-
-
-def gradient_maps(
-    run_dirs: Sequence[PathLike], n: int = 8, data_root: str | None = None, seed: int = 0
-) -> tuple[Tensor, Tensor, list[Tensor]]:
-    """``n`` seeded test images of the runs' dataset, their labels, and each run's best model's
-    loss input-gradients of them (``noisemod.input_gradients``). The runs must share a dataset."""
-    from ..data import load_dataset
-    from ..explain import test_images
-    from ..gradients import input_gradients
-
-    configs = [RunDir(d).read_config() for d in run_dirs]
-    datasets = _unique(c.dataset for c in configs)
-    if len(datasets) != 1:
-        raise ValueError(f"gradient maps of runs on different datasets: {', '.join(datasets)}")
-    data = load_dataset(datasets[0], root=data_root or configs[0].data_root, val_size=configs[0].val_size)
-    x, y = test_images(data, n, seed)
-    return x, y, [input_gradients(RunDir(d).load_model(), x, y) for d in run_dirs]
 
 
 # ----------------------------------------------------------------------------- drawing
@@ -264,8 +135,8 @@ def _bars(
     """Bars of ``<metric>_mean`` per ``x_key`` value, one colour per ``hue_key`` value (``hues``
     fixes their order and colours across panels) or per bar without a hue; error bars are the
     std where a group has several runs."""
-    xs = _unique(r[x_key] for r in agg)
-    hues = list(hues or _unique(r[hue_key] for r in agg)) if hue_key else [None]
+    xs = unique(r[x_key] for r in agg)
+    hues = list(hues or unique(r[hue_key] for r in agg)) if hue_key else [None]
     width = 0.8 / len(hues)
     for j, hue in enumerate(hues):
         sub = [(xs.index(r[x_key]), r) for r in agg if hue_key is None or r[hue_key] == hue]
@@ -344,7 +215,6 @@ def fig2(images: Tensor, path: Paths, beta: float = 0.5, noise: str = "gaussian"
 def fig2_from_dataset(dataset: str, path: Paths, n: int = 4, data_root: str | None = None, **kwargs) -> list[Path]:
     """:func:`fig2` on ``n`` seeded test images of ``dataset``; ``kwargs`` go to :func:`fig2`."""
     from ..data import load_dataset
-    from ..explain import test_images
 
     x, _ = test_images(load_dataset(dataset, root=data_root), n)
     return fig2(x, path, **kwargs)
@@ -354,8 +224,8 @@ def fig3(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     """Figure 3: test accuracy and VII (mean ± std over seeds) per method, one colour per model,
     one row of panels per dataset; one condition per model and method (:func:`main_conditions`)."""
     agg = aggregate(main_conditions(results_rows))
-    datasets = _unique(r["dataset"] for r in agg)
-    models = _unique(r["model"] for r in agg)
+    datasets = unique(r["dataset"] for r in agg)
+    models = unique(r["model"] for r in agg)
     fig = _figure(9, 2.8 * len(datasets))
     axes = fig.subplots(len(datasets), len(METRICS), squeeze=False)
     for i, dataset in enumerate(datasets):
@@ -376,8 +246,8 @@ def fig4(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths, data
         raise ValueError("figure 4 needs nm runs that differ in beta only")
     agg = aggregate(runs, keys=("beta",))
     betas = sorted(r["beta"] for r in agg)
-    chosen = [_representative([r for r in runs if r["beta"] == b]) for b in betas]
-    x, _, grads = gradient_maps([_run_dir(sweep_dir, r) for r in chosen], 1, data_root)
+    chosen = [representative([r for r in runs if r["beta"] == b]) for b in betas]
+    x, _, grads = gradient_maps([run_path(sweep_dir, r) for r in chosen], 1, data_root)
     fig = _figure(max(8, 1.2 * (len(betas) + 1)), 5.5)
     top, bottom = fig.subfigures(2, 1, height_ratios=[2.2, 1])
     for ax, metric in zip(top.subplots(1, len(METRICS)), METRICS):
@@ -414,22 +284,10 @@ def fig5(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     return _save(fig, path)
 
 
-def condition_label(row: Mapping) -> str:
-    """A condition's name for a legend: its method's run-id parts, e.g. ``nm b0.25 gaussian``."""
-    from types import SimpleNamespace
-
-    from ..methods import METHODS
-
-    if row.get("method") not in METHODS:
-        return str(row.get("method"))
-    values = {s: row.get(s, get_setting(s).default) for s in METHODS[row["method"]].settings}
-    return " ".join(run_id_parts(SimpleNamespace(method=row["method"], **values)))
-
-
 def _tradeoff_panels(rows: Sequence[Mapping]) -> list[tuple]:
     """The (dataset, model) pairs with at least two methods, one of them in several conditions."""
     keep = []
-    for pair in _unique((r.get("dataset"), r.get("model")) for r in rows):
+    for pair in unique((r.get("dataset"), r.get("model")) for r in rows):
         same = [r for r in rows if (r.get("dataset"), r.get("model")) == pair]
         labels = {(r.get("method"), condition_label(r)) for r in same}
         methods = {m for m, _ in labels}
@@ -483,14 +341,14 @@ def training(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths) 
     if not points:
         raise ValueError(f"no run of {sweep_dir} has val_vii in its {RunDir.METRICS} (runs before VII along training)")
     agg = aggregate(points, keys=("dataset", "model", "method", "label", "epoch"), metrics=tuple(CURVES))
-    pairs = _unique((g["dataset"], g["model"]) for g in agg)
+    pairs = unique((g["dataset"], g["model"]) for g in agg)
     order = list(METHODS)
     fig = _figure(9, 3.2 * len(pairs))
     axes = fig.subplots(len(pairs), len(CURVES), squeeze=False)
     for row, pair in zip(axes, pairs):
         here = [g for g in agg if (g["dataset"], g["model"]) == pair]
         for ax, (column, name) in zip(row, CURVES.items()):
-            for label in _unique(g["label"] for g in here):
+            for label in unique(g["label"] for g in here):
                 line = sorted((g for g in here if g["label"] == label), key=lambda g: g["epoch"])
                 method = line[0]["method"]
                 color = f"C{order.index(method) % 10}" if method in order else "k"
@@ -515,20 +373,6 @@ def training(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths) 
     return _save(fig, path)
 
 
-def interpretability_scores(rows: Sequence[Mapping]) -> dict[str, list[str]]:
-    """Explainer -> the metrics the rows have scores of (results.csv's ``<explainer>_<metric>`` columns)."""
-    from ..explainers import EXPLAINERS
-    from ..metrics import METRICS
-    from ..rundir import interpretability_column
-
-    found = {}
-    for e in EXPLAINERS:
-        metrics = [m for m in METRICS if any(_valid(r.get(interpretability_column(e, m))) for r in rows)]
-        if metrics:
-            found[e] = metrics
-    return found
-
-
 def interpretability_figure(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     """Each interpretability metric per method (x) and explainer (colour), mean ± std over seeds, with
     the floor (the same architecture freshly initialized) as a black bar over each bar and, for
@@ -544,10 +388,10 @@ def interpretability_figure(results_rows: Sequence[Mapping], path: Paths) -> lis
     metrics = [m for m in METRICS if m not in references and any(m in v for v in found.values())]
 
     def scored(r) -> bool:
-        return any(_valid(r.get(interpretability_column(e, m))) for e in explainers for m in metrics)
+        return any(is_number(r.get(interpretability_column(e, m))) for e in explainers for m in metrics)
 
     rows = [dict(r, label=condition_label(r)) for r in results_rows if scored(r)]
-    pairs = _unique((r.get("dataset"), r.get("model")) for r in rows)
+    pairs = unique((r.get("dataset"), r.get("model")) for r in rows)
     fig = _figure(3.6 * len(metrics), 3.0 * len(pairs))
     axes = fig.subplots(len(pairs), len(metrics), squeeze=False)
     for i, pair in enumerate(pairs):
@@ -565,7 +409,7 @@ def _interpretability_panel(ax, rows: Sequence[Mapping], metric: str, explainers
     from ..metrics import get_metric
     from ..rundir import interpretability_column
 
-    labels = _unique(r["label"] for r in rows)
+    labels = unique(r["label"] for r in rows)
     width = 0.8 / len(explainers)
     for k, e in enumerate(explainers):
         score, floor = interpretability_column(e, metric), interpretability_column(e, metric + "_floor")
@@ -579,7 +423,7 @@ def _interpretability_panel(ax, rows: Sequence[Mapping], metric: str, explainers
     if get_metric(metric).reference is not None:
         random = interpretability_column(explainers[0], get_metric(metric).reference)
         for g in aggregate(rows, keys=("label",), metrics=(random,)):
-            if _valid(g[random + "_mean"]):
+            if is_number(g[random + "_mean"]):
                 x = labels.index(g["label"])
                 ax.hlines(g[random + "_mean"], x - 0.45, x + 0.45, colors="0.4", linestyles="--", label="random order")
     ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=20)
@@ -599,13 +443,13 @@ def _fig1_runs(rows: Sequence[Mapping]) -> dict[str, Mapping]:
     from ..methods import METHODS
 
     best: dict[str, Mapping] = {}
-    for dataset, model in _unique((r.get("dataset"), r.get("model")) for r in rows):
+    for dataset, model in unique((r.get("dataset"), r.get("model")) for r in rows):
         same = [r for r in rows if r.get("dataset") == dataset and r.get("model") == model]
         found: dict[str, Mapping] = {}
         for family in FIG1_FAMILIES:
             for m in (m for m in METHODS.values() if m.family == family):
                 if rs := [r for r in same if r.get("method") == m.name]:
-                    found[m.name] = _representative(rs)
+                    found[m.name] = representative(rs)
                     break
         families = {METHODS[m].family for m in found}
         if {"baseline", "nm"} <= families and len(found) > len(best):
@@ -626,17 +470,12 @@ def plan_figures(rows: Sequence[Mapping], spec: str = "", *, checkpoints: bool =
     return plan
 
 
-def has_checkpoints(sweep_dir: PathLike, rows: Sequence[Mapping]) -> bool:
-    """Whether every finished run of the sweep still has its best checkpoint (an archive has none)."""
-    return all(RunDir(_run_dir(sweep_dir, r)).file(RunDir.BEST).is_file() for r in rows)
-
-
 def _applicable(rows: Sequence[Mapping], spec: str) -> list[str]:
     plan = []
     if _fig1_runs(rows):
         plan.append("fig1")
     plan.append("fig2")
-    if len(_unique((r.get("model"), r.get("method")) for r in rows)) >= 2 or "fig3" in spec:
+    if len(unique((r.get("model"), r.get("method")) for r in rows)) >= 2 or "fig3" in spec:
         plan.append("fig3")
     if series(rows, "beta"):
         plan.append("fig4")
@@ -664,7 +503,7 @@ def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root
     for name in names:
         paths = [out / f"{name}.png", out / f"{name}.svg"]
         if name == "fig1":
-            written += fig1({m: _run_dir(sweep_dir, r) for m, r in _fig1_runs(rows).items()}, paths, data_root=root)
+            written += fig1({m: run_path(sweep_dir, r) for m, r in _fig1_runs(rows).items()}, paths, data_root=root)
         elif name == "fig2":
             written += fig2_from_dataset(rows[0]["dataset"], paths, data_root=root)
         elif name == "fig3":

@@ -19,21 +19,23 @@ import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..config import condition_names, field_names, get_setting
+from ..config import condition_names, field_names
 from ..io import atomic_write, write_json
 from ..rundir import RunDir, SweepDir, robustness_column
-from .figures import (
-    NEED_CHECKPOINTS,
+from .claims import comparisons
+from .figures import NEED_CHECKPOINTS, make_figures
+from .formatting import markdown_table, mean_std, number, p_value, setting, signed
+from .tables import (
     aggregate,
     condition_label,
     has_checkpoints,
     interpretability_scores,
+    is_number,
     load_results,
-    make_figures,
     read_sweep,
 )
 
-__all__ = ["comparisons", "report_sections", "write_report"]
+__all__ = ["report_sections", "write_report"]
 
 METRIC_COLUMNS = ("test_accuracy", "robust_accuracy", "vii", "train_seconds")
 ROBUST_PREFIX = robustness_column(0).partition("eps")[0] + "eps"  # robust_accuracy_eps<eps>, after training
@@ -56,27 +58,11 @@ CAPTIONS = {
 }
 
 
-def _fmt(v) -> str:
-    """A setting for display: None is the setting's default, floats in their shortest form."""
-    if v is None:
-        return "default"
-    return f"{v:g}" if isinstance(v, float) else str(v)
-
-
-def _metric(v) -> str:
-    """A result for display: missing (None or NaN, e.g. robust accuracy of a non-adversarial run) is '-'."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.4f}" if isinstance(v, float) else str(v)
-
-
 def _mean_std(agg: Mapping, metric: str) -> str:
-    """``mean ± std [95% CI]`` over the group's seeds (the mean alone for one run)."""
-    mean, std, ci = agg[f"{metric}_mean"], agg[f"{metric}_std"], agg.get(f"{metric}_ci")
-    missing = mean is None or (isinstance(mean, float) and math.isnan(mean))
-    if agg["n"] == 1 or missing:
-        return _metric(mean)
-    return f"{_metric(mean)} ± {_metric(std)}" + (f" [{_metric(ci[0])}, {_metric(ci[1])}]" if ci else "")
+    """``mean ± std [95% CI]`` of an aggregated group (:func:`~noisemod.analysis.tables.aggregate`)
+    over its seeds, the mean alone for one run."""
+    std = agg[f"{metric}_std"] if agg["n"] > 1 else None
+    return mean_std(agg[f"{metric}_mean"], std, ci=agg.get(f"{metric}_ci"))
 
 
 def _settings(rows: Sequence[Mapping]) -> tuple[dict, dict]:
@@ -138,7 +124,7 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     budget = sweep.get("budget") or rows[0].get("budget")
 
     def values(key):
-        return ", ".join("all" if v is None else _fmt(v) for v in dict.fromkeys(r.get(key) for r in rows))
+        return ", ".join("all" if v is None else setting(v) for v in dict.fromkeys(r.get(key) for r in rows))
 
     summary = [
         f"spec: {spec}" + (f" ({sweep['description']})" if sweep.get("description") else ""),
@@ -156,8 +142,8 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
         )
     settings = (
         ["setting", "value"],
-        [[k, _fmt(v)] for k, v in fixed.items()]
-        + [[k, ", ".join(map(_fmt, v)) + " (varied)"] for k, v in varied.items()],
+        [[k, setting(v)] for k, v in fixed.items()]
+        + [[k, ", ".join(map(setting, v)) + " (varied)"] for k, v in varied.items()],
     )
 
     conditions, groups, results = _results(rows, varied)
@@ -169,7 +155,7 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     ]
     runs = (
         [*run_keys, *RUN_COLUMNS],
-        [[*(_fmt(r.get(k)) for k in run_keys), *(_metric(r.get(k)) for k in RUN_COLUMNS)] for r in every],
+        [[*(setting(r.get(k)) for k in run_keys), *(number(r.get(k)) for k in RUN_COLUMNS)] for r in every],
     )
     env = _environment(sweep_dir, rows)
     env_keys = list(dict.fromkeys(k for e in env for k in e))
@@ -183,7 +169,7 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
         "settings": settings,
         "results": results,
         "runs": runs,
-        "environment": (env_keys, [[_metric(e.get(k)) for k in env_keys] for e in env]),
+        "environment": (env_keys, [[number(e.get(k)) for k in env_keys] for e in env]),
         "figures": {p.stem: p for p in figures if p.suffix == ".png"},
         "commands": _commands(sweep_dir, sweep, rows, data_root),
     }
@@ -202,7 +188,7 @@ def _results(rows: Sequence[Mapping], varied: Mapping) -> tuple[list, list, tupl
     groups = _in_order(aggregate(rows, keys=conditions, metrics=columns), conditions)
     table = (
         [*conditions, "runs", *columns],
-        [[*(_fmt(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in columns)] for g in groups],
+        [[*(setting(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in columns)] for g in groups],
     )
     return conditions, groups, table
 
@@ -241,68 +227,17 @@ TABLES = (
 )
 
 
-COMPARED = ("test_accuracy", "vii")  # the metrics each condition is compared on against standard training
-
-
-def comparisons(
-    rows: Sequence[Mapping],
-    conditions: Sequence[str],
-    metrics: Sequence[str] = COMPARED,
-    reference: str = "standard",
-) -> list[dict]:
-    """Each condition but the ``reference`` method (standard training by default) against that
-    method with the same settings that are not a method's (dataset, model, epochs, training
-    images, ...): per metric, both sides' summaries (the reference's under ``"standard"``) and
-    :func:`noisemod.analysis.stats.compare` of the seeds (condition - reference), Holm-corrected over the
-    sweep per metric. Conditions without such a reference, or a side without values, are left out;
-    so is a reference method with more than one condition (nm at two betas: which one?)."""
-    from .stats import compare, holm, summarize
-
-    shared = [k for k in conditions if k != "method" and not get_setting(k).method]
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        groups.setdefault(tuple(r.get(k) for k in conditions), []).append(r)
-    out = []
-    for metric in metrics:
-        family = []
-        for key, members in groups.items():
-            cond = dict(zip(conditions, key))
-            ref = [r for r in rows if r.get("method") == reference and all(r.get(k) == cond[k] for k in shared)]
-            a, b = ([float(r[metric]) for r in side if _isnumber(r.get(metric))] for side in (members, ref))
-            if cond.get("method") == reference or not a or not b or len({condition_label(r) for r in ref}) > 1:
-                continue
-            family.append(
-                {
-                    **{k: cond[k] for k in ("dataset", "model") if k in cond},
-                    "condition": condition_label(members[0]),
-                    "metric": metric,
-                    "a": summarize(a).to_dict(),
-                    "standard": summarize(b).to_dict(),
-                    "comparison": compare(a, b),
-                }
-            )
-        for entry, fixed in zip(family, holm([e["comparison"] for e in family])):
-            entry["comparison"] = fixed.to_dict()
-        out += family
-    return out
-
-
-def _p(v) -> str:
-    return "-" if v is None else f"{v:.3g}"
-
-
 def _comparison_table(compared: Sequence[Mapping]) -> tuple[list, list]:
     header = ["dataset", "model", "condition", "metric", "a (n)", "standard (n)", "a - standard [95% CI]"]
     header += ["p Welch", "p permutation", "p Holm"]
     body = []
     for e in compared:
-        c, ci = e["comparison"], ""
-        if c["ci_low"] is not None:
-            ci = f" [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}]"
+        c = e["comparison"]
         body.append(
-            [_fmt(e.get("dataset")), _fmt(e.get("model")), e["condition"], e["metric"]]
-            + [f"{e['a']['mean']:.4f} ({e['a']['n']})", f"{e['standard']['mean']:.4f} ({e['standard']['n']})"]
-            + [f"{c['diff']:+.4f}{ci}", _p(c["p_welch"]), _p(c["p_permutation"]), _p(c["p_holm"])]
+            [setting(e.get("dataset")), setting(e.get("model")), e["condition"], e["metric"]]
+            + [f"{number(e[side]['mean'])} ({e[side]['n']})" for side in ("a", "standard")]
+            + [signed(c["diff"], c["ci_low"], c["ci_high"], digits=4), p_value(c["p_welch"])]
+            + [p_value(c["p_permutation"]), p_value(c["p_holm"])]
         )
     return header, body
 
@@ -345,13 +280,9 @@ def _interpretability_table(rows: Sequence[Mapping]) -> tuple[list, list]:
                 text = _mean_std(g, interpretability_column(explainer, m))
                 bar = g[interpretability_column(explainer, bars[m]) + "_mean"]
                 name = "floor" if bars[m].endswith("_floor") else "random order"
-                cells.append(f"{text} [{name} {_metric(bar)}]" if _isnumber(bar) else text)
-            body.append([_fmt(g["dataset"]), _fmt(g["model"]), g["label"], explainer, str(g["n"]), *cells])
+                cells.append(f"{text} [{name} {number(bar)}]" if is_number(bar) else text)
+            body.append([setting(g["dataset"]), setting(g["model"]), g["label"], explainer, str(g["n"]), *cells])
     return header, body
-
-
-def _isnumber(v) -> bool:
-    return isinstance(v, float) and v == v
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -389,12 +320,7 @@ def _html(s: dict) -> str:
 
 
 def _markdown(s: dict, base: Path) -> str:
-    def table(header, body):
-        def line(cells):
-            return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
-
-        return "\n".join([line(header), "| " + " | ".join("---" for _ in header) + " |", *map(line, body)])
-
+    table = markdown_table
     parts = [f"# {s['title']}", "\n".join(f"- {line}" for line in s["summary"])]
     parts += [f"## {title}\n\n{table(*s[key])}" for key, title in TABLES if s[key][1]]
     if s["figures"]:

@@ -33,8 +33,7 @@ DIGITS_TEST_SIZE, DIGITS_SPLIT_SEED = 360, 0
 #: small one and the training one, for PGD-50 after training). Each part is optional.
 ATTACK_KEYS = {"pgd": ("eps", "alpha", "steps"), "fgsm": ("eps", "alpha"), "eps_warmup": None, "robustness_eps": None}
 #: Madry et al.: MNIST, 40 steps of 0.01 in an 0.3 ball; FGSM with random start, Wong et al. 2020:
-#: alpha = 1.25 eps; a 2-epoch eps warm-up (the shortest ramp that trained every seed we ran,
-#: docs/results-not-archived.md).
+#: alpha = 1.25 eps; a 2-epoch eps warm-up (the shortest ramp that trained every seed we ran).
 MNIST_ATTACK = {
     "pgd": {"eps": 0.3, "alpha": 0.01, "steps": 40},
     "fgsm": {"eps": 0.3, "alpha": 0.375},

@@ -1,5 +1,8 @@
 """One run of a sweep, wherever an executor runs it (:func:`run_task`): ``noisemod train --config``
-in a child process, then ``noisemod evaluate --metrics`` for each explainer the spec asks for.
+in a child process, then a ``noisemod evaluate`` child process for each measurement the spec asks
+for after training (:func:`noisemod.evaluation.evaluate_run` with the arguments of
+:func:`evaluate_command`: each explainer's interpretability metrics, each robustness radius, each
+randomization test).
 
 Each run gets its settings as a file: ``runs/<run_id>/config.json`` is written first, and
 ``noisemod train --config runs/<run_id>/config.json --out runs/<run_id>`` reads it, so no setting is
@@ -23,6 +26,7 @@ from ..rundir import RunDir
 
 __all__ = [
     "cascade_command",
+    "evaluate_command",
     "interpret_command",
     "missing_explainers",
     "missing_post",
@@ -43,30 +47,56 @@ def train_command(config, run_dir, resume: bool) -> list[str]:
     return [*cmd, "--quiet"] + (["--resume"] if resume else [])
 
 
+def evaluate_command(run_dir, **options) -> list[str]:
+    """The ``noisemod evaluate`` process that runs :func:`noisemod.evaluation.evaluate_run` on a
+    finished run with these keyword arguments, each given as the option of the same name (True: the
+    flag; False or None: left out; a list: comma-separated; a float: its repr, which reads back exactly),
+    quietly, printing JSON."""
+    cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir)]
+    for name, value in options.items():
+        if value is None or value is False:
+            continue
+        cmd.append("--" + name.replace("_", "-"))
+        if value is not True:
+            text = (
+                ",".join(value)
+                if isinstance(value, (list, tuple))
+                else repr(value)
+                if isinstance(value, float)
+                else value
+            )
+            cmd.append(str(text))
+    return cmd + ["--json", "--quiet"]
+
+
 def interpret_command(run_dir, explainer: str, settings: dict) -> list[str]:
     """The ``noisemod evaluate --metrics`` process that adds one explainer's scores to a finished run."""
-    cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--metrics", ",".join(settings["metrics"])]
-    cmd += ["--explainer", explainer, "--json", "--quiet"] + (["--floor"] if settings["floor"] else [])
-    if settings.get("score_sigma") is not None and any(m.endswith("score_alignment") for m in settings["metrics"]):
-        cmd += ["--score-sigma", repr(float(settings["score_sigma"]))]
-    return cmd + (["--n", str(settings["n"])] if settings["n"] is not None else [])
+    sigma = settings.get("score_sigma")
+    if not any(m.endswith("score_alignment") for m in settings["metrics"]):
+        sigma = None
+    return evaluate_command(
+        run_dir,
+        metrics=list(settings["metrics"]),
+        explainer=explainer,
+        floor=settings["floor"],
+        n=settings["n"],
+        score_sigma=None if sigma is None else float(sigma),
+    )
 
 
 def robust_command(run_dir, eps: float, images: int) -> list[str]:
     """The ``noisemod evaluate --robust`` process that adds one radius to the run's robustness.json."""
-    cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--robust", "--eps", repr(float(eps))]
-    return cmd + ["--robust-images", str(images), "--quiet"]
+    return evaluate_command(run_dir, robust=True, eps=float(eps), robust_images=images)
 
 
 def cascade_command(run_dir, explainer: str, absolute: bool, images: int) -> list[str]:
     """The ``noisemod evaluate --cascading`` process that adds one randomization test to interpretability.json."""
-    cmd = [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--cascading", "--explainer", explainer]
-    return cmd + ["--n", str(images), "--json", "--quiet"] + (["--absolute"] if absolute else [])
+    return evaluate_command(run_dir, cascading=True, explainer=explainer, n=images, absolute=absolute)
 
 
 def yardsticks_command(run_dir, images: int) -> list[str]:
     """The ``noisemod evaluate --yardsticks`` process that writes the run's yardsticks.json."""
-    return [sys.executable, "-m", "noisemod", "evaluate", str(run_dir), "--yardsticks", "--n", str(images), "--quiet"]
+    return evaluate_command(run_dir, yardsticks=True, n=images)
 
 
 def missing_post(run_dir: RunDir, post: dict | None) -> list[list[str]]:

@@ -45,7 +45,7 @@ class Monitor:
         from torchvision.utils import make_grid
 
         from ..gradients import input_gradients
-        from ..plots import scale01
+        from ..image_rows import scale01
 
         pick = torch.arange(8, device=self.x.device) * len(self.x) // 8 if len(self.x) >= 8 else slice(None)
         x, y = self.x[pick], self.y[pick]

@@ -1,0 +1,188 @@
+"""The result tables of a sweep folder or an archive, read and grouped: what figures, the report,
+the claims and the docs are computed from.
+
+A sweep folder (:class:`noisemod.rundir.SweepDir`) holds ``results.csv`` (one row per run: its id,
+every setting and every scalar result, typed when read), ``sweep.json`` and a run directory per run
+(``metrics.csv`` along training, ``interpretability.json``, ...). Which runs belong together comes
+from the setting descriptions (conditions, repeats) and the method registry (which methods use a
+setting). Nothing here draws or formats.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from ..config import condition_names, get_setting, run_id_parts
+from ..rundir import RunDir, SweepDir
+
+__all__ = [
+    "CURVES",
+    "METRICS",
+    "aggregate",
+    "condition_label",
+    "has_checkpoints",
+    "interpretability_scores",
+    "is_number",
+    "load_results",
+    "main_conditions",
+    "read_sweep",
+    "representative",
+    "run_path",
+    "series",
+    "training_rows",
+    "unique",
+]
+
+PathLike = str | os.PathLike
+
+#: the main results of a run, with their names for display
+METRICS = {"test_accuracy": "test accuracy", "vii": "VII"}
+#: metrics.csv's columns followed along training (:func:`training`)
+CURVES = {"val_vii": "VII, 256 validation images", "val_accuracy": "validation accuracy"}
+
+
+def load_results(sweep_dir: PathLike, *, completed_only: bool = True) -> list[dict]:
+    """The rows of ``sweep_dir/results.csv``, each value typed by its description (a setting's
+    type, a result's type): by default only completed runs. A missing or broken file, or one
+    without a completed run, is an error naming it (:meth:`noisemod.rundir.SweepDir.read_results`)."""
+    return SweepDir(sweep_dir).read_results(completed_only=completed_only)
+
+
+def read_sweep(sweep_dir: PathLike) -> dict:
+    """``sweep_dir/sweep.json`` (spec name, budget, run ids, reproduce command), ``{}`` if absent."""
+    return SweepDir(sweep_dir).read_sweep()
+
+
+def unique(values: Iterable) -> list:
+    """Distinct values in order of first appearance."""
+    return list(dict.fromkeys(values))
+
+
+def is_number(v) -> bool:
+    """A finite int or float (not a bool): a value a table can average."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def aggregate(
+    rows: Sequence[Mapping],
+    keys: Sequence[str] = ("dataset", "model", "method"),
+    metrics: Sequence[str] = tuple(METRICS),
+) -> list[dict]:
+    """Group ``rows`` by ``keys`` (groups in order of first appearance) and give, per metric,
+    ``<metric>_mean`` and ``<metric>_std`` over the group's runs (the sample standard deviation,
+    0 for a single run; missing or NaN values are left out), ``<metric>_ci`` (the 95% t interval of
+    the mean, :func:`noisemod.analysis.stats.summarize`; None under two values), plus ``n`` runs and their
+    ``seeds``."""
+    from .stats import summarize
+
+    groups: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        groups[tuple(r.get(k) for k in keys)].append(r)
+    out = []
+    for key, members in groups.items():
+        agg = {**dict(zip(keys, key)), "n": len(members), "seeds": [r.get("seed") for r in members]}
+        for m in metrics:
+            values = [float(r[m]) for r in members if is_number(r.get(m))]
+            agg[f"{m}_mean"] = statistics.fmean(values) if values else math.nan
+            agg[f"{m}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary = summarize(values) if len(values) > 1 else None
+            agg[f"{m}_ci"] = (summary.ci_low, summary.ci_high) if summary else None
+        out.append(agg)
+    return out
+
+
+def series(rows: Sequence[Mapping], vary: str, method: str | None = None) -> list[dict]:
+    """The largest set of runs that share every condition but ``vary`` (seeds are repeats), when it
+    holds at least two values of ``vary``; else ``[]``. Only runs of ``method``, or by default,
+    for a method setting such as ``beta``, of the methods that use it."""
+    from ..methods import methods_using
+
+    methods = [method] if method is not None else methods_using(vary) if get_setting(vary).method else None
+    fixed = [k for k in condition_names() if k != vary]
+    groups: dict[tuple, list] = defaultdict(list)
+    for r in rows:
+        if methods is None or r.get("method") in methods:
+            groups[tuple(r.get(k) for k in fixed)].append(r)
+    best = max(groups.values(), key=lambda g: (len(unique(r.get(vary) for r in g)), len(g)), default=[])
+    return list(best) if len(unique(r.get(vary) for r in best)) >= 2 else []
+
+
+def _condition(row: Mapping) -> tuple:
+    """The settings that define a run's experimental condition (all but the seed and the runtime settings)."""
+    return tuple(row.get(k) for k in condition_names())
+
+
+def main_conditions(rows: Sequence[Mapping], keys: Sequence[str] = ("dataset", "model", "method")) -> list[dict]:
+    """Per ``keys`` group, the runs (all seeds) of one condition: the :func:`representative` run's, so that
+    nm runs of other betas or noises do not mix into the nm bar of Figure 3."""
+    keep = []
+    for key in unique(tuple(r.get(k) for k in keys) for r in rows):
+        group = [r for r in rows if tuple(r.get(k) for k in keys) == key]
+        main = _condition(representative(group))
+        keep += [r for r in group if _condition(r) == main]
+    return keep
+
+
+def run_path(sweep_dir: PathLike, row: Mapping) -> Path:
+    return SweepDir(sweep_dir).run(row["run_id"]).path
+
+
+def representative(rows: Sequence[Mapping]) -> Mapping:
+    """One run to show for a group: the one whose method settings are at their defaults (the paper's
+    settings: beta 0.5, Gaussian noise), setting by setting in the method's order, then the lowest seed."""
+    from ..methods import METHODS
+
+    def key(r):
+        used = METHODS[r["method"]].settings if r.get("method") in METHODS else ()
+        return (*(r.get(s) != get_setting(s).default for s in used), r.get("seed") or 0)
+
+    return min(rows, key=key)
+
+
+def training_rows(sweep_dir: PathLike, rows: Sequence[Mapping], columns: Sequence[str] = tuple(CURVES)) -> list[dict]:
+    """One row per run and epoch from the runs' metrics.csv: ``dataset``, ``model``, ``method``,
+    ``label`` (:func:`condition_label`), ``seed``, ``epoch`` and ``columns``; only the epochs where
+    every column has a value (runs before ``val_vii`` have none)."""
+    out = []
+    for r in rows:
+        keys = {k: r.get(k) for k in ("dataset", "model", "method", "seed")}
+        for m in RunDir(run_path(sweep_dir, r)).read_metrics():
+            if all(is_number(m.get(c)) for c in columns):
+                out.append({**keys, "label": condition_label(r), "epoch": m["epoch"], **{c: m[c] for c in columns}})
+    return out
+
+
+def condition_label(row: Mapping) -> str:
+    """A condition's name for a legend: its method's run-id parts, e.g. ``nm b0.25 gaussian``."""
+    from types import SimpleNamespace
+
+    from ..methods import METHODS
+
+    if row.get("method") not in METHODS:
+        return str(row.get("method"))
+    values = {s: row.get(s, get_setting(s).default) for s in METHODS[row["method"]].settings}
+    return " ".join(run_id_parts(SimpleNamespace(method=row["method"], **values)))
+
+
+def interpretability_scores(rows: Sequence[Mapping]) -> dict[str, list[str]]:
+    """Explainer -> the metrics the rows have scores of (results.csv's ``<explainer>_<metric>`` columns)."""
+    from ..explainers import EXPLAINERS
+    from ..metrics import METRICS
+    from ..rundir import interpretability_column
+
+    found = {}
+    for e in EXPLAINERS:
+        metrics = [m for m in METRICS if any(is_number(r.get(interpretability_column(e, m))) for r in rows)]
+        if metrics:
+            found[e] = metrics
+    return found
+
+
+def has_checkpoints(sweep_dir: PathLike, rows: Sequence[Mapping]) -> bool:
+    """Whether every finished run of the sweep still has its best checkpoint (an archive has none)."""
+    return all(RunDir(run_path(sweep_dir, r)).file(RunDir.BEST).is_file() for r in rows)
