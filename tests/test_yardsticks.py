@@ -149,7 +149,7 @@ def test_the_spec_section_the_sweep_step_and_its_run_ids(tmp_path):
     run = RunDir(tmp_path / "run")
     run.path.mkdir()
     (command,) = missing_post(run, {"yardsticks": {"images": 50}})
-    assert command[3:] == ["evaluate", str(run.path), "--yardsticks", "--n", "50", "--quiet"]
+    assert command[3:] == ["evaluate", str(run.path), "--yardsticks", "--n", "50", "--json", "--quiet"]
     run.write_yardsticks({"n": 50, "values": {s.name: 0.0 for s in yardsticks()}})
     assert missing_post(run, {"yardsticks": {"images": 50}}) == []
     assert missing_post(run, {"yardsticks": {"images": 60}}) != []
