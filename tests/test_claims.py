@@ -1,8 +1,9 @@
 """Claims as data: verdicts computed from an archive by the written rule, and refused when they cannot be."""
 
 import pytest
+from test_validation import toy_archive as toy_validation
 
-from noisemod.analysis.claims import ClaimError, evaluate_claims, verdict
+from noisemod.analysis.claims import ClaimError, evaluate_claims, verdict, verdict_table
 from noisemod.analysis.stats import Comparison, compare, holm
 from noisemod.rundir import SweepDir
 
@@ -17,15 +18,21 @@ def archive(root, extra=()):
         for seed, v in enumerate(values):
             rows.append(
                 {"run_id": f"{method}-s{seed}", "spec": "t", "budget": "cpu", "status": "completed", "dataset": "mnist",
-                 "model": "lenet", "method": method, "seed": seed, "epochs": 5, "test_accuracy": 0.9, "vii": v}
+                 "model": "lenet", "method": method, "seed": seed, "epochs": 5, "test_accuracy": 0.9, "vii": v,
+                 "robust_accuracy": 0.9 if method == "fgsm" else None}
             )  # fmt: skip
     SweepDir(root / "results" / "toy").write_results(rows + list(extra))
     return root / "results"
 
 
+RULES = "robust_accuracy: {mnist: 0.5, fashion-mnist: 0.4, cifar10: 0.2, digits: 0.5, synthetic: 0.5}\n"
+
+
 def claims_file(tmp_path, text):
     path = tmp_path / "claims.yaml"
-    path.write_text(text)
+    path.write_text(text if "robust_accuracy" in text else RULES + text)
+    if not (tmp_path / "results" / "validation").exists():  # VII and alignment pass their validation
+        toy_validation(tmp_path / "results", datasets=("mnist", "fashion-mnist", "digits", "synthetic"))
     return path
 
 
@@ -268,3 +275,97 @@ def test_a_run_trained_but_not_yet_interpreted_leaves_its_group_waiting(tmp_path
     assert [c["group"]["dataset"] for c in r.comparisons] == ["synthetic"]
     [r] = evaluate_claims(claims_file(tmp_path, text.replace("gradient_alignment", "vii")), tmp_path / "results")
     assert r.verdict == "reproduced" and len(r.comparisons) == 2
+
+
+# ----------------------------------------------------------------------------- the rule, completed
+
+
+def test_non_inferiority_moves_a_by_the_margin_and_needs_one(tmp_path):
+    """ "As high as" within margin m: ``a + m`` against ``b``. FGSM's mean is 0.22, nm's 0.21: nm is not
+    lower by more than a margin of 0.1 (agrees), but a margin of 0.001 cannot tell (the spread)."""
+    results = archive(tmp_path)
+    fgsm = CLAIM.format(metric="vii", direction="higher", b="fgsm")
+    text = fgsm + "    test: non-inferiority\n    margin: M\n"
+    [r] = evaluate_claims(claims_file(tmp_path, text.replace("M", "0.1")), results)
+    [c] = r.comparisons
+    want = compare([v + 0.1 for v in NM], FGSM)
+    assert c["comparison"].diff == pytest.approx(want.diff) and c["margin"] == 0.1 and r.verdict == "reproduced"
+    assert "diff -0.010 [" in verdict_table([r]) and "against margin -0.1" in verdict_table([r])
+    [r] = evaluate_claims(claims_file(tmp_path, text.replace("M", "0.001")), results)
+    assert r.verdict == "inconclusive"
+    for bad in (text.replace("    margin: M\n", ""), text.replace("M", "-1"), text.replace("M", "x")):
+        with pytest.raises(ClaimError, match="claim fig3: a non-inferiority claim needs margin"):
+            evaluate_claims(claims_file(tmp_path, bad), results)
+    with pytest.raises(ClaimError, match="margin applies to test: non-inferiority only"):
+        evaluate_claims(
+            claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="fgsm") + "    margin: 1\n"), results
+        )
+
+
+def test_the_cli_exits_2_for_a_non_inferiority_claim_without_margin(tmp_path, capsys):
+    from noisemod.cli import main
+
+    results = archive(tmp_path)
+    path = claims_file(
+        tmp_path, CLAIM.format(metric="vii", direction="higher", b="fgsm") + "    test: non-inferiority\n"
+    )
+    assert main(["claims", str(path), "--results", str(results)]) == 2
+    assert "claim fig3: a non-inferiority claim needs margin" in capsys.readouterr().err
+
+
+def test_a_secondary_metric_is_shown_and_never_judged(tmp_path):
+    results = archive(tmp_path)
+    text = CLAIM.format(metric="vii", direction="higher", b="standard") + "    also: [test_accuracy]\n"
+    [r] = evaluate_claims(claims_file(tmp_path, text), results)
+    assert r.verdict == "reproduced" and r.comparisons[0]["also"]["test_accuracy"].diff == 0
+    assert "; test_accuracy +0.000" in verdict_table([r]) and "(not judged)" in verdict_table([r])
+    with pytest.raises(ClaimError, match="also must be a list of other metrics"):
+        evaluate_claims(claims_file(tmp_path, text.replace("[test_accuracy]", "[vii]")), results)
+
+
+def test_an_adversarial_side_counts_only_with_robust_runs(tmp_path):
+    """FGSM runs below the dataset's robust accuracy threshold are left out; with fewer than 3 left
+    the group is not tested, and the verdict table says why."""
+    robust = [0.9, 0.1, 0.9, 0.2, 0.9]
+    results = archive(tmp_path)
+    rows = SweepDir(results / "toy").read_results()
+    for r in rows:
+        if r["method"] == "fgsm":
+            r["robust_accuracy"] = robust[r["seed"]]
+    SweepDir(results / "toy").write_results(rows)
+    [r] = evaluate_claims(claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="fgsm")), results)
+    assert r.comparisons[0]["b"].n == 3  # seeds 0, 2, 4
+    rules = RULES.replace("mnist: 0.5,", "mnist: 0.95,")
+    [r] = evaluate_claims(
+        claims_file(tmp_path, rules + CLAIM.format(metric="vii", direction="higher", b="fgsm")), results
+    )
+    assert r.verdict == "not tested" and not r.comparisons
+    assert "b not robust: 0 of 5 runs reach robust accuracy 0.95 at their radius" in verdict_table([r])
+
+
+def test_a_metric_judges_only_where_its_validation_passed(tmp_path, capsys):
+    """VII passes the toy validation; logit-sum's alignment (inverted) fails it: its claim is not
+    tested, naming the failed check; a metric never measured by the validation, or no validation
+    archive at all, is an error naming the command that validates it."""
+    import shutil
+
+    from noisemod.cli import main
+
+    results = archive(tmp_path)
+    rows = SweepDir(results / "toy").read_results()
+    for r in rows:
+        r["logit-sum_alignment"] = r["vii"]
+        r["smoothgrad_vii"] = r["vii"]
+    SweepDir(results / "toy").write_results(rows)
+    claim = CLAIM.format(metric="logit-sum_alignment", direction="higher", b="standard")
+    [r] = evaluate_claims(claims_file(tmp_path, claim), results)
+    assert r.verdict == "not tested"
+    assert "logit-sum/alignment fails its validation on mnist (lenet: failed positive)" in verdict_table([r])
+    path = claims_file(tmp_path, CLAIM.format(metric="smoothgrad_vii", direction="higher", b="standard"))
+    assert main(["claims", str(path), "--results", str(results)]) == 2
+    err = capsys.readouterr().err
+    assert "smoothgrad_vii have no validation record" in err and "noisemod sweep experiments/validation.yaml" in err
+    shutil.rmtree(results / "validation")
+    path.write_text(RULES + CLAIM.format(metric="vii", direction="higher", b="standard"))
+    assert main(["claims", str(path), "--results", str(results)]) == 2
+    assert "vii have no validation record (no validation archive" in capsys.readouterr().err

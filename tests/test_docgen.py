@@ -53,7 +53,7 @@ def test_generated_parts_are_computed_from_the_archive_and_the_rest_is_kept(tmp_
     assert "| nm raises VII (vii) | paper | **reproduced** |" in text
     # the table: every condition with its seeds and mean ± std [95% CI] (the report's numbers)
     mean = sum(NM) / len(NM)
-    assert f"| mnist | lenet | nm | 5 | 0.9000 ± 0.0000 [0.9000, 0.9000] | {mean:.4f} ± " in text
+    assert f"| mnist | lenet | nm | 5 | 0.9000 ± 0.0000 [0.9000, 0.9000] | - | {mean:.4f} ± " in text
     assert "| `results/toy` | 0 |" in text  # no run folders in this toy archive, only its table
     assert check([doc], sources, write=False) == {}  # regenerating again changes nothing
 

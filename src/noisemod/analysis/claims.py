@@ -48,7 +48,7 @@ uses the same statistics, Holm-corrected over the sweep per metric.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..config import get_setting
@@ -72,13 +72,20 @@ __all__ = [
     "tally",
     "verdict",
     "verdict_table",
+    "yardstick_of",
 ]
 
 ALPHA = 0.05
-VERDICTS = ("reproduced", "partly", "contradicted", "mixed", "inconclusive", "pending")
+VERDICTS = ("reproduced", "partly", "contradicted", "mixed", "inconclusive", "not tested", "pending")
 DIRECTIONS = {"higher": 1, "lower": -1}
 BUDGET = ("epochs", "train_size")  # settings a comparison may not mix (and the images scored, below)
-KEYS = {"id", "title", "source", "archive", "metric", "direction", "a", "b", "by", "note", "restates"}
+KEYS = {"id", "title", "source", "archive", "metric", "direction", "a", "b", "by", "note", "restates", "test", "margin"}
+KEYS |= {"also"}
+TESTS = (
+    "difference",
+    "non-inferiority",
+)  # a claim's test: a differs from b, or a is not worse than b by more than margin
+MIN_RUNS = 3  # runs a side needs once non-robust adversarial runs are left out
 
 
 class ClaimError(ValueError):
@@ -88,18 +95,24 @@ class ClaimError(ValueError):
 @dataclass
 class ClaimResult:
     """One claim evaluated: its comparisons (dicts with the group, both summaries and the
-    comparison) and its verdict; for a pending claim, ``runs``: (archived, planned) of its sides."""
+    comparison; ``also``: the secondary metrics' comparisons, shown, not judged) and its verdict;
+    ``untested``: the groups left out of the verdict, each with why (its metric failed or awaits
+    validation on the group's dataset, or an adversarial side is not robust); for a pending
+    claim, ``runs``: (archived, planned) of its sides."""
 
     claim: dict
     comparisons: list[dict] = field(default_factory=list)
     verdict: str = "inconclusive"
     runs: tuple[int, int] | None = None
+    untested: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         def plain(c: dict) -> dict:
             return {k: (v.to_dict() if isinstance(v, (Summary, Comparison)) else v) for k, v in c.items()}
 
         out = {**self.claim, "verdict": self.verdict, "comparisons": [plain(c) for c in self.comparisons]}
+        if self.untested:
+            out["untested"] = self.untested
         return {**out, "runs": list(self.runs)} if self.runs else out
 
 
@@ -132,6 +145,7 @@ def load_claims(path) -> list[dict]:
             raise ClaimError(f"{where}: direction must be higher or lower, got {c['direction']!r}")
         if not isinstance(c["a"], dict) or not isinstance(c["b"], dict):
             raise ClaimError(f"{where}: a and b must be mappings of settings")
+        _check_test(c, where)
         if c["id"] in seen:
             raise ClaimError(f"{where}: the id is used twice")
         seen.add(c["id"])
@@ -174,6 +188,39 @@ def load_rules(path) -> dict:
     if not isinstance(rules["validation"], str) or not rules["validation"]:
         raise ClaimError(f"{path}: validation must be an archive name, got {rules['validation']!r}")
     return rules
+
+
+def _check_test(c: dict, where: str) -> None:
+    """A claim's ``test`` (default ``difference``), its ``margin`` (required by, and only with,
+    ``non-inferiority``: a positive number in the metric's units) and ``also`` (secondary metrics)."""
+    test = c.setdefault("test", "difference")
+    if test not in TESTS:
+        raise ClaimError(f"{where}: test must be one of {', '.join(TESTS)}, got {test!r}")
+    margin = c.get("margin")
+    if test == "non-inferiority" and (isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin <= 0):
+        raise ClaimError(f"{where}: a non-inferiority claim needs margin: a positive number declared in advance")
+    if test != "non-inferiority" and margin is not None:
+        raise ClaimError(f"{where}: margin applies to test: non-inferiority only")
+    also = c.setdefault("also", [])
+    if not isinstance(also, list) or not all(isinstance(m, str) and m for m in also) or c["metric"] in also:
+        raise ClaimError(f"{where}: also must be a list of other metrics (results.csv columns)")
+
+
+def yardstick_of(metric: str, score_sigma: float = 0.25) -> str | None:
+    """The yardstick (``explainer/metric[@sigma]``) a claim's metric column measures with, or None
+    for a column that needs no validation (accuracy, time, robustness): ``vii`` is the gradient's
+    VII; ``<explainer>_<metric>`` an interpretability column, a score alignment at ``score_sigma``
+    (the sigma the archives were scored at)."""
+    from ..explainers import EXPLAINERS
+    from ..metrics import METRICS, SCORE_METRICS
+
+    if metric == "vii":
+        return "gradient/vii"
+    for explainer in sorted(EXPLAINERS, key=len, reverse=True):
+        name = metric.removeprefix(explainer + "_")
+        if name != metric and name in METRICS:
+            return f"{explainer}/{name}" + (f"@{score_sigma:g}" if name in SCORE_METRICS else "")
+    return None
 
 
 def archive_names(claim: Mapping) -> list[str]:
@@ -221,9 +268,12 @@ def _budget(claim: dict, rows: list[dict]) -> dict:
     return budget
 
 
-def _comparison(claim: dict, rows: list[dict], group: dict) -> dict:
+def _comparison(claim: dict, rows: list[dict], group: dict, rules: Mapping | None = None) -> dict:
     a = _side(claim, rows, claim["a"], group, "a")
     b = _side(claim, rows, claim["b"], group, "b")
+    dropped = [_not_robust(claim, side, name, rules or {}) for side, name in ((a, "a"), (b, "b"))]
+    if any(dropped):
+        return {"group": group, "untested": "; ".join(d for d in dropped if d)}
     budget_a, budget_b = _budget(claim, a), _budget(claim, b)
     for k in budget_a:
         if len(budget_a[k]) > 1 or len(budget_b[k]) > 1 or budget_a[k] != budget_b[k]:
@@ -231,11 +281,62 @@ def _comparison(claim: dict, rows: list[dict], group: dict) -> dict:
                 f"claim {claim['id']}: mixes budgets ({k}: {', '.join(budget_a[k])} on side a, "
                 f"{', '.join(budget_b[k])} on side b{' for ' + str(group) if group else ''}); compare like with like"
             )
-    metric = claim["metric"]
+    a, b = (_robust_runs(claim, side, rules or {}) for side in (a, b))
+    out = {"group": group, **_compared(claim, claim["metric"], a, b)}
+    out["also"] = {m: _compared(claim, m, a, b)["comparison"] for m in claim.get("also", [])}
+    return out
+
+
+def _compared(claim: dict, metric: str, a: list[dict], b: list[dict]) -> dict:
+    """Both sides' summaries of ``metric`` and their comparison; for a non-inferiority claim's own
+    metric, the comparison of ``a`` moved by the margin in the expected direction against ``b``
+    (significant when ``a`` is better than ``b`` less the margin), with ``margin`` recorded."""
     values = [[r.get(metric) for r in side] for side in (a, b)]
-    if any(v is None for side in values for v in side):
+    if any(v in (None, "") for side in values for v in side):
         raise ClaimError(f"claim {claim['id']}: metric {metric!r} is missing for some runs in {_where(claim)}")
-    return {"group": group, "a": summarize(values[0]), "b": summarize(values[1]), "comparison": compare(*values)}
+    values = [[float(v) for v in side] for side in values]
+    out = {"a": summarize(values[0]), "b": summarize(values[1])}
+    if claim.get("test") == "non-inferiority" and metric == claim["metric"]:
+        shift = DIRECTIONS[claim["direction"]] * claim["margin"]
+        return {**out, "comparison": compare([v + shift for v in values[0]], values[1]), "margin": claim["margin"]}
+    return {**out, "comparison": compare(*values)}
+
+
+def _is_adversarial(side: Mapping) -> bool:
+    from ..methods import METHODS
+
+    method = METHODS.get(side.get("method"), None) if side.get("method") else None
+    return method is not None and method.family == "adversarial"
+
+
+def _robust_runs(claim: dict, runs: list[dict], rules: Mapping) -> list[dict]:
+    """The runs of a side that count: for an adversarial method, those whose robust accuracy at
+    their own radius reaches the dataset's threshold (``robust_accuracy`` in the claims file)."""
+    thresholds = rules.get("robust_accuracy") or {}
+    if not runs or not _is_adversarial(runs[0]) or not thresholds:
+        return runs
+    return [r for r in runs if is_number(r.get("robust_accuracy")) and r["robust_accuracy"] >= thresholds[r["dataset"]]]
+
+
+def _not_robust(claim: dict, runs: list[dict], side: str, rules: Mapping) -> str:
+    """Why an adversarial side cannot stand for adversarial training ("" when it can): fewer than
+    :data:`MIN_RUNS` of its runs reach the robust accuracy threshold of their dataset."""
+    thresholds = rules.get("robust_accuracy") or {}
+    if not runs or not _is_adversarial(runs[0]) or not thresholds:
+        return ""
+    dataset = runs[0].get("dataset")
+    if dataset not in thresholds:
+        raise ClaimError(
+            f"claim {claim['id']}: no robust_accuracy threshold for dataset {dataset!r} in the claims file"
+        )
+    kept = _robust_runs(claim, runs, rules)
+    if len(kept) >= MIN_RUNS:
+        return ""
+    seen = [f"{float(r['robust_accuracy']):.3f}" for r in runs if is_number(r.get("robust_accuracy"))]
+    return (
+        f"{side} not robust: {len(kept)} of {len(runs)} runs reach robust accuracy {thresholds[dataset]:g} "
+        f"at their radius (got {', '.join(seen) or 'none'})"
+    )
 
 
 def outcome(comparison: Comparison, direction: str) -> str:
@@ -278,8 +379,13 @@ def _planned(claim: dict, archive: SweepDir) -> list[tuple[str, dict]]:
     return [(run_id, c) for run_id, c in planned if any(_matches(c, side) for side in sides)]
 
 
-def evaluate_claim(claim: dict, results_root) -> ClaimResult:
-    """One claim against the archives it names under ``results_root`` (their runs pooled)."""
+def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, validation=None) -> ClaimResult:
+    """One claim against the archives it names under ``results_root`` (their runs pooled).
+
+    ``rules``: the claims file's (:func:`load_rules`): adversarial sides count only with robust runs.
+    ``validation``: a :class:`~noisemod.analysis.validation.Validation`; a group is compared only
+    where the yardstick of the claim's metric passed on the group's dataset (else it is left out,
+    with why), and the claim is pending while a group awaits its validation."""
     rows, planned = [], []
     for name in archive_names(claim):
         archive = SweepDir(Path(results_root) / name)
@@ -299,18 +405,81 @@ def evaluate_claim(claim: dict, results_root) -> ClaimResult:
     waiting = {tuple(c.get(k) for k in by) for run_id, c in planned if run_id not in archived}
     selected = [r for r in rows if _matches(r, claim["a"]) or _matches(r, claim["b"])]
     groups = list(dict.fromkeys(tuple(r.get(k) for k in by) for r in selected)) if by else [()]
-    found = [_comparison(claim, rows, dict(zip(by, g))) for g in groups if g not in waiting]
+    found, untested, unvalidated = [], [], False
+    for g in (g for g in groups if g not in waiting):
+        group = dict(zip(by, g))
+        why, pending = _validated(claim, group, selected, validation)
+        unvalidated |= pending
+        c = {"group": group, "untested": why} if why else _comparison(claim, rows, group, rules)
+        (untested if "untested" in c else found).append(c)
     corrected = holm([c["comparison"] for c in found])
     for c, fixed in zip(found, corrected):
         c["comparison"] = fixed
     if waiting:  # the groups complete so far are shown; no verdict from part of the sweep
-        return ClaimResult(claim, found, "pending", (sum(r in archived for r, _ in planned), len(planned)))
-    return ClaimResult(claim, found, verdict(corrected, claim["direction"]))
+        runs = (sum(r in archived for r, _ in planned), len(planned))
+        return ClaimResult(claim, found, "pending", runs, untested)
+    if unvalidated:
+        return ClaimResult(claim, found, "pending", None, untested)
+    result = verdict(corrected, claim["direction"]) if found else "not tested"
+    return ClaimResult(claim, found, result, None, untested)
+
+
+def _validated(claim: dict, group: Mapping, rows: list[dict], validation) -> tuple[str, bool]:
+    """Why a group is not tested ("" when it is), and whether it waits for its validation."""
+    stick = yardstick_of(claim["metric"])
+    if stick is None or validation is None:
+        return "", False
+    datasets = [group["dataset"]] if "dataset" in group else sorted({r.get("dataset") for r in rows})
+    for dataset in datasets:
+        status, why = validation.status(stick, dataset)
+        if status == "pending":
+            return f"not tested yet: {stick} awaits its validation on {dataset} ({why})", True
+        if status != "pass":
+            return f"not tested: {stick} " + (
+                f"fails its validation on {dataset} ({why})" if status == "fail" else why
+            ), False
+    return "", False
 
 
 def evaluate_claims(path, results_root) -> list[ClaimResult]:
-    """Every claim of the file at ``path`` against the archives under ``results_root``."""
-    return [evaluate_claim(c, results_root) for c in load_claims(path)]
+    """Every claim of the file at ``path`` against the archives under ``results_root``, by the
+    file's rules, each interpretability metric judged only where its validation passed."""
+    claims, rules = load_claims(path), load_rules(path)
+    validation = _validation(claims, rules, results_root)
+    return [evaluate_claim(c, results_root, rules, validation) for c in claims]
+
+
+def _validation(claims: Sequence[dict], rules: Mapping, results_root):
+    """The validation of the claims' yardsticks, or None when no claim's metric needs one.
+
+    Raises ClaimError naming the metric and the command that validates it when the validation
+    archive is missing or never measured a yardstick a claim uses."""
+    from .validation import ThresholdError, ValidationError, validate
+
+    needed = {c["metric"]: yardstick_of(c["metric"]) for c in claims}
+    needed = {m: y for m, y in needed.items() if y is not None}
+    if not needed:
+        return None
+    command = (
+        "noisemod sweep experiments/validation.yaml --budget cpu --out sweeps/validation --data-root DATA "
+        f"--archive {Path(results_root) / rules['validation']}"
+    )
+    try:
+        validation = validate(Path(results_root) / rules["validation"], rules["robust_accuracy"])
+    except ThresholdError as e:
+        raise ClaimError(f"the validation in {Path(results_root) / rules['validation']}: {e}") from None
+    except ValidationError as e:
+        metrics = ", ".join(sorted(needed))
+        raise ClaimError(
+            f"metric(s) {metrics} have no validation record ({e}); validate them with `{command}`"
+        ) from None
+    missing = sorted(m for m, y in needed.items() if y not in validation.yardsticks())
+    if missing:
+        raise ClaimError(
+            f"metric(s) {', '.join(missing)} have no validation record in {validation.archive}: "
+            f"their yardsticks were never measured; validate them with `{command}`"
+        )
+    return validation
 
 
 COMPARED = ("test_accuracy", "vii")  # the metrics each condition is compared on against standard training
@@ -361,19 +530,34 @@ def _num(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
-def evidence(c: dict) -> str:
-    """One comparison in one line: group, a and b (mean, n), the difference with its CI, Holm p."""
+def evidence(c: dict, direction: str = "higher") -> str:
+    """One comparison in one line: group, a and b (mean, n), the difference with its CI, Holm p (for
+    a non-inferiority test, the difference a - b and the margin it is tested against); a group left
+    out of the verdict: why; secondary metrics (``also``): their difference, not judged."""
     group = ", ".join(str(v) for v in c["group"].values())
-    return (
-        f"{group + ': ' if group else ''}{_num(c['a'].mean)} (n={c['a'].n}) vs {_num(c['b'].mean)} (n={c['b'].n}), "
-        f"diff {_difference(c['comparison'])}"
-    )
+    head = group + ": " if group else ""
+    if "untested" in c:
+        return f"{head}{c['untested']}"
+    d = c["comparison"]
+    if "margin" in c:
+        shift = DIRECTIONS[direction] * c["margin"]
+        moved = replace(d, diff=d.diff - shift, ci_low=_less(d.ci_low, shift), ci_high=_less(d.ci_high, shift))
+        diff = f"{_difference(moved)} against margin {-shift:+g}"
+    else:
+        diff = _difference(d)
+    also = "".join(f"; {m} {_difference(x, holm_p=False)} (not judged)" for m, x in c.get("also", {}).items())
+    return f"{head}{_num(c['a'].mean)} (n={c['a'].n}) vs {_num(c['b'].mean)} (n={c['b'].n}), diff {diff}{also}"
 
 
-def _difference(d: Comparison) -> str:
-    """A comparison's difference, its 95% interval and its Holm p: ``+0.100 [0.088, 0.112], p 0.008``."""
+def _less(value: float | None, shift: float) -> float | None:
+    return None if value is None else value - shift
+
+
+def _difference(d: Comparison, holm_p: bool = True) -> str:
+    """A comparison's difference, its 95% interval and its Holm p: ``+0.100 [0.088, 0.112], p 0.008``
+    (its uncorrected p without ``holm_p``)."""
     ci = f" [{_num(d.ci_low)}, {_num(d.ci_high)}]" if d.ci_low is not None else ""
-    return f"{d.diff:+.3f}{ci}, p {_num(d.p_holm)}"
+    return f"{d.diff:+.3f}{ci}, p {_num(d.p_holm if holm_p else d.p)}"
 
 
 def verdict_table(results: Sequence[ClaimResult]) -> str:
@@ -385,7 +569,8 @@ def verdict_table(results: Sequence[ClaimResult]) -> str:
     for r in results:
         c = r.claim
         waiting = [f"{r.runs[0]} of {r.runs[1]} runs archived"] if r.runs else []
-        cell = "<br>".join([evidence(x) for x in r.comparisons] + waiting)
+        shown = [evidence(x, c["direction"]) for x in r.comparisons + r.untested]
+        cell = "<br>".join(shown + waiting)
         lines.append(f"| {c['title']} ({c['metric']}) | {c.get('source', 'ours')} | **{r.verdict}** | {cell} |")
     return "\n".join(lines)
 

@@ -115,11 +115,19 @@ def _bottom_line(sources: Sources, args: Sequence[str]) -> str:
                 f"complete groups so far: {len(r.comparisons)}; {_archives(r.claim)})"
             )
             continue
+        if r.verdict == "pending":  # the runs are in; the metric's validation is not
+            waiting = sum(c["untested"].startswith("not tested yet") for c in r.untested)
+            lines.append(
+                f"- {r.claim['title']}: **pending**: its metric awaits its validation on {waiting} of "
+                f"{len(r.comparisons) + len(r.untested)} groups ({_archives(r.claim)})"
+            )
+            continue
         agree, disagree = tally([c["comparison"] for c in r.comparisons], r.claim["direction"])
         rest = len(r.comparisons) - agree - disagree
+        untested = f", {len(r.untested)} not tested" if r.untested else ""
         lines.append(
             f"- {r.claim['title']}: **{r.verdict}** ({agree} of {len(r.comparisons)} comparisons agree, "
-            f"{disagree} disagree, {rest} not significant; {_archives(r.claim)})"
+            f"{disagree} disagree, {rest} not significant{untested}; {_archives(r.claim)})"
         )
     return "\n".join(lines)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .stats import Comparison, Summary, compare, holm, summarize
 
-__all__ = ["MIN_SEEDS", "GroupCheck", "Validation", "ValidationError", "validate", "validation_table"]
+__all__ = ["MIN_SEEDS", "GroupCheck", "ThresholdError", "Validation", "ValidationError", "validate", "validation_table"]
 
 ALPHA = 0.05
 #: runs a control needs to be compared (a positive control with fewer robust runs is left out)
@@ -45,6 +45,10 @@ CHECKS = ("positive", "floor", "shuffled")
 
 class ValidationError(ValueError):
     """A validation that cannot be computed: no archive, or an archive without yardsticks."""
+
+
+class ThresholdError(ValidationError):
+    """An adversarial control on a dataset the claims file gives no robust accuracy threshold."""
 
 
 @dataclass
@@ -97,6 +101,9 @@ class Validation:
         """``(status, why)`` of ``yardstick`` on ``dataset``: ``pass``, ``fail`` (why: the failed
         checks), ``pending`` (runs missing) or ``none`` (no validation group for the dataset, or the
         yardstick was never measured)."""
+        waiting = [f"{d}/{m}: {n} of {k} runs archived" for (d, m), (n, k) in self.pending.items() if d == dataset]
+        if waiting and yardstick in self.yardsticks():
+            return "pending", "; ".join(waiting)
         found = [r for (y, d, _), r in self.results.items() if y == yardstick and d == dataset]
         if not found:
             where = "the yardstick was never measured" if yardstick not in self.yardsticks() else "no validation group"
@@ -177,7 +184,7 @@ def _controls(runs: list[dict], thresholds: Mapping[str, float]) -> dict[tuple[s
         if get_method(c.method).family == "adversarial":
             need = thresholds.get(c.dataset)
             if need is None:
-                raise ValidationError(f"no robust accuracy threshold for dataset {c.dataset!r} in the claims file")
+                raise ThresholdError(f"no robust accuracy threshold for dataset {c.dataset!r} in the claims file")
             if robust is None or robust < need:
                 control.left_out.append(f"{r['id']}: robust accuracy {_fmt(robust)} < {need:g}")
                 continue
