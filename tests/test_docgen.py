@@ -294,3 +294,17 @@ def test_the_versus_table_sets_every_method_against_one_with_holm_over_the_archi
     SweepDir(tmp_path / "p").write_results(rows)
     text = render("versus p nm", sources)
     assert "| - | - | - | - |" in text.splitlines()[2]
+
+
+def test_the_validation_part_and_the_answer_part(tmp_path, sources):
+    """``validation``: per group the yardsticks that pass, fail or wait and the claims' yardsticks;
+    ``answer``: refuses a claims file without the claims it is computed from."""
+    doc = tmp_path / "V.md"
+    doc.write_text("<!-- generated: validation -->\n<!-- end generated -->\n")
+    check([doc], sources, write=True)
+    text = doc.read_text()
+    assert "| `gradient/vii` | pass | pass | pass | pass |" in text
+    assert "The score alignment chosen by the declared rule: `gradient/score_alignment@0.25`." in text
+    doc.write_text("<!-- generated: answer toy mnist lenet -->\n<!-- end generated -->\n")
+    with pytest.raises(DocError, match="'answer' needs the claims protocol-nm-vii"):
+        check([doc], sources, write=True)

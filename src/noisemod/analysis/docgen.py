@@ -405,6 +405,110 @@ def _per(gain: float, cost: float, at_least: float = 0.0) -> str:
     return f"{gain / cost:+.4f}" if cost >= at_least else f"- (under {at_least:.0%})"
 
 
+def _validation(sources: Sources, args: Sequence[str]) -> str:
+    """``validation``: the summary (per group: yardsticks that pass, fail, wait; adversarial runs left
+    out as not robust; the status of the claims' yardsticks and the chosen score alignment);
+    ``validation all``: every yardstick's row."""
+    from .claims import load_claims, load_rules, yardstick_of
+    from .validation import ValidationError, choose_score_yardstick, validate, validation_summary, validation_table
+
+    if args not in ([], ["all"]):
+        raise DocError(f"'validation' takes nothing or 'all', got {' '.join(args)}")
+    rules = load_rules(sources.claims)
+    try:
+        validation = validate(sources.results / rules["validation"], rules["robust_accuracy"])
+    except ValidationError as e:
+        raise DocError(f"'validation': {e}") from None
+    if args == ["all"]:
+        return validation_table(validation)
+    metrics = dict.fromkeys(m for c in load_claims(sources.claims) for m in (c["metric"], *c.get("also", [])))
+    used = dict.fromkeys(y for m in metrics if (y := yardstick_of(m)))
+    chosen = choose_score_yardstick(validation)
+    text = validation_summary(validation, [*used, *([chosen] if chosen and chosen not in used else [])])
+    choice = f"`{chosen}`" if chosen else "none yet (no score yardstick passes on any group)"
+    return text + f"\n\nThe score alignment chosen by the declared rule: {choice}."
+
+
+#: The claims whose verdicts answer the question, in the answer's order.
+ANSWER_CLAIMS = ("protocol-nm-vii", "protocol-nm-like-fgsm", "protocol-additive", "cost-time")
+
+
+def _answer(sources: Sources, args: Sequence[str]) -> str:
+    """``answer ARCHIVE DATASET MODEL``: the question, the answer computed from the verdicts of
+    :data:`ANSWER_CLAIMS` (yes: all reproduced; no: noise modulation's VII is not shown above
+    standard training, or shown below FGSM-RS's; not answered yet: one pending; partly otherwise),
+    and the numbers that carry it on one group of the archive, each with its 95% interval."""
+    if len(args) != 3:
+        raise DocError(f"'answer' takes an archive, a dataset and a model, got {' '.join(args) or 'none'}")
+    results = {r.claim["id"]: r for r in _claims(sources)}
+    missing = [c for c in ANSWER_CLAIMS if c not in results]
+    if missing:
+        raise DocError(f"'answer' needs the claims {', '.join(missing)} in {sources.claims}")
+    verdicts = {c: results[c].verdict for c in ANSWER_CLAIMS}
+    if "pending" in verdicts.values():
+        word = "Not answered yet"
+    elif all(v == "reproduced" for v in verdicts.values()):
+        word = "Yes"
+    elif verdicts["protocol-nm-vii"] in ("contradicted", "inconclusive", "not tested") or (
+        verdicts["protocol-nm-like-fgsm"] == "contradicted"
+    ):
+        word = "No"
+    else:
+        word = "Partly"
+    said = ", ".join(f"`{c}` {v}" for c, v in verdicts.items())
+    lines = [
+        "**Does noise modulation buy interpretable input-gradients more cheaply than the alternatives?**",
+        f"**{word}** (verdicts: {said}).",
+        "",
+        *_answer_numbers(sources, *args),
+    ]
+    return "\n".join(lines)
+
+
+def _answer_numbers(sources: Sources, archive: str, dataset: str, model: str) -> list[str]:
+    import statistics
+
+    from .stats import compare
+    from .tables import load_results
+
+    rows = [
+        r
+        for r in load_results(_archived(sources, [archive], "answer"))
+        if (r["dataset"], r["model"]) == (dataset, model)
+    ]
+
+    def values(method: str, column: str) -> list[float]:
+        return [v for r in rows if r["method"] == method and (v := _column(r, column)) is not None]
+
+    def diff(a: str, b: str, column: str) -> str:
+        x, y = values(a, column), values(b, column)
+        if len(x) < 2 or len(y) < 2:
+            return "-"
+        c = compare(x, y)
+        return f"{signed(c.diff, c.ci_low, c.ci_high)} (p {p_value(c.p)})"
+
+    def ratio(a: str, b: str) -> str:
+        x, y = values(a, "train_seconds"), values(b, "train_seconds")
+        return f"{statistics.fmean(x) / statistics.fmean(y):.2f}x" if x and y else "-"
+
+    def robust(method: str) -> str:
+        x = values(method, "robust@small")
+        return number(statistics.fmean(x), 3) if x else "-"
+
+    where = f"{model} on {dataset}, `results/{archive}`, 5 seeds; difference [95% CI] (p, uncorrected)"
+    return [
+        f"On {where}:",
+        f"- VII gained by noise modulation over standard training: {diff('nm', 'standard', 'vii')}; "
+        f"over additive noise: {diff('nm', 'additive-noise', 'vii')}; over FGSM-RS: {diff('nm', 'fgsm', 'vii')}",
+        f"- alignment gained over standard training: {diff('nm', 'standard', 'gradient_alignment')}; "
+        f"over additive noise: {diff('nm', 'additive-noise', 'gradient_alignment')}",
+        f"- test accuracy lost against standard training: {diff('nm', 'standard', 'test_accuracy')}",
+        f"- training time: {ratio('nm', 'standard')} standard's, {ratio('nm', 'fgsm')} FGSM-RS's",
+        f"- robust accuracy at the small radius (PGD-50): nm {robust('nm')}, standard {robust('standard')}, "
+        f"FGSM-RS {robust('fgsm')}",
+    ]
+
+
 def _archived(sources: Sources, args: Sequence[str], kind: str) -> Path:
     if len(args) != 1:
         raise DocError(f"'{kind}' takes one archive name, got {' '.join(args) or 'none'}")
@@ -446,6 +550,8 @@ KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "randomization": _randomization,
     "versus": _versus,
     "archive": _archive,
+    "validation": _validation,
+    "answer": _answer,
 }
 
 

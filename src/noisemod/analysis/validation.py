@@ -35,7 +35,17 @@ from pathlib import Path
 
 from .stats import Comparison, Summary, compare, holm, summarize
 
-__all__ = ["MIN_SEEDS", "GroupCheck", "ThresholdError", "Validation", "ValidationError", "validate", "validation_table"]
+__all__ = [
+    "MIN_SEEDS",
+    "GroupCheck",
+    "ThresholdError",
+    "Validation",
+    "ValidationError",
+    "choose_score_yardstick",
+    "validate",
+    "validation_summary",
+    "validation_table",
+]
 
 ALPHA = 0.05
 #: runs a control needs to be compared (a positive control with fewer robust runs is left out)
@@ -135,6 +145,8 @@ def validate(archive, thresholds: Mapping[str, float], yardsticks: Iterable[str]
     pending = _pending(archive, runs)
     names = list(yardsticks) if yardsticks is not None else list(dict.fromkeys(k for r in runs for k in r["values"]))
     names = [n for n in names if not n.endswith("_floor")]
+    for key in pending:  # planned groups with no run archived yet
+        groups.setdefault(key, {})
     results = {}
     for (dataset, model), controls in groups.items():
         for name in names:
@@ -283,3 +295,64 @@ def validation_table(validation: Validation, yardsticks: Iterable[str] | None = 
                 cells.append(r.status)
         lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: The pairings of the perceptually-aligned-gradients literature, in the order the choice prefers
+#: them (Srinivas et al. 2023: the logit sum against s(x), the target logit against s(x|y)), then
+#: the loss gradient against grad log p(y|x) = s(x|y) - s(x).
+PREFERRED_PAIRINGS = (
+    ("logit-sum", "score_alignment"),
+    ("saliency", "class_score_alignment"),
+    ("gradient", "posterior_score_alignment"),
+)
+
+
+def choose_score_yardstick(validation: Validation) -> str | None:
+    """The score alignment the claims should use, by the rule declared with the validation
+    (docs/metrics.md): the score yardstick that passes on the most validation groups (at least
+    one); ties go to :data:`PREFERRED_PAIRINGS` in order, then the sigma nearest 0.25, clean before
+    noisy, all pixels before unsaturated. None when no score yardstick passes anywhere."""
+    from ..metrics import SCORE_METRICS, Yardstick
+
+    passes: dict[str, int] = {}
+    for (name, _, _), r in validation.results.items():
+        if Yardstick.parse(name).metric in SCORE_METRICS:
+            passes[name] = passes.get(name, 0) + (r.status == "pass")
+
+    def rank(name: str) -> tuple:
+        s = Yardstick.parse(name)
+        pairing = (s.explainer, s.metric)
+        order = PREFERRED_PAIRINGS.index(pairing) if pairing in PREFERRED_PAIRINGS else len(PREFERRED_PAIRINGS)
+        return (-passes[name], order, abs(s.sigma - 0.25), s.point != "clean", s.pixels != "all", name)
+
+    best = min(passes, key=rank, default=None)
+    return best if best is not None and passes[best] > 0 else None
+
+
+def validation_summary(validation: Validation, yardsticks: Iterable[str]) -> str:
+    """The Markdown summary of the validation: per group, how many yardsticks pass, fail or wait,
+    the robust accuracy of each adversarial control (counted runs / all), and the status of the
+    yardsticks named (those the claims use)."""
+    groups = list(validation.groups)
+    head = ["", *(f"{d} / {m}" for d, m in groups)]
+    counts = []
+    for status in ("pass", "fail", "pending"):
+        cells = [
+            str(sum(r.status == status for (_, d, m), r in validation.results.items() if (d, m) == g)) for g in groups
+        ]
+        counts.append([f"yardsticks that {status}" if status != "pending" else "yardsticks pending", *cells])
+    left = []
+    for d, m in groups:
+        controls = validation.groups[(d, m)].values()
+        parts = [f"{c.label}: {len(c.runs)} of {len(c.runs) + len(c.left_out)}" for c in controls if c.left_out]
+        left.append("; ".join(parts) or "none")
+    rows = counts + [["adversarial runs counted (robust) / trained, where some were not robust", *left]]
+    for name in yardsticks:
+        cells = []
+        for d, m in groups:
+            r = validation.results.get((name, d, m))
+            cells.append("-" if r is None else r.status + (f" ({', '.join(r.failed)})" if r.failed else ""))
+        rows.append([f"`{name}`", *cells])
+    from .formatting import markdown_table
+
+    return markdown_table(head, rows)
