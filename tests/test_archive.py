@@ -187,3 +187,25 @@ def test_a_spec_asks_for_the_randomization_test_and_the_sweep_adds_it_to_finishe
         spec.write_text(TINY + f"randomization: {bad}\n")
         with pytest.raises(ValueError, match=named):
             load_spec(spec)
+
+
+def test_a_campaign_whose_spec_changed_under_its_archived_runs_is_refused(finished, tmp_path, capsys):
+    """Resuming with --archive after the spec changed a setting of an archived run (or dropped the
+    run): exit 2 naming the run and the setting, nothing restored or overwritten."""
+    from noisemod.cli import main
+
+    archive_sweep(finished, tmp_path / "results" / "tiny")
+    before = {f: (tmp_path / "results" / "tiny" / f).read_bytes() for f in tree(tmp_path / "results" / "tiny")}
+    changed = tmp_path / "tiny.yaml"
+    changed.write_text(TINY.replace("method: [standard, nm]}", "method: [standard, nm], lr: [0.01]}"))
+    argv = ["sweep", str(changed), "--out", str(tmp_path / "new"), "--archive", str(tmp_path / "results" / "tiny")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "the spec changed under runs archived in" in err
+    assert "synthetic-mlp-standard-s0: lr 0.001 archived, 0.01 in the spec" in err
+    assert not (tmp_path / "new").exists()
+    changed.write_text(TINY.replace("method: [standard, nm]", "method: [standard]"))
+    assert main([*argv[:-4], "--dry-run", *argv[-4:]]) == 2
+    assert "synthetic-mlp-nm-b0.5-gaussian-s0: archived, but the spec no longer plans it" in capsys.readouterr().err
+    after = {f: (tmp_path / "results" / "tiny" / f).read_bytes() for f in tree(tmp_path / "results" / "tiny")}
+    assert after == before

@@ -344,7 +344,7 @@ def test_the_protocol_spec_plans_each_tier_as_issue_23_asks():
     spec = load_spec(SPECS / "protocol.yaml")
     tiers = {b: expand(spec, b) for b in ("tier1", "tier2", "tier3-fcnn", "tier3-pgd", "paper")}
     assert {b: len(r) for b, r in tiers.items()} == {
-        "tier1": 140, "tier2": 25, "tier3-fcnn": 27, "tier3-pgd": 6, "paper": 198
+        "tier1": 140, "tier2": 25, "tier3-fcnn": 115, "tier3-pgd": 5, "paper": 285
     }  # fmt: skip
     tier1 = [r.config for r in tiers["tier1"]]
     assert {(c.dataset, c.model) for c in tier1} == {
@@ -358,10 +358,21 @@ def test_the_protocol_spec_plans_each_tier_as_issue_23_asks():
     assert fgsm == {"mnist": (None, True), "fashion-mnist": (0.1, True)}  # None: the dataset's default
     assert attack_defaults("fgsm", "mnist")["eps"] == 0.3
     assert {c.sigma for c in tier1 if c.method == "additive-noise"} == {0.5}
-    assert {(c.dataset, c.eps) for c in (r.config for r in tiers["tier3-pgd"])} == {
-        ("mnist", None),
-        ("fashion-mnist", 0.1),
+    assert {(c.dataset, c.eps, c.seed) for c in (r.config for r in tiers["tier3-pgd"])} == {
+        ("mnist", None, s) for s in range(5)
     }
+    fcnn = [r.config for r in tiers["tier3-fcnn"]]
+    assert [(c.dataset, c.method) for c in fcnn[:15:5]] == [("cifar10", m) for m in ("standard", "nm", "gamma-noise")]
+    assert {c.noise for c in fcnn if c.method == "nm"} == {
+        "gaussian",
+        "laplace",
+        "rayleigh",
+        "uniform",
+        "gamma",
+        "exponential",
+    }
+    assert sorted({c.beta for c in fcnn if c.method == "nm"}) == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert all(c.seed in range(5) and c.epochs == 50 and c.train_size is None for c in fcnn)
     cost = [r.config for r in expand(load_spec(SPECS / "cost.yaml"), "cpu-5seeds")]
     assert len(cost) == 105 and {(c.method, c.eps) for c in cost if c.dataset == "fashion-mnist" and c.eps} == {
         ("fgsm", 0.1), ("pgd", 0.1)

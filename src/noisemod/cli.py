@@ -286,6 +286,7 @@ def cmd_sweep(args) -> int:
     except ValueError as e:
         raise UsageError(str(e)) from None
 
+    from .experiments.archive import ArchiveError
     from .experiments.executors import ExecutorError
 
     try:
@@ -302,6 +303,8 @@ def cmd_sweep(args) -> int:
         )
     except ExecutorError as e:
         raise UsageError(str(e).replace("invalid executor=", "invalid --executor=")) from None
+    except ArchiveError as e:  # the spec changed under archived runs
+        raise UsageError(str(e)) from None
     return exit_code(records)
 
 

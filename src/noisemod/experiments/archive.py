@@ -27,7 +27,15 @@ from pathlib import Path
 from ..io import CorruptFileError, read_json
 from ..rundir import RunDir, SweepDir
 
-__all__ = ["ARCHIVED_FILES", "SPEC", "ArchiveError", "ArchiveSummary", "archive_sweep", "restore_runs"]
+__all__ = [
+    "ARCHIVED_FILES",
+    "SPEC",
+    "ArchiveError",
+    "ArchiveSummary",
+    "archive_sweep",
+    "check_against_spec",
+    "restore_runs",
+]
 
 #: the files of a run that an archive keeps (interpretability.json, robustness.json and yardsticks.json only
 #: when the run has them)
@@ -145,6 +153,36 @@ def _read(path: Path) -> dict:
     if not isinstance(value, dict):
         raise ArchiveError(f"{path} does not describe a sweep (a JSON object)")
     return value
+
+
+def check_against_spec(archive, runs) -> None:
+    """Refuse to continue a campaign whose spec changed under its archived runs: every run archived
+    in ``archive`` must be one of ``runs`` (the spec's, :class:`~noisemod.experiments.spec.Run`) with
+    the same settings (runtime ones aside). Raises :class:`ArchiveError` naming each run and the
+    settings that differ (or that the spec no longer plans it); reads only, writes nothing."""
+    from ..config import identity
+
+    src = SweepDir(archive)
+    if not src.runs_dir.is_dir():
+        return
+    planned = {r.run_id: identity(r.config) for r in runs}
+    problems = []
+    for path in sorted(p for p in src.runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        run = src.run(path.name)
+        if not run.file(run.CONFIG).is_file():
+            continue
+        if path.name not in planned:
+            problems.append(f"{path.name}: archived, but the spec no longer plans it")
+            continue
+        saved = identity(run.read_config())
+        diff = [f"{k} {saved[k]!r} archived, {v!r} in the spec" for k, v in planned[path.name].items() if saved[k] != v]
+        if diff:
+            problems.append(f"{path.name}: {'; '.join(diff)}")
+    if problems:
+        raise ArchiveError(
+            f"the spec changed under runs archived in {src.path} (nothing written; archive under another name, "
+            f"or restore the spec):\n  " + "\n  ".join(problems)
+        )
 
 
 def restore_runs(archive, sweep_dir) -> list[str]:

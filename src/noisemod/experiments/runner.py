@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..rundir import SweepDir, write_results_table
-from .archive import archive_sweep, restore_runs
+from .archive import archive_sweep, check_against_spec, restore_runs
 from .executors import ExecutorError, check_executor, make_executor
 from .plan import PlannedRun, SweepPlan, plan_action, plan_sweep
 from .spec import load_spec
@@ -194,6 +194,8 @@ def run_sweep(
         raise ValueError(f"invalid jobs={jobs!r}: expected a positive integer")
     spec, sweep = load_spec(spec_path), SweepDir(Path(out_dir).resolve())
     plan = plan_sweep(spec, budget, sweep, data_root)  # checks the folder before anything is written
+    if archive is not None:
+        check_against_spec(archive, [p.run for p in plan.runs])
     if archive is not None and not dry_run and Path(archive).is_dir() and restore_runs(archive, sweep.path):
         plan = plan_sweep(spec, budget, sweep, data_root)
         log(f"restored the finished runs archived in {archive}")
