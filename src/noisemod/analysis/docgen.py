@@ -64,6 +64,7 @@ from pathlib import Path
 
 from ..rundir import RunDir, SweepDir
 from .formatting import markdown_table, mean_std, number, p_value, signed
+from .tables import column_value
 
 __all__ = ["DocError", "Sources", "check", "regenerate", "render"]
 
@@ -228,13 +229,15 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
     for pair in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
         here = [dict(r, label=condition_label(r)) for r in rows if (r["dataset"], r["model"]) == pair]
         labels = list(dict.fromkeys(r["label"] for r in here))
-        seconds = {lb: [v for r in here if r["label"] == lb and (v := _column(r, "train_seconds"))] for lb in labels}
+        seconds = {
+            lb: [v for r in here if r["label"] == lb and (v := column_value(r, "train_seconds"))] for lb in labels
+        }
         standard = statistics.fmean(seconds["standard"]) if seconds.get("standard") else None
         body = []
         for lb in labels:
             runs = [r for r in here if r["label"] == lb]
-            vii, acc = (summarize([v for r in runs if (v := _column(r, m)) is not None]) for m in metrics)
-            floors = [v for r in runs if (v := _column(r, "gradient_vii_floor")) is not None]
+            vii, acc = (summarize([v for r in runs if (v := column_value(r, m)) is not None]) for m in metrics)
+            floors = [v for r in runs if (v := column_value(r, "gradient_vii_floor")) is not None]
             ci = (vii.ci_low, vii.ci_high) if vii.ci_low is not None else None
             row = [", ".join(map(str, pair)), lb, str(len(runs)), mean_std(acc.mean, acc.std)]
             row += [mean_std(vii.mean, vii.std, ci=ci), number(statistics.fmean(floors)) if floors else "-"]
@@ -263,7 +266,9 @@ def _correlation(sources: Sources, args: Sequence[str]) -> str:
     header = ["dataset, model", "runs", "methods", f"Spearman {args[1]} vs {args[2]} [95% CI]", "p"]
     body, seen = [], 0
     for pair in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
-        both = [(r, _column(r, args[1]), _column(r, args[2])) for r in rows if (r["dataset"], r["model"]) == pair]
+        both = [
+            (r, column_value(r, args[1]), column_value(r, args[2])) for r in rows if (r["dataset"], r["model"]) == pair
+        ]
         both = [(r, x, y) for r, x, y in both if x is not None and y is not None]
         seen += len(both)
         if len(both) < 3:
@@ -373,22 +378,6 @@ def _seed_mean_std(values: Sequence[float], seeds: int) -> str:
     return mean_std(statistics.fmean(values), std, digits=3, note=note)
 
 
-def _column(row: dict, name: str) -> float | None:
-    """A number of the row: a column, or robust@large / robust@small (the robust accuracy at the larger
-    or smaller radius measured after training); None when absent."""
-    from .report import ROBUST_PREFIX
-
-    if name in ("robust@large", "robust@small"):
-        radii = sorted(
-            (float(k[len(ROBUST_PREFIX) :]), k) for k, v in row.items() if k.startswith(ROBUST_PREFIX) and v is not None
-        )
-        if not radii:
-            return None
-        name = radii[-1 if name == "robust@large" else 0][1]
-    value = row.get(name)
-    return float(value) if isinstance(value, (int, float)) and value == value else None
-
-
 def _neg(v, scale: float = 100):
     return None if v is None else -scale * v
 
@@ -478,7 +467,7 @@ def _answer_numbers(sources: Sources, archive: str, dataset: str, model: str) ->
     ]
 
     def values(method: str, column: str) -> list[float]:
-        return [v for r in rows if r["method"] == method and (v := _column(r, column)) is not None]
+        return [v for r in rows if r["method"] == method and (v := column_value(r, column)) is not None]
 
     def diff(a: str, b: str, column: str) -> str:
         x, y = values(a, column), values(b, column)

@@ -18,12 +18,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..config import condition_names, get_setting, run_id_parts
-from ..rundir import RunDir, SweepDir
+from ..rundir import RunDir, SweepDir, robustness_column
 
 __all__ = [
     "CURVES",
     "METRICS",
+    "ROBUST_PREFIX",
     "aggregate",
+    "column_value",
     "condition_label",
     "has_checkpoints",
     "interpretability_scores",
@@ -44,6 +46,8 @@ PathLike = str | os.PathLike
 METRICS = {"test_accuracy": "test accuracy", "vii": "VII"}
 #: metrics.csv's columns followed along training (:func:`training`)
 CURVES = {"val_vii": "VII, 256 validation images", "val_accuracy": "validation accuracy"}
+#: the prefix of results.csv's robust accuracy columns after training: ``robust_accuracy_eps<eps>``
+ROBUST_PREFIX = robustness_column(0).partition("eps")[0] + "eps"
 
 
 def load_results(sweep_dir: PathLike, *, completed_only: bool = True) -> list[dict]:
@@ -66,6 +70,26 @@ def unique(values: Iterable) -> list:
 def is_number(v) -> bool:
     """A finite int or float (not a bool): a value a table can average."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def robust_radius(row: Mapping, which: str) -> str | None:
+    """The robust accuracy column of the row at its larger (``which="large"``) or smaller (``"small"``)
+    radius measured after training (``robust_accuracy_eps<eps>``, with a value); None without one."""
+    radii = sorted(
+        (float(k[len(ROBUST_PREFIX) :]), k) for k, v in row.items() if k.startswith(ROBUST_PREFIX) and is_number(v)
+    )
+    return radii[-1 if which == "large" else 0][1] if radii else None
+
+
+def column_value(row: Mapping, name: str) -> float | None:
+    """A number of the row: a column, or ``robust@large`` / ``robust@small`` (the robust accuracy at the
+    larger or smaller radius measured after training, :func:`robust_radius`); None when absent or NaN."""
+    if name in ("robust@large", "robust@small"):
+        name = robust_radius(row, name.partition("@")[2])
+        if name is None:
+            return None
+    value = row.get(name)
+    return float(value) if is_number(value) else None
 
 
 def aggregate(
