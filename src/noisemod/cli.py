@@ -682,7 +682,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"{', '.join(_doc_kinds())}; see noisemod.analysis.docgen) from the archive and the claims file. With --check, "
         "change nothing and exit 1 naming the parts that are out of date.",
     )
-    p.add_argument("files", metavar="FILE", nargs="+", help="Markdown files, e.g. README.md docs/RESULTS.md")
+    p.add_argument(
+        "files", metavar="FILE", nargs="+", help="Markdown files, e.g. README.md docs/RESULTS.md docs/results/*.md"
+    )
     _shared(p, "results")
     p.add_argument("--claims", default="docs/claims.yaml", help="the claims file (default: docs/claims.yaml)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a part is out of date")
