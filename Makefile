@@ -36,10 +36,12 @@ bench: $(VENV)/.installed
 	$(PY) -m benchmarks
 
 # the docs' numbers and figures from the results archive (after archiving runs): the generated parts
-# of README.md and docs/RESULTS.md, and the figure of VII along training of each protocol tier
+# of README.md, docs/RESULTS.md and every page of docs/results/, the headline figure of the protocol
+# tiers, and the figure of VII along training of each tier
 ARCHIVED_TRAINING ?= protocol-tier1 protocol-tier2
 docs: $(VENV)/.installed
-	$(PY) -m noisemod docs README.md docs/RESULTS.md
+	$(PY) -m noisemod docs README.md docs/RESULTS.md docs/results/*.md
+	$(PY) -m noisemod figures $(addprefix results/,$(ARCHIVED_TRAINING)) --headline docs/figures/headline.png
 	for a in $(ARCHIVED_TRAINING); do \
 	  $(PY) -m noisemod figures results/$$a --out build/figures/$$a > /dev/null && \
 	  cp build/figures/$$a/training.png docs/figures/$$a-training.png || exit 1; \

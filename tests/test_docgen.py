@@ -108,10 +108,11 @@ def test_each_condition_is_compared_with_standard_training_like_scipy(tmp_path):
 
 @pytest.mark.skipif(not (REPO / "docs" / "claims.yaml").is_file(), reason="no claims file yet")
 def test_the_shipped_docs_are_regenerated_from_the_archive():
-    """README.md and docs/RESULTS.md: every generated part as the archive in results/ makes it today
-    (`noisemod docs README.md docs/RESULTS.md` rewrites them)."""
+    """README.md, docs/RESULTS.md and every page of docs/results/: every generated part as the archive
+    in results/ makes it today (`make docs` rewrites them)."""
     sources = Sources(results=REPO / "results", claims=REPO / "docs" / "claims.yaml")
-    assert check([REPO / "README.md", REPO / "docs" / "RESULTS.md"], sources, write=False) == {}
+    pages = [REPO / "README.md", REPO / "docs" / "RESULTS.md", *sorted((REPO / "docs" / "results").glob("*.md"))]
+    assert check(pages, sources, write=False) == {}
 
 
 def test_the_cost_table_prices_each_methods_vii_in_accuracy_and_time(tmp_path):
@@ -151,6 +152,31 @@ def test_a_table_lists_numeric_conditions_in_order_whatever_order_they_ran_in(tm
     text = render("table fig4", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
     betas = [line.split(" | ")[3] for line in text.splitlines() if line.startswith("| cifar10 | fcnn | nm |")]
     assert betas == ["0", "0.5", "1"], text
+
+
+def test_a_table_in_parts_is_narrower_and_folds_method_settings_into_one_condition(tmp_path):
+    rows = [
+        {"run_id": f"{method}-s{seed}", "spec": "p", "budget": "cpu", "status": "completed", "dataset": "mnist",
+         "model": "lenet", "method": method, "seed": seed, "epochs": 3, "test_accuracy": 0.9, "vii": 0.1,
+         "train_seconds": 10.0, **extra}
+        for method, extra in (("standard", {}), ("fgsm", {"eps": 0.1, "robust_accuracy": 0.4,
+                                                          "robust_accuracy_eps0.05": 0.7}))
+        for seed in (0, 1)
+    ]  # fmt: skip
+    SweepDir(tmp_path / "p").write_results(rows)
+    (tmp_path / "p" / "sweep.json").write_text(json.dumps({"command": "noisemod sweep p.yaml"}))
+    sources = Sources(results=tmp_path, claims=tmp_path / "none.yaml")
+    whole = render("table p", sources)
+    assert "| dataset | model | method | eps | runs | test_accuracy | robust_accuracy | vii |" in whole
+    text = render("table p command accuracy", sources)
+    assert text.startswith("`noisemod sweep p.yaml`\n\nResults")
+    assert "| dataset | model | condition | runs | test_accuracy | vii | train_seconds |" in text
+    assert "| mnist | lenet | fgsm eps0.1 | 2 | 0.9000 ± 0.0000 [0.9000, 0.9000] |" in text
+    text = render("table p robustness", sources)
+    assert "| dataset | model | condition | runs | robust_accuracy | robust_accuracy_eps0.05 |" in text
+    assert "fgsm eps0.1" in text and "standard" not in text  # a condition without a robust accuracy is left out
+    with pytest.raises(DocError, match="'table' parts are command, accuracy"):
+        render("table p accuracy widths", sources)
 
 
 def test_the_correlation_part_ranks_runs_like_scipy_and_reads_the_robust_radii(tmp_path):
@@ -267,7 +293,8 @@ def test_the_versus_table_sets_every_method_against_one_with_holm_over_the_archi
     SweepDir(tmp_path / "p").write_results(rows)
     sources = Sources(results=tmp_path, claims=tmp_path / "none.yaml")
     text = render("versus p nm", sources)
-    lines = {line.split(" | ")[1]: line for line in text.splitlines()[2:]}
+    assert text.startswith("mnist, lenet:\n\n| method | seeds |")  # one table per dataset and model
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines()[4:]}
     assert list(lines) == ["standard", "nm b0.5 gaussian", "additive-noise sigma0.5"]
     assert "| (reference) |" in lines["nm b0.5 gaussian"] and "| 1.20 |" in lines["nm b0.5 gaussian"]
     assert "| 0.0290 | 1.10 |" in lines["additive-noise sigma0.5"]  # the floor and the time against standard's
@@ -282,18 +309,18 @@ def test_the_versus_table_sets_every_method_against_one_with_holm_over_the_archi
     for method, label in (("standard", "standard"), ("additive-noise", "additive-noise sigma0.5")):
         c = compare(side("nm"), side(method))
         cells = lines[label].split(" | ")
-        assert cells[7] == f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
-        assert cells[8] == f"{min(1.0, holm[method]):.3g}"
+        assert cells[6] == f"{c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]"
+        assert cells[7] == f"{min(1.0, holm[method]):.3g}"
     with pytest.raises(DocError, match="unknown method 'nn'"):
         render("versus p nn", sources)
     # a method with no run archived yet: every method's row, no differences
     text = render("versus p pgd", sources)
-    assert len(text.splitlines()) == 5 and all(line.endswith("| - | - | - | - |") for line in text.splitlines()[2:])
+    assert len(text.splitlines()) == 7 and all(line.endswith("| - | - | - | - |") for line in text.splitlines()[4:])
     # two nm conditions: no single reference, so no comparison rather than a pooled one
     rows += [dict(r, run_id=r["run_id"] + "b", beta=0.25) for r in rows if r["method"] == "nm"]
     SweepDir(tmp_path / "p").write_results(rows)
     text = render("versus p nm", sources)
-    assert "| - | - | - | - |" in text.splitlines()[2]
+    assert "| - | - | - | - |" in text.splitlines()[4]
 
 
 def test_the_validation_part_and_the_answer_part(tmp_path, sources):

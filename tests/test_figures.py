@@ -214,3 +214,58 @@ def test_tradeoff_points_are_conditions_and_panels_need_two_methods(tmp_path):
     assert figures._tradeoff_panels(rows[2:6]) == [] and figures._tradeoff_panels(rows[:2] + rows[-1:]) == []
     with pytest.raises(ValueError, match="trade-off figure needs two methods"):
         figures.tradeoff(rows[:2], tmp_path / "x.png")
+
+
+def test_the_headline_figure_sets_each_method_against_standard_by_its_training_time(tmp_path, capsys):
+    """From a toy archive: each method's VII and alignment gained over standard (Welch, as stats.compare),
+    the floor less standard, the robust accuracy at the small radius and the time ratio; drawn the same
+    twice; `noisemod figures --headline` draws it from several archives."""
+    from noisemod.analysis.stats import compare
+    from noisemod.cli import main
+
+    values = {  # method: (vii, alignment, seconds, robust at eps 0.1), per seed a jitter
+        "standard": (0.040, 0.10, 10.0, 0.30),
+        "nm": (0.055, 0.13, 12.0, 0.01),
+        "fgsm": (0.060, 0.12, 20.0, 0.90),
+    }
+    rows = []
+    for method, (vii, alignment, seconds, robust) in values.items():
+        for seed, j in enumerate((-0.002, 0.0, 0.003)):
+            rows.append(
+                {"run_id": f"{method}-s{seed}", "spec": "p", "budget": "tier1", "status": "completed",
+                 "dataset": "mnist", "model": "lenet", "method": method, "seed": seed, "epochs": 50,
+                 "test_accuracy": 0.99, "gradient_vii": vii + j, "gradient_vii_floor": 0.03 + j,
+                 "gradient_alignment": alignment + 2 * j, "gradient_alignment_floor": 0.06,
+                 "train_seconds": seconds + j, "robust_accuracy_eps0.1": robust + j, "robust_accuracy_eps0.3": 0.0}
+            )  # fmt: skip
+    SweepDir(tmp_path / "p").write_results(rows)
+    points = {p["label"].split()[0]: p for p in tables.gains_over_standard(tables.load_results(tmp_path / "p"))}
+    assert list(points) == ["standard", "nm", "fgsm"]  # standard first: the reference, at 0 without an interval
+    assert points["standard"]["gradient_vii_diff"] == 0 and points["standard"]["gradient_vii_ci"] is None
+
+    def side(method, column):
+        return [r[column] for r in rows if r["method"] == method]
+
+    for method in ("nm", "fgsm"):
+        for metric in ("gradient_vii", "gradient_alignment"):
+            c = compare(side(method, metric), side("standard", metric))
+            assert points[method][f"{metric}_diff"] == pytest.approx(c.diff)
+            assert points[method][f"{metric}_ci"] == pytest.approx((c.ci_low, c.ci_high))
+    assert points["nm"]["gradient_vii_floor_gap"] == pytest.approx(0.03 - 0.040)  # the same for every method
+    assert points["fgsm"]["time_ratio"] == pytest.approx(20.0 / 10.0, rel=1e-3)
+    assert points["fgsm"]["robust"] == pytest.approx(0.90 + 1 / 3000) and points["fgsm"]["eps"] == 0.1
+
+    png, svg = figures.headline(rows, [tmp_path / "h.png", tmp_path / "h.svg"])
+    check_png(png)
+    check_svg(svg)
+    [again] = figures.headline(rows, tmp_path / "again.png")
+    assert again.read_bytes() == png.read_bytes()  # deterministic
+    with pytest.raises(ValueError, match="needs standard training and another method"):
+        figures.headline([r for r in rows if r["method"] == "standard"], tmp_path / "x.png")
+
+    SweepDir(tmp_path / "q").write_results([dict(r, dataset="fashion-mnist") for r in rows])
+    out = tmp_path / "docs" / "headline.png"
+    assert main(["figures", str(tmp_path / "p"), str(tmp_path / "q"), "--headline", str(out)]) == 0
+    check_png(out)
+    assert main(["figures", str(tmp_path / "p"), str(tmp_path / "q")]) == 2
+    assert "several only with --headline" in capsys.readouterr().err

@@ -450,9 +450,16 @@ def cmd_report(args) -> int:
 
 
 def cmd_figures(args) -> int:
-    from .analysis.figures import make_figures
+    from .analysis.figures import headline, make_figures
+    from .analysis.tables import load_results
 
-    for path in make_figures(args.sweep_dir, out_dir=args.out, data_root=args.data_root):
+    if args.headline:
+        written = headline([r for folder in args.sweep_dir for r in load_results(folder)], args.headline)
+    elif len(args.sweep_dir) == 1:
+        written = make_figures(args.sweep_dir[0], out_dir=args.out, data_root=args.data_root)
+    else:
+        raise UsageError("figures takes one sweep folder (several only with --headline)")
+    for path in written:
         print(path)
     return 0
 
@@ -678,7 +685,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"{', '.join(_doc_kinds())}; see noisemod.analysis.docgen) from the archive and the claims file. With --check, "
         "change nothing and exit 1 naming the parts that are out of date.",
     )
-    p.add_argument("files", metavar="FILE", nargs="+", help="Markdown files, e.g. README.md docs/RESULTS.md")
+    p.add_argument(
+        "files", metavar="FILE", nargs="+", help="Markdown files, e.g. README.md docs/RESULTS.md docs/results/*.md"
+    )
     _shared(p, "results")
     p.add_argument("--claims", default="docs/claims.yaml", help="the claims file (default: docs/claims.yaml)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a part is out of date")
@@ -687,9 +696,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "figures",
         help="the paper's figures for a finished sweep (PNG and SVG)",
-        description="Make the figures that apply to a sweep folder (fig1-fig5) as PNG and SVG.",
+        description="Make the figures that apply to a sweep folder (fig1-fig5) as PNG and SVG; with --headline, "
+        "only the docs' headline figure of one or more archives (each method's VII and alignment gained over "
+        "standard training and its robust accuracy, against its training time).",
     )
-    _shared(p, "sweep_dir")
+    _shared(p, "sweep_dir", nargs="+", help="a folder written by noisemod sweep (several with --headline)")
+    p.add_argument("--headline", metavar="FILE", help="draw the headline figure of the folders into FILE (.png, .svg)")
     _shared(p, "out", f"output folder (default: DIR/{SweepDir.FIGURES})")
     _shared(p, "data_root", " (default: the runs')")
     p.set_defaults(func=cmd_figures)

@@ -18,10 +18,12 @@ The kinds (one word, then its arguments):
     each claim that restates another (the same question at another budget) against it: both
     verdicts and, per group, both comparisons and whether the outcome changed
     (:func:`noisemod.analysis.claims.changes_table`)
-``table ARCHIVE``
+``table ARCHIVE [PART...]``
     the command that made ``results/ARCHIVE``, then its report's tables: per condition, seeds, test
     accuracy, robust accuracy, VII and train time (mean ± std [95% CI]), and the interpretability
-    scores with their floor (a freshly initialized model)
+    scores with their floor (a freshly initialized model); with PARTs (:data:`TABLE_PARTS`), only
+    those, narrower: ``command``, ``accuracy`` (test accuracy, VII, train time), ``robustness`` (the
+    robust accuracies) and ``interpretability``, the method settings folded into one condition column
 ``cost ARCHIVE``
     per dataset and model of ``results/ARCHIVE``, each method against standard training: the VII
     gained and the accuracy points lost (differences of seed means with their 95% Welch
@@ -43,7 +45,7 @@ The kinds (one word, then its arguments):
     trained model and of the model with its top module re-initialized, and with every module
     re-initialized, mean ± std over seeds (near 0: the explanation depends on what was learned)
 ``versus ARCHIVE METHOD``
-    per dataset and model of ``results/ARCHIVE``, every method with its seeds, test accuracy (mean ±
+    per dataset and model of ``results/ARCHIVE`` (a table each), every method with its seeds, test accuracy (mean ±
     std), VII (mean ± std [95% CI]), VII floor (the mean over seeds of a freshly initialized model's,
     where the runs measured it) and training time as a multiple of standard's; then METHOD minus
     each other method on VII and on test accuracy (difference of seed means, 95% Welch interval, p
@@ -52,7 +54,7 @@ The kinds (one word, then its arguments):
     the archive itself: each sweep, its runs, its size, and the total size
 
 ``noisemod docs FILE...`` rewrites the generated parts; ``--check`` changes nothing and exits 1
-naming each part that is out of date (a test runs it on README.md and docs/RESULTS.md).
+naming each part that is out of date (a test runs it on README.md, docs/RESULTS.md and docs/results/).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ from pathlib import Path
 
 from ..rundir import RunDir, SweepDir
 from .formatting import markdown_table, mean_std, number, p_value, signed
+from .tables import column_value
 
 __all__ = ["DocError", "Sources", "check", "regenerate", "render"]
 
@@ -138,24 +141,69 @@ def _archives(claim: dict) -> str:
     return ", ".join(f"`results/{name}`" for name in archive_names(claim))
 
 
+#: the parts a ``table ARCHIVE PART...`` shows, in the order named (none named: command, results, interpretability)
+TABLE_PARTS = ("command", "accuracy", "robustness", "interpretability")
+
+
 def _table(sources: Sources, args: Sequence[str]) -> str:
     from .report import report_sections
 
-    folder = _archived(sources, args, "table")
+    folder = _archived(sources, args[:1], "table")
+    parts = list(args[1:])
+    unknown = [p for p in parts if p not in TABLE_PARTS]
+    if unknown:
+        raise DocError(f"'table' parts are {', '.join(TABLE_PARTS)}; got {', '.join(unknown)}")
     s = report_sections(folder)
     command = SweepDir(folder).read_sweep().get("command")  # as the sweep was run (not the archive's path)
-    parts = [f"`{command}`"] if command else []
-    parts.append(
-        "Results (VII on the full test set; mean ± std [95% CI] over seeds):\n\n" + markdown_table(*s["results"])
-    )
-    header, rows = s["interpretability"]
-    if rows:
-        n = sorted({str(r.get("n")) for r in _interpretability_entries(folder)})
-        parts.append(
-            f"Interpretability on the first {', '.join(n)} test images (mean ± std [95% CI] over seeds; [floor: "
-            "the same architecture freshly initialized]; ↑ higher is better):\n\n" + markdown_table(header, rows)
-        )
-    return "\n\n".join(parts)
+    out = []
+    for part in parts or ["command", "results", "interpretability"]:
+        if part == "command" and command:
+            out.append(f"`{command}`")
+        elif part == "results":
+            out.append(f"{TABLE_CAPTIONS['accuracy']}\n\n" + markdown_table(*s["results"]))
+        elif part in ("accuracy", "robustness"):
+            header, rows = _results_columns(s, part)
+            text = markdown_table(header, rows) if rows else f"(no run of {folder} has one)"
+            out.append(f"{TABLE_CAPTIONS[part]}\n\n{text}")
+        elif part == "interpretability" and s["interpretability"][1]:
+            n = sorted({str(r.get("n")) for r in _interpretability_entries(folder)})
+            caption = TABLE_CAPTIONS[part].format(n=", ".join(n))
+            out.append(f"{caption}\n\n" + markdown_table(*s["interpretability"]))
+    return "\n\n".join(out)
+
+
+TABLE_CAPTIONS = {
+    "accuracy": "Results (VII on the full test set; mean ± std [95% CI] over seeds):",
+    "robustness": "Robust accuracy (PGD-50: `robust_accuracy` at the training radius as each adversarial run ends, "
+    "`robust_accuracy_eps<eps>` after training; mean ± std [95% CI] over seeds; conditions without one left out):",
+    "interpretability": "Interpretability on the first {n} test images (mean ± std [95% CI] over seeds; [floor: "
+    "the same architecture freshly initialized]; ↑ higher is better):",
+}
+
+
+def _results_columns(sections: dict, part: str) -> tuple[list[str], list[list[str]]]:
+    """The report's results table with one part's columns (accuracy: test accuracy, VII and training
+    time; robustness: the robust accuracies), its method settings folded into one ``condition``
+    column (:func:`condition_label`), and without the rows that have none of those columns."""
+    from ..config import get_setting
+    from .tables import ROBUST_PREFIX, condition_label
+
+    header, rows = sections["results"]
+    groups = sections["statistics"]["conditions"]  # one per row, in the table's order
+    runs = header.index("runs")
+    kept = [k for k in header[:runs] if k != "method" and not get_setting(k).method]
+    if part == "robustness":
+        columns = [i for i in range(runs + 1, len(header)) if header[i].startswith("robust_accuracy")]
+    else:
+        columns = [i for i in range(runs + 1, len(header)) if not header[i].startswith(ROBUST_PREFIX)]
+        columns = [i for i in columns if header[i] != "robust_accuracy"]
+    body = []
+    for group, row in zip(groups, rows):
+        cells = [row[i] for i in columns]
+        if all(c == "-" for c in cells):
+            continue
+        body.append([*(row[header.index(k)] for k in kept), condition_label(group), row[runs], *cells])
+    return [*kept, "condition", "runs", *(header[i] for i in columns)], body
 
 
 def _interpretability_entries(folder: Path) -> list[dict]:
@@ -222,21 +270,23 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
     }
     # no run of the reference yet (an archive being filled): the table without the differences
     ref_label = next((condition_label(r) for r in rows if r["method"] == reference), reference)
-    header = ["dataset, model", "method", "seeds", "test accuracy", "VII [95% CI]", "VII floor", "time / standard"]
+    header = ["method", "seeds", "test accuracy", "VII [95% CI]", "VII floor", "time / standard"]
     header += [f"{ref_label} - method: VII [95% CI]", "p Holm", "test accuracy [95% CI]", "p Holm"]
     parts = []
     for pair in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
         here = [dict(r, label=condition_label(r)) for r in rows if (r["dataset"], r["model"]) == pair]
         labels = list(dict.fromkeys(r["label"] for r in here))
-        seconds = {lb: [v for r in here if r["label"] == lb and (v := _column(r, "train_seconds"))] for lb in labels}
+        seconds = {
+            lb: [v for r in here if r["label"] == lb and (v := column_value(r, "train_seconds"))] for lb in labels
+        }
         standard = statistics.fmean(seconds["standard"]) if seconds.get("standard") else None
         body = []
         for lb in labels:
             runs = [r for r in here if r["label"] == lb]
-            vii, acc = (summarize([v for r in runs if (v := _column(r, m)) is not None]) for m in metrics)
-            floors = [v for r in runs if (v := _column(r, "gradient_vii_floor")) is not None]
+            vii, acc = (summarize([v for r in runs if (v := column_value(r, m)) is not None]) for m in metrics)
+            floors = [v for r in runs if (v := column_value(r, "gradient_vii_floor")) is not None]
             ci = (vii.ci_low, vii.ci_high) if vii.ci_low is not None else None
-            row = [", ".join(map(str, pair)), lb, str(len(runs)), mean_std(acc.mean, acc.std)]
+            row = [lb, str(len(runs)), mean_std(acc.mean, acc.std)]
             row += [mean_std(vii.mean, vii.std, ci=ci), number(statistics.fmean(floors)) if floors else "-"]
             row += [f"{statistics.fmean(seconds[lb]) / standard:.2f}" if standard and seconds[lb] else "-"]
             if lb == ref_label:
@@ -249,7 +299,7 @@ def _versus(sources: Sources, args: Sequence[str]) -> str:
                         continue
                     row += [signed(-c["diff"], _neg(c["ci_high"], 1), _neg(c["ci_low"], 1)), p_value(c["p_holm"])]
             body.append(row)
-        parts.append(markdown_table(header, body))
+        parts.append(f"{pair[0]}, {pair[1]}:\n\n" + markdown_table(header, body))
     return "\n\n".join(parts)
 
 
@@ -263,7 +313,9 @@ def _correlation(sources: Sources, args: Sequence[str]) -> str:
     header = ["dataset, model", "runs", "methods", f"Spearman {args[1]} vs {args[2]} [95% CI]", "p"]
     body, seen = [], 0
     for pair in dict.fromkeys((r["dataset"], r["model"]) for r in rows):
-        both = [(r, _column(r, args[1]), _column(r, args[2])) for r in rows if (r["dataset"], r["model"]) == pair]
+        both = [
+            (r, column_value(r, args[1]), column_value(r, args[2])) for r in rows if (r["dataset"], r["model"]) == pair
+        ]
         both = [(r, x, y) for r, x, y in both if x is not None and y is not None]
         seen += len(both)
         if len(both) < 3:
@@ -373,22 +425,6 @@ def _seed_mean_std(values: Sequence[float], seeds: int) -> str:
     return mean_std(statistics.fmean(values), std, digits=3, note=note)
 
 
-def _column(row: dict, name: str) -> float | None:
-    """A number of the row: a column, or robust@large / robust@small (the robust accuracy at the larger
-    or smaller radius measured after training); None when absent."""
-    from .report import ROBUST_PREFIX
-
-    if name in ("robust@large", "robust@small"):
-        radii = sorted(
-            (float(k[len(ROBUST_PREFIX) :]), k) for k, v in row.items() if k.startswith(ROBUST_PREFIX) and v is not None
-        )
-        if not radii:
-            return None
-        name = radii[-1 if name == "robust@large" else 0][1]
-    value = row.get(name)
-    return float(value) if isinstance(value, (int, float)) and value == value else None
-
-
 def _neg(v, scale: float = 100):
     return None if v is None else -scale * v
 
@@ -478,7 +514,7 @@ def _answer_numbers(sources: Sources, archive: str, dataset: str, model: str) ->
     ]
 
     def values(method: str, column: str) -> list[float]:
-        return [v for r in rows if r["method"] == method and (v := _column(r, column)) is not None]
+        return [v for r in rows if r["method"] == method and (v := column_value(r, column)) is not None]
 
     def diff(a: str, b: str, column: str) -> str:
         x, y = values(a, column), values(b, column)

@@ -10,6 +10,8 @@ repeats) and the method registry (which methods use a setting, each method's fam
 - :func:`fig4`: accuracy and VII against beta, with the gradient map of one test image per beta.
 - :func:`fig5`: accuracy and VII per noise, with each noise's histogram (scaled to [0, 1]).
 - :func:`training`: VII and validation accuracy against epoch (metrics.csv), per method, mean ± std.
+- :func:`headline`: each method's VII and alignment gained over standard training against its training
+  time, with the floor and the robust accuracy at the small radius (the docs' headline figure).
 - :func:`make_figures`: the figures that apply to a sweep, in ``DIR/figures/`` as PNG and SVG.
 
 Every figure function takes ``path``, one file or a list of files (the same figure in each
@@ -32,9 +34,11 @@ from ..io import atomic_write
 from ..rundir import RunDir, SweepDir
 from .tables import (
     CURVES,
+    GAINS,
     METRICS,
     aggregate,
     condition_label,
+    gains_over_standard,
     has_checkpoints,
     interpretability_scores,
     is_number,
@@ -56,6 +60,7 @@ __all__ = [
     "fig3",
     "fig4",
     "fig5",
+    "headline",
     "interpretability_figure",
     "make_figures",
     "modulation_pipeline",
@@ -371,6 +376,81 @@ def training(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths) 
     handles = {label: h for ax in fig.axes for h, label in zip(*ax.get_legend_handles_labels())}
     fig.legend(handles.values(), handles.keys(), fontsize=7, loc="outside right upper")
     return _save(fig, path)
+
+
+MARKERS = "osD^v<>Ph*X"  # one per registered method (by its order), so that colours need not carry it alone
+
+
+def headline(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
+    """The headline figure: per dataset and model (a column of panels), each condition's VII (top row) and
+    alignment (middle row) gained over standard training, the difference of seed means with its 95%
+    Welch interval, and its robust accuracy at the dataset's small radius (PGD-50, bottom row, mean with
+    its 95% t interval), against its training time as a multiple of standard's (log scale); standard
+    training at 1x, its gain 0; the dashed line: a freshly initialized model's score less standard's
+    (the floor) (:func:`gains_over_standard`)."""
+    from ..methods import METHODS
+
+    points = gains_over_standard(results_rows)
+    pairs = unique((p["dataset"], p["model"]) for p in points)
+    if not [p for p in points if p["label"] != "standard"]:
+        raise ValueError("the headline figure needs standard training and another method on one dataset and model")
+    order = list(METHODS)
+    rows = [*GAINS, "robust"]
+    fig = _figure(2.9 * len(pairs) + 1.8, 2.4 * len(rows) + 0.7)
+    axes = fig.subplots(len(rows), len(pairs), squeeze=False, sharex=True)
+    for col, pair in enumerate(pairs):
+        here = [p for p in points if (p["dataset"], p["model"]) == pair]
+        for ax, metric in zip(axes[:, col], rows):
+            _headline_panel(ax, here, metric, order)
+            if col == 0:
+                ax.set_ylabel(f"{GAINS[metric]} gained over standard" if metric in GAINS else "robust accuracy")
+        axes[0, col].set_title(f"{pair[0]}, {pair[1]}", fontsize=10)
+        eps = here[0]["eps"]
+        axes[-1, col].set_title(f"PGD-50 at eps {eps:.3g}" if eps else "no robust accuracy measured", fontsize=8)
+        axes[-1, col].set_xlabel("training time / standard's")
+    _time_ticks(axes.flat)
+    handles = {label: h for ax in axes.flat for h, label in zip(*ax.get_legend_handles_labels())}
+    fig.legend(handles.values(), handles.keys(), fontsize=7, loc="outside right upper")
+    fig.suptitle(
+        "Each method against standard training, by its training time\nVII and alignment gained (difference of seed "
+        "means, 95% Welch interval); robust accuracy at the dataset's small radius (mean, 95% interval)",
+        fontsize=9,
+    )
+    return _save(fig, path)
+
+
+def _headline_panel(ax, points: Sequence[Mapping], metric: str, order: Sequence[str]) -> None:
+    """One panel of :func:`headline`: a metric's gain (or the robust accuracy) of each condition of one
+    dataset and model, with standard's level and, for a gain, the floor."""
+    standard = points[0]  # gains_over_standard puts standard training first
+    if metric in GAINS:
+        ax.axhline(0, color="k", lw=0.8)
+        if (gap := standard[f"{metric}_floor_gap"]) is not None:
+            ax.axhline(gap, color="0.4", lw=1, ls="--", label="floor: untrained model less standard")
+    elif standard["robust"] is not None:
+        ax.axhline(standard["robust"], color="k", lw=0.8, ls=":")
+        ax.set_ylim(-0.03, 1.03)
+    for p in points:
+        value, ci = (p["robust"], p["robust_ci"]) if metric == "robust" else (p[f"{metric}_diff"], p[f"{metric}_ci"])
+        if value is None:
+            continue
+        k = order.index(p["method"]) if p["method"] in order else len(order)
+        color, marker = ("k", "x") if p["label"] == "standard" else (f"C{k % 10}", MARKERS[k % len(MARKERS)])
+        yerr = [[value - ci[0]], [ci[1] - value]] if ci and ci[0] is not None else None
+        label = "standard training" if p["label"] == "standard" else p["method"]
+        ax.errorbar([p["time_ratio"]], [value], yerr=yerr, fmt=marker, color=color, ms=5, capsize=2, label=label)
+    ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+
+
+def _time_ticks(axes, ticks: Sequence[float] = (0.5, 1, 2, 4)) -> None:
+    """Ticks of a log axis of time ratios at ``ticks``, written ``2x``."""
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xticklabels([f"{t:g}x" for t in ticks])
 
 
 def interpretability_figure(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:

@@ -21,11 +21,12 @@ from pathlib import Path
 
 from ..config import condition_names, field_names
 from ..io import atomic_write, write_json
-from ..rundir import RunDir, SweepDir, robustness_column
+from ..rundir import RunDir, SweepDir
 from .claims import comparisons
 from .figures import NEED_CHECKPOINTS, make_figures
 from .formatting import markdown_table, mean_std, number, p_value, setting, signed
 from .tables import (
+    ROBUST_PREFIX,
     aggregate,
     condition_label,
     has_checkpoints,
@@ -38,7 +39,6 @@ from .tables import (
 __all__ = ["report_sections", "write_report"]
 
 METRIC_COLUMNS = ("test_accuracy", "robust_accuracy", "vii", "train_seconds")
-ROBUST_PREFIX = robustness_column(0).partition("eps")[0] + "eps"  # robust_accuracy_eps<eps>, after training
 RUN_COLUMNS = ("test_accuracy", "vii", "best_epoch", "val_accuracy", "train_seconds")
 CAPTIONS = {
     "fig1": "Figure 1: test inputs and the input-gradients of standard, noise-modulated and adversarially "

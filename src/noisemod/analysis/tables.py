@@ -18,13 +18,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..config import condition_names, get_setting, run_id_parts
-from ..rundir import RunDir, SweepDir
+from ..rundir import RunDir, SweepDir, robustness_column
 
 __all__ = [
     "CURVES",
     "METRICS",
+    "ROBUST_PREFIX",
     "aggregate",
+    "column_value",
     "condition_label",
+    "gains_over_standard",
     "has_checkpoints",
     "interpretability_scores",
     "is_number",
@@ -32,6 +35,7 @@ __all__ = [
     "main_conditions",
     "read_sweep",
     "representative",
+    "robust_radius",
     "run_path",
     "series",
     "training_rows",
@@ -44,6 +48,8 @@ PathLike = str | os.PathLike
 METRICS = {"test_accuracy": "test accuracy", "vii": "VII"}
 #: metrics.csv's columns followed along training (:func:`training`)
 CURVES = {"val_vii": "VII, 256 validation images", "val_accuracy": "validation accuracy"}
+#: the prefix of results.csv's robust accuracy columns after training: ``robust_accuracy_eps<eps>``
+ROBUST_PREFIX = robustness_column(0).partition("eps")[0] + "eps"
 
 
 def load_results(sweep_dir: PathLike, *, completed_only: bool = True) -> list[dict]:
@@ -66,6 +72,26 @@ def unique(values: Iterable) -> list:
 def is_number(v) -> bool:
     """A finite int or float (not a bool): a value a table can average."""
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def robust_radius(row: Mapping, which: str) -> str | None:
+    """The robust accuracy column of the row at its larger (``which="large"``) or smaller (``"small"``)
+    radius measured after training (``robust_accuracy_eps<eps>``, with a value); None without one."""
+    radii = sorted(
+        (float(k[len(ROBUST_PREFIX) :]), k) for k, v in row.items() if k.startswith(ROBUST_PREFIX) and is_number(v)
+    )
+    return radii[-1 if which == "large" else 0][1] if radii else None
+
+
+def column_value(row: Mapping, name: str) -> float | None:
+    """A number of the row: a column, or ``robust@large`` / ``robust@small`` (the robust accuracy at the
+    larger or smaller radius measured after training, :func:`robust_radius`); None when absent or NaN."""
+    if name in ("robust@large", "robust@small"):
+        name = robust_radius(row, name.partition("@")[2])
+        if name is None:
+            return None
+    value = row.get(name)
+    return float(value) if is_number(value) else None
 
 
 def aggregate(
@@ -186,3 +212,48 @@ def interpretability_scores(rows: Sequence[Mapping]) -> dict[str, list[str]]:
 def has_checkpoints(sweep_dir: PathLike, rows: Sequence[Mapping]) -> bool:
     """Whether every finished run of the sweep still has its best checkpoint (an archive has none)."""
     return all(RunDir(run_path(sweep_dir, r)).file(RunDir.BEST).is_file() for r in rows)
+
+
+#: the metrics of the headline figure, with their names for display (each has its ``_floor`` column)
+GAINS = {"gradient_vii": "VII", "gradient_alignment": "alignment"}
+
+
+def gains_over_standard(rows: Sequence[Mapping], metrics: Sequence[str] = tuple(GAINS)) -> list[dict]:
+    """Per dataset and model with standard training, each condition (standard's included, first) against
+    standard training: ``dataset``, ``model``, ``method``, ``label`` (:func:`condition_label`), ``n`` runs,
+    ``time_ratio`` (its mean ``train_seconds`` over standard's), ``robust`` and ``robust_ci`` (its mean
+    robust accuracy at the dataset's small radius, :func:`robust_radius`, with its 95% t interval; None
+    without) at ``eps``; per metric ``m``: ``m_diff``, ``m_ci`` (the difference of seed means with its 95%
+    Welch interval, :func:`noisemod.analysis.stats.compare`; None under two runs a side, and for standard
+    training itself, at 0) and ``m_floor_gap`` (the mean ``m_floor`` of standard's runs, a freshly
+    initialized model of each seed, less standard's mean)."""
+    from .stats import compare, summarize
+
+    def values(runs, column):
+        return [v for r in runs if (v := column_value(r, column)) is not None]
+
+    out = []
+    for pair in unique((r.get("dataset"), r.get("model")) for r in rows):
+        here = [dict(r, label=condition_label(r)) for r in rows if (r.get("dataset"), r.get("model")) == pair]
+        standard = [r for r in here if r["label"] == "standard"]
+        if not standard:
+            continue
+        seconds = statistics.fmean(values(standard, "train_seconds") or [math.nan])
+        for label in sorted(unique(r["label"] for r in here), key=lambda lb: lb != "standard"):
+            runs = [r for r in here if r["label"] == label]
+            radius = robust_radius(runs[0], "small")
+            robust = values(runs, radius) if radius else []
+            time = values(runs, "train_seconds")
+            point = {"dataset": pair[0], "model": pair[1], "method": runs[0].get("method"), "label": label}
+            point |= {"n": len(runs), "time_ratio": statistics.fmean(time) / seconds if time else math.nan}
+            summary = summarize(robust) if robust else None
+            point |= {"robust": summary and summary.mean, "robust_ci": summary and (summary.ci_low, summary.ci_high)}
+            point["eps"] = float(radius[len(ROBUST_PREFIX) :]) if radius else None
+            for m in metrics:
+                a, b, floor = values(runs, m), values(standard, m), values(standard, m + "_floor")
+                c = compare(a, b) if len(a) > 1 and len(b) > 1 else None
+                point[f"{m}_diff"] = 0.0 if label == "standard" and b else c.diff if c else None
+                point[f"{m}_ci"] = (c.ci_low, c.ci_high) if c and label != "standard" else None
+                point[f"{m}_floor_gap"] = statistics.fmean(floor) - statistics.fmean(b) if floor and b else None
+            out.append(point)
+    return out
