@@ -408,6 +408,7 @@ def test_the_builtin_metric_definitions():
         "insertion_random",
         "score_alignment",
         "class_score_alignment",
+        "posterior_score_alignment",
     ]
     assert default_metrics() == ["vii", "alignment", "deletion", "insertion"]
     assert {m.name for m in METRICS.values() if m.higher_is_better} == {
@@ -417,6 +418,7 @@ def test_the_builtin_metric_definitions():
         "insertion_random",
         "score_alignment",
         "class_score_alignment",
+        "posterior_score_alignment",
     }
     assert {m.name for m in METRICS.values() if not m.needs_attribution} == {"deletion_random", "insertion_random"}
     assert get_metric("deletion").reference == "deletion_random" and get_metric("vii").reference is None
@@ -457,7 +459,7 @@ def test_a_metric_registered_in_a_test_file_works_everywhere(run, tmp_path, caps
         # the command line lists it, and computes it on a run
         with pytest.raises(SystemExit):
             main(["evaluate", "--help"])
-        assert "class_score_alignment, toy_energy (saved in" in " ".join(capsys.readouterr().out.split())
+        assert "posterior_score_alignment, toy_energy (saved in" in " ".join(capsys.readouterr().out.split())
         assert main(["evaluate", str(copy), "--metrics", "vii,toy_energy", "--n", "10", "--json"]) == 0
         scores = json.loads(capsys.readouterr().out)
         data = load_dataset("synthetic", val_size=RunDir(copy).read_config().val_size)

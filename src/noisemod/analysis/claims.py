@@ -203,7 +203,7 @@ def _check_test(c: dict, where: str) -> None:
         raise ClaimError(f"{where}: margin applies to test: non-inferiority only")
     also = c.setdefault("also", [])
     if not isinstance(also, list) or not all(isinstance(m, str) and m for m in also) or c["metric"] in also:
-        raise ClaimError(f"{where}: also must be a list of other metrics (results.csv columns)")
+        raise ClaimError(f"{where}: also must be a list of other metrics (columns of the archived results)")
 
 
 def yardstick_of(metric: str, score_sigma: float = 0.25) -> str | None:
