@@ -5,6 +5,7 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -112,11 +113,29 @@ def test_ids_get_a_hash_suffix_only_when_needed(tmp_path):
         ("name: x\ngrids: [{model: [mlp}]\n", "not valid YAML"),
     ],
 )
-def test_validation_errors_name_the_file_and_the_key(tmp_path, text, where):
+def test_validation_errors_name_the_file_the_line_and_the_key(tmp_path, text, where):
     path = write(tmp_path, text, "bad-spec.yaml")
     with pytest.raises(ValueError) as e:
         load_spec(path)
-    assert str(e.value).startswith(f"{path}: ") and where in str(e.value)
+    assert re.match(rf"{re.escape(str(path))}, line \d+(, column \d+)?: ", str(e.value)) and where in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("name: x\ngrids:\n  - {model: [mlp]}\n  - {model: [mlp}\n", "line 4, column 17: not valid YAML: "),
+        ("name: x\ngrids: [{}]\nbudgets:\n  cpu: 5\n", "line 4: budgets.cpu: expected a mapping, got 5"),
+        ("name: x\ngrids:\n  - {model: [mlp]}\n  - {beta: 0.5}\n", "line 4: grids[1].beta: expected a non-empty list"),
+    ],
+)
+def test_a_malformed_spec_exits_2_naming_the_file_and_the_line(tmp_path, capsys, text, where):
+    from noisemod.cli import main
+
+    path = write(tmp_path, text, "bad-spec.yaml")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"noisemod: error: {path}, {where}") and "Traceback" not in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 def test_unknown_budget_is_refused(tmp_path):

@@ -297,8 +297,18 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_archive(args) -> int:
-    from .experiments.archive import ArchiveError, archive_sweep
+    from .experiments.archive import ArchiveError, archive_sweep, verify_archive
 
+    if args.verify is not None:
+        if args.sweep_dir is not None or args.partial:
+            raise UsageError("--verify takes the archive alone: noisemod archive --verify results/NAME")
+        try:
+            print(f"{args.verify}: verified {verify_archive(args.verify)} runs")
+        except ArchiveError as e:
+            raise UsageError(str(e)) from None
+        return 0
+    if args.sweep_dir is None or args.dest is None:
+        raise UsageError("archive takes a sweep folder and the archive to write (DIR DEST), or --verify ARCHIVE")
     try:
         summary = archive_sweep(args.sweep_dir, args.dest, partial=args.partial)
     except ArchiveError as e:
@@ -593,14 +603,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "archive",
-        help="copy a finished sweep into the results archive (no checkpoints)",
+        help="copy a finished sweep into the results archive (no checkpoints), or verify an archive",
         description=f"Copy the spec, {SweepDir.SWEEP}, {SweepDir.RESULTS} and each finished run's config, result, "
         "metrics, interpretability and robustness into DEST (e.g. results/NAME), replacing it at once; an "
-        "unfinished or corrupt run is refused, naming it, and nothing is written.",
+        "unfinished or corrupt run is refused, naming it, and nothing is written. With --verify, check that an "
+        f"archive's {SweepDir.RESULTS} is what its runs' own files give (exit 2 naming the run and the column "
+        "where they disagree, or the file that cannot be read).",
     )
-    _shared(p, "sweep_dir")
-    p.add_argument("dest", metavar="DEST", help="the archive folder, e.g. results/fig3-cpu")
+    _shared(p, "sweep_dir", nargs="?")
+    p.add_argument("dest", metavar="DEST", nargs="?", help="the archive folder, e.g. results/fig3-cpu")
     p.add_argument("--partial", action="store_true", help="archive the finished runs of a sweep still running")
+    p.add_argument("--verify", metavar="ARCHIVE", help="verify the archive ARCHIVE (e.g. results/NAME), write nothing")
     p.set_defaults(func=cmd_archive)
 
     p = sub.add_parser(

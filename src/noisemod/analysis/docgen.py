@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..rundir import RunDir, SweepDir
@@ -76,10 +76,12 @@ class DocError(ValueError):
 
 @dataclass(frozen=True)
 class Sources:
-    """Where generated parts come from: the archive folder and the claims file."""
+    """Where generated parts come from: the archive folder and the claims file; ``verified``: the
+    archives verified so far (each once, :func:`noisemod.analysis.claims.verify`)."""
 
     results: Path = Path("results")
     claims: Path = Path("docs/claims.yaml")
+    verified: set = field(default_factory=set, compare=False, repr=False)
 
 
 def _claims(sources: Sources):
@@ -400,9 +402,17 @@ def _per(gain: float, cost: float, at_least: float = 0.0) -> str:
 def _archived(sources: Sources, args: Sequence[str], kind: str) -> Path:
     if len(args) != 1:
         raise DocError(f"'{kind}' takes one archive name, got {' '.join(args) or 'none'}")
+    from .claims import ClaimError, verify
+
     folder = sources.results / args[0]
     if not SweepDir(folder).file(SweepDir.RESULTS).is_file():
         raise DocError(f"no archived sweep {folder} ({SweepDir.RESULTS} missing)")
+    if folder not in sources.verified:
+        try:
+            verify(folder)
+        except ClaimError as e:
+            raise DocError(str(e)) from None
+        sources.verified.add(folder)
     return folder
 
 
