@@ -291,3 +291,37 @@ def test_runs_and_rows_must_match_one_for_one(finished, tmp_path):
         verify_archive(tmp_path / "a")
     assert main(["archive", "--verify", str(tmp_path / "nowhere")]) == 2
     assert main(["archive", str(finished)]) == 2  # a sweep folder without DEST
+
+
+def test_the_spec_must_plan_the_archived_runs(finished, tmp_path):
+    """archive refuses a sweep whose spec does not plan its runs, and verify an archive whose
+    spec.yaml does not; a sweep recorded under the specs' old path finds the bundled spec."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep)
+    info = json.loads((sweep / SweepDir.SWEEP).read_text())
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.replace("method: [standard, nm]", "method: [pgd]"))
+    (sweep / SweepDir.SWEEP).write_text(json.dumps({**info, "spec_path": str(other)}))
+    with pytest.raises(ArchiveError, match=f"its spec {other} does not plan run synthetic-mlp-"):
+        archive_sweep(sweep, tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    archive_sweep(finished, tmp_path / "a")
+    (tmp_path / "a" / SPEC).write_text(other.read_text())
+    with pytest.raises(ArchiveError, match="a: its spec .*spec.yaml does not plan run synthetic-mlp-"):
+        verify_archive(tmp_path / "a")
+    (sweep / SweepDir.SWEEP).write_text(json.dumps({**info, "spec_path": "experiments/tiny.yaml", "cwd": "/nowhere"}))
+    with pytest.raises(ArchiveError, match="its spec /nowhere/experiments/tiny.yaml is missing"):
+        archive_sweep(sweep, tmp_path / "b")  # not a bundled name either
+
+
+def test_a_sweep_of_a_bundled_spec_records_its_name_and_its_file(tmp_path, monkeypatch):
+    from noisemod.experiments.catalog import bundled_specs
+    from noisemod.experiments.plan import plan_sweep
+    from noisemod.experiments.runner import _sweep_info
+    from noisemod.experiments.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    plan = plan_sweep(load_spec(bundled_specs()["fig4"]), "cpu", SweepDir(tmp_path / "s"), None)
+    info = _sweep_info(plan, "fig4", "s", 1, None)
+    assert info["command"].startswith("noisemod sweep fig4 --out s --budget cpu")
+    assert info["spec_path"] == str(bundled_specs()["fig4"]) and Path(info["spec_path"]).is_file()

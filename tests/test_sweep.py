@@ -1,5 +1,5 @@
 """Sweeps: spec expansion and validation, the runner (parallel, skip, resume, failures), the
-atomic results table, and the shipped specs of experiments/."""
+atomic results table, and the bundled specs."""
 
 import csv
 import json
@@ -19,7 +19,7 @@ from noisemod.experiments.runner import train_command
 from noisemod.methods import get_method, list_methods
 from noisemod.rundir import RunDir
 
-SPECS = Path(__file__).resolve().parents[1] / "experiments"
+SPECS = Path(__file__).resolve().parents[1] / "src" / "noisemod" / "experiments" / "specs"
 
 SPEC = """
 name: demo
@@ -385,3 +385,44 @@ def test_the_protocol_spec_plans_each_tier_as_issue_23_asks():
     assert len(cost) == 105 and {(c.method, c.eps) for c in cost if c.dataset == "fashion-mnist" and c.eps} == {
         ("fgsm", 0.1), ("pgd", 0.1)
     }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the bundled specs
+
+
+def test_a_bundled_spec_runs_by_name_and_the_list_gives_each_descriptions_first_sentence(tmp_path, monkeypatch, capsys):
+    from noisemod.cli import main
+    from noisemod.experiments.catalog import bundled_specs
+
+    monkeypatch.chdir(tmp_path)  # no spec file here: the names are the bundled specs'
+    assert main(["sweep", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(bundled_specs()) == sorted(p.stem for p in SPECS.glob("*.yaml"))
+    assert "controls     Is noise modulation more than noise augmentation?" in lines
+    assert main(["sweep", "protocol", "--budget", "tier1", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("sweep protocol (budget tier1): 140 runs, 140 to run") and err == ""
+    assert (
+        f"{tmp_path}/sweeps/protocol-tier1/runs/mnist-lenet-standard-s0" in out and not (tmp_path / "sweeps").exists()
+    )
+    assert main(["sweep", "protocol", "--budget", "tier1"]) == 2  # a real run needs --out
+    assert "--out" in capsys.readouterr().err
+
+
+def test_an_unknown_spec_lists_the_bundled_ones_and_a_file_wins_over_a_name(tmp_path, monkeypatch, capsys):
+    from noisemod.cli import main
+    from noisemod.experiments.catalog import bundled_specs
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "protcol", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("noisemod: error: invalid SPEC='protcol': no such file") and ", ".join(bundled_specs()) in err
+    (tmp_path / "protocol").write_text(SPEC)  # a file named like a bundled spec
+    assert main(["sweep", "protocol", "--budget", "paper", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("sweep demo (budget paper)")  # the file's spec, not the bundled one
+    assert err == f"noisemod: protocol: the file {tmp_path / 'protocol'}, not the bundled spec of that name\n"
+    # the path the specs had before they came with the package still names them
+    assert main(["sweep", "experiments/fig3.yaml", "--budget", "cpu", "--dry-run", "--out", "x"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("sweep fig3 (budget cpu)") and "the bundled spec fig3" in err

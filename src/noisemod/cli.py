@@ -269,20 +269,33 @@ def cmd_demo(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .experiments import exit_code, expand, load_spec, run_sweep
+    from .experiments.catalog import SpecNotFound, listing, resolve_spec
 
+    if args.list:
+        if args.spec is not None:
+            raise UsageError("--list takes no SPEC")
+        print(listing())
+        return 0
+    if args.spec is None:
+        raise UsageError("sweep needs a SPEC: a spec file or a bundled spec's name (noisemod sweep --list)")
     try:  # the spec and the budget are checked before anything is written
-        expand(load_spec(args.spec), args.budget)
+        spec = load_spec(resolve_spec(args.spec, note=lambda line: print(f"noisemod: {line}", file=sys.stderr)))
+        expand(spec, args.budget)
+    except SpecNotFound as e:
+        raise UsageError(f"invalid SPEC={args.spec!r}: {e}") from None
     except FileNotFoundError:
         raise UsageError(f"invalid SPEC={args.spec!r}: no such file") from None
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.out is None and not args.dry_run:
+        raise UsageError("sweep needs --out DIR, the sweep folder (a dry run without it plans for sweeps/NAME-BUDGET)")
 
     from .experiments.executors import ExecutorError
 
     try:
         records = run_sweep(
             args.spec,
-            args.out,
+            args.out or Path("sweeps") / f"{spec.name}-{args.budget}",
             jobs=args.jobs,
             budget=args.budget,
             data_root=args.data_root,
@@ -319,10 +332,11 @@ def cmd_archive(args) -> int:
 
 
 def cmd_claims(args) -> int:
+    from .analysis import CLAIMS
     from .analysis.claims import ClaimError, evaluate_claims, verdict_table
 
     try:
-        results = evaluate_claims(args.claims, args.results)
+        results = evaluate_claims(args.claims or CLAIMS, args.results)
     except ClaimError as e:
         raise UsageError(str(e)) from None
     print(json.dumps([r.to_dict() for r in results], indent=1) if args.json else verdict_table(results))
@@ -333,7 +347,7 @@ def cmd_docs(args) -> int:
     from .analysis.claims import ClaimError
     from .analysis.docgen import DocError, Sources, check
 
-    sources = Sources(results=Path(args.results), claims=Path(args.claims))
+    sources = Sources(results=Path(args.results), claims=Path(args.claims) if args.claims else Sources().claims)
     try:
         stale = check(args.files, sources, write=not args.check)
     except (ClaimError, DocError, FileNotFoundError) as e:
@@ -581,12 +595,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sweep",
         help="run every run of an experiment spec (YAML), N at a time",
-        description="Run the grid of an experiment spec (e.g. experiments/fig3.yaml) into DIR: "
-        f"completed runs are skipped, interrupted ones resumed, and DIR/{SweepDir.RESULTS} "
-        "holds one row per finished run.",
+        description="Run the grid of an experiment spec (a bundled one by name, e.g. fig3; --list lists them; or "
+        f"a spec file) into DIR: completed runs are skipped, interrupted ones resumed, and DIR/{SweepDir.RESULTS} "
+        "holds one row per finished run. A file that exists wins over a bundled spec of the same name.",
     )
-    p.add_argument("spec", metavar="SPEC", help="experiment spec, e.g. experiments/fig3.yaml")
-    _shared(p, "out", f"sweep folder ({SweepDir.RUNS}/, {SweepDir.RESULTS}, {SweepDir.SWEEP})", required=True)
+    p.add_argument(
+        "spec", metavar="SPEC", nargs="?", help="a bundled spec's name (e.g. fig3, protocol) or a spec file (YAML)"
+    )
+    p.add_argument("--list", action="store_true", help="list the bundled specs and the first line of each description")
+    _shared(
+        p,
+        "out",
+        f"sweep folder ({SweepDir.RUNS}/, {SweepDir.RESULTS}, {SweepDir.SWEEP}); required but for --dry-run, which "
+        "plans for sweeps/NAME-BUDGET without it",
+    )
     p.add_argument("--jobs", type=_typed("jobs", int, 1), default=1, help="runs at a time (default: 1)")
     p.add_argument("--budget", default="paper", help="budget named in the spec, e.g. paper or cpu (default: paper)")
     _shared(p, "data_root", ", passed to every run")
@@ -619,12 +641,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "claims",
         help="the verdict of each claim, computed from the results archive",
-        description="Evaluate every claim of a claims file (docs/claims.yaml) on the archived sweeps it names: "
-        "the comparisons with their CI and p-values, and the verdict by the rule in noisemod.analysis.claims.",
+        description="Evaluate every claim of a claims file (by default the one that comes with the package) on the "
+        "archived sweeps it names: the comparisons with their CI and p-values, and the verdict by the rule in "
+        "noisemod.analysis.claims. An archive that does not verify (noisemod archive --verify) is refused.",
     )
-    p.add_argument(
-        "claims", metavar="CLAIMS", nargs="?", default="docs/claims.yaml", help="(default: docs/claims.yaml)"
-    )
+    p.add_argument("claims", metavar="CLAIMS", nargs="?", help="the claims file (default: the bundled claims.yaml)")
     _shared(p, "results")
     p.add_argument("--json", action="store_true", help="every claim, comparison and verdict as JSON")
     p.set_defaults(func=cmd_claims)
@@ -638,7 +659,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("files", metavar="FILE", nargs="+", help="Markdown files, e.g. README.md docs/RESULTS.md")
     _shared(p, "results")
-    p.add_argument("--claims", default="docs/claims.yaml", help="the claims file (default: docs/claims.yaml)")
+    p.add_argument("--claims", help="the claims file (default: the bundled claims.yaml)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a part is out of date")
     p.set_defaults(func=cmd_docs)
 

@@ -1,10 +1,10 @@
 """Claims as data, verdicts as computation.
 
-A claims file (``docs/claims.yaml``) lists the paper's claims and our own questions. Each names an
-archived sweep (``results/<archive>/``), a metric (a results.csv column: ``vii``,
-``test_accuracy``, ``robust_accuracy``, ``gradient_alignment``, ...), the direction the paper (or
-the question) expects, and the two sides compared: settings that select runs (``a`` and ``b``),
-one comparison per group of ``by`` settings found in the archive::
+A claims file (``claims.yaml`` beside this module, bundled with the package) lists the paper's
+claims and our own questions. Each names an archived sweep (``results/<archive>/``), a metric (a
+results.csv column: ``vii``, ``test_accuracy``, ``robust_accuracy``, ``gradient_alignment``, ...),
+the direction the paper (or the question) expects, and the two sides compared: settings that
+select runs (``a`` and ``b``), one comparison per group of ``by`` settings found in the archive::
 
     claims:
       - id: fig3

@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..rundir import RunDir, SweepDir
+from . import CLAIMS
 from .formatting import markdown_table, mean_std, number, p_value, signed
 
 __all__ = ["DocError", "Sources", "check", "regenerate", "render"]
@@ -80,7 +81,7 @@ class Sources:
     archives verified so far (each once, :func:`noisemod.analysis.claims.verify`)."""
 
     results: Path = Path("results")
-    claims: Path = Path("docs/claims.yaml")
+    claims: Path = CLAIMS
     verified: set = field(default_factory=set, compare=False, repr=False)
 
 

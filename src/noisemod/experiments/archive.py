@@ -18,8 +18,9 @@ a sweep (the figures that need checkpoints are left out).
 
 An archive verifies itself (:func:`verify_archive`, ``noisemod archive --verify``): its
 results.csv must be what the sweep would write from the runs' own files (config.json, result.json,
-interpretability.json, robustness.json) and sweep.json, cell by cell, and every run file must
-read; ``noisemod claims`` and ``noisemod docs`` refuse an archive that does not verify.
+interpretability.json, robustness.json) and sweep.json, cell by cell, every run file must read,
+and its spec.yaml must plan every run it holds (under sweep.json's budget), as it must when a
+sweep is archived; ``noisemod claims`` and ``noisemod docs`` refuse an archive that does not verify.
 """
 
 from __future__ import annotations
@@ -103,12 +104,12 @@ def archive_sweep(sweep_dir, dest, *, partial: bool = False) -> ArchiveSummary:
     if not sweep.file(sweep.SWEEP).is_file():
         raise ArchiveError(f"{sweep.path} is not a sweep folder: {sweep.file(sweep.SWEEP)} is missing")
     info = _read(sweep.file(sweep.SWEEP))
-    spec_path = Path(info.get("spec_path", ""))
-    if not spec_path.is_absolute():
-        spec_path = Path(info.get("cwd", ".")) / spec_path
-    if not spec_path.is_file():
-        raise ArchiveError(f"cannot archive {sweep.path}: its spec {spec_path} is missing")
+    spec_path = _spec_file(sweep, info)
     finished, pending = _runs(sweep, info, partial)
+    try:
+        _spec_plans(spec_path, info.get("budget"), finished)
+    except ArchiveError as e:
+        raise ArchiveError(f"cannot archive {sweep.path}: {e}") from None
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         out = SweepDir(tmp)
@@ -125,6 +126,36 @@ def archive_sweep(sweep_dir, dest, *, partial: bool = False) -> ArchiveSummary:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return ArchiveSummary(dest, finished, pending, size)
+
+
+def _spec_file(sweep: SweepDir, info: dict) -> Path:
+    """The spec the sweep ran: the file sweep.json names (relative to the sweep's working directory),
+    else the bundled spec of that file's name (a sweep recorded ``experiments/NAME.yaml``, or a
+    bundled spec of another installation); :func:`_spec_plans` then checks that it fits."""
+    from .catalog import bundled_specs
+
+    recorded = Path(info.get("spec_path", ""))
+    path = recorded if recorded.is_absolute() else Path(info.get("cwd", ".")) / recorded
+    if path.is_file():
+        return path
+    if recorded.stem in bundled_specs():
+        return bundled_specs()[recorded.stem]
+    raise ArchiveError(f"cannot archive {sweep.path}: its spec {path} is missing")
+
+
+def _spec_plans(spec_path: Path, budget: str | None, run_ids) -> None:
+    """The spec matches the runs: under the sweep's budget it plans every one of them (by run id)."""
+    from .spec import expand, load_spec
+
+    if budget is None:
+        return
+    try:
+        planned = {r.run_id for r in expand(load_spec(spec_path), budget)}
+    except (ValueError, OSError) as e:
+        raise ArchiveError(f"its spec {spec_path} does not expand under budget {budget}: {e}") from None
+    stray = [r for r in run_ids if r not in planned]
+    if stray:
+        raise ArchiveError(f"its spec {spec_path} does not plan run {stray[0]} under budget {budget}")
 
 
 def _copy_run(src: RunDir, dst: RunDir) -> None:
@@ -192,6 +223,11 @@ def verify_archive(path) -> int:
     except (CorruptFileError, ValueError) as e:
         raise ArchiveError(f"cannot read {archive.path}: {e}") from None
     _same_runs(archive, [r["run_id"] for r in rows])
+    if archive.file(SPEC).is_file():
+        try:
+            _spec_plans(archive.file(SPEC), info.get("budget"), [r["run_id"] for r in rows])
+        except ArchiveError as e:
+            raise ArchiveError(f"{archive.path}: {e}") from None
     expected, sources = {}, {}
     for row in rows:
         expected[row["run_id"]], sources[row["run_id"]] = _derived_row(archive.run(row["run_id"]), info)
