@@ -210,9 +210,10 @@ def verify_archive(path) -> int:
     """Check that the archive at ``path`` holds what it says: its results.csv is the table the
     sweep writes from the runs' own files (each row: sweep.json's spec and budget, config.json's
     settings, result.json's results, interpretability.json's and robustness.json's columns), one
-    row per run folder and one run folder per row, and every run file reads. Returns the number of
-    runs; raises :class:`ArchiveError` naming the run and the column where results.csv and the run
-    files disagree, or the file that cannot be read."""
+    row per run folder and one run folder per row, every run file reads, and its spec.yaml plans
+    every run under sweep.json's budget. Returns the number of runs; raises :class:`ArchiveError`
+    naming the run and the column where results.csv and the run files disagree, or the file that
+    cannot be read."""
     archive = SweepDir(path)
     table = archive.file(archive.RESULTS)
     if not table.is_file():
