@@ -1,14 +1,25 @@
 """The results archive: a finished sweep copied into results/NAME without checkpoints, all or nothing."""
 
+import csv
 import filecmp
 import json
+import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from noisemod.cli import main
 from noisemod.experiments import run_sweep
-from noisemod.experiments.archive import ARCHIVED_FILES, SPEC, ArchiveError, archive_sweep, restore_runs
+from noisemod.experiments.archive import (
+    ARCHIVED_FILES,
+    SPEC,
+    ArchiveError,
+    archive_sweep,
+    restore_runs,
+    verify_archive,
+)
 from noisemod.rundir import SweepDir
 
 TINY = """name: tiny
@@ -108,8 +119,6 @@ def test_a_sweep_archives_as_runs_finish_and_a_new_machine_resumes_from_the_arch
 
 
 def test_the_cli_archives_and_exits_2_naming_an_unfinished_run(finished, tmp_path, capsys):
-    from noisemod.cli import main
-
     assert main(["archive", str(finished), str(tmp_path / "a")]) == 0
     assert "2 runs" in capsys.readouterr().out and (tmp_path / "a" / SPEC).is_file()
     sweep = tmp_path / "sweep"
@@ -209,3 +218,132 @@ def test_a_campaign_whose_spec_changed_under_its_archived_runs_is_refused(finish
     assert "synthetic-mlp-nm-b0.5-gaussian-s0: archived, but the spec no longer plans it" in capsys.readouterr().err
     after = {f: (tmp_path / "results" / "tiny" / f).read_bytes() for f in tree(tmp_path / "results" / "tiny")}
     assert after == before
+
+
+# ----------------------------------------------------------------------------- an archive verifies itself
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p for p in (REPO / "results").iterdir() if (p / SweepDir.RESULTS).is_file())
+
+
+@pytest.mark.parametrize("folder", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_archive_verifies(folder, capsys):
+    runs = sum(1 for p in (folder / SweepDir.RUNS).iterdir() if p.is_dir())
+    assert verify_archive(folder) == runs > 0
+    assert main(["archive", "--verify", str(folder)]) == 0
+    assert capsys.readouterr().out == f"{folder}: verified {runs} runs\n"
+
+
+def test_a_fresh_archive_verifies(finished, tmp_path):
+    archive_sweep(finished, tmp_path / "fresh")
+    assert verify_archive(tmp_path / "fresh") == 2
+
+
+TIER2 = REPO / "results" / "protocol-tier2"
+
+
+def _vii_plus_half(folder):
+    path = folder / SweepDir.RESULTS
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    rows[1]["vii"] = repr(float(rows[1]["vii"]) + 0.5)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows[1]["run_id"], "vii is .* in results.csv but .* in .*result.json"
+
+
+def _corrupt_result(folder):
+    run = sorted((folder / SweepDir.RUNS).iterdir())[2]
+    (run / "result.json").write_text((run / "result.json").read_text()[:40])
+    return run.name, "cannot read its files: .*result.json is not valid JSON"
+
+
+def _without_interpretability(folder):
+    run = next(p for p in sorted((folder / SweepDir.RUNS).iterdir()) if (p / "interpretability.json").is_file())
+    (run / "interpretability.json").unlink()
+    return run.name, "gradient_\\w+ is .* in results.csv but missing from .*interpretability.json"
+
+
+TAMPERED_CLAIM = """claims:
+  - id: tier2
+    title: nm raises VII
+    archive: copy
+    metric: vii
+    direction: higher
+    a: {method: nm}
+    b: {method: standard}
+    by: [dataset, model]
+"""
+
+
+@pytest.mark.parametrize("tamper", [_vii_plus_half, _corrupt_result, _without_interpretability])
+def test_a_tampered_archive_does_not_verify_and_claims_and_docs_refuse_it(tamper, tmp_path, capsys):
+    copy = tmp_path / "results" / "copy"
+    shutil.copytree(TIER2, copy)
+    assert verify_archive(copy) == 25
+    run_id, problem = tamper(copy)
+    message = f"{copy}: run {re.escape(run_id)}: {problem}"
+    with pytest.raises(ArchiveError, match=message):
+        verify_archive(copy)
+    assert main(["archive", "--verify", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(TAMPERED_CLAIM)
+    assert main(["claims", str(claims), "--results", str(tmp_path / "results")]) == 2
+    assert re.search(f"archive {copy} does not verify: {message}", capsys.readouterr().err)
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- generated: table copy -->\n<!-- end generated -->\n")
+    where = ["--results", str(tmp_path / "results"), "--claims", str(claims)]
+    assert main(["docs", str(doc), *where, "--check"]) == 2
+    assert re.search(f"archive {copy} does not verify: {message}", capsys.readouterr().err)
+
+
+def test_runs_and_rows_must_match_one_for_one(finished, tmp_path):
+    archive_sweep(finished, tmp_path / "a")
+    run = next((tmp_path / "a" / SweepDir.RUNS).iterdir())
+    shutil.copytree(run, run.with_name("extra"))
+    with pytest.raises(ArchiveError, match="run extra .* has no row in results.csv"):
+        verify_archive(tmp_path / "a")
+    shutil.rmtree(run.with_name("extra"))
+    shutil.rmtree(run)
+    with pytest.raises(ArchiveError, match=f"run {run.name} is in results.csv but .* is missing"):
+        verify_archive(tmp_path / "a")
+    assert main(["archive", "--verify", str(tmp_path / "nowhere")]) == 2
+    assert main(["archive", str(finished)]) == 2  # a sweep folder without DEST
+
+
+def test_the_spec_must_plan_the_archived_runs(finished, tmp_path):
+    """archive refuses a sweep whose spec does not plan its runs, and verify an archive whose
+    spec.yaml does not; a sweep recorded under the specs' old path finds the bundled spec."""
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep)
+    info = json.loads((sweep / SweepDir.SWEEP).read_text())
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.replace("method: [standard, nm]", "method: [pgd]"))
+    (sweep / SweepDir.SWEEP).write_text(json.dumps({**info, "spec_path": str(other)}))
+    with pytest.raises(ArchiveError, match=f"its spec {other} does not plan run synthetic-mlp-"):
+        archive_sweep(sweep, tmp_path / "a")
+    assert not (tmp_path / "a").exists()
+    archive_sweep(finished, tmp_path / "a")
+    (tmp_path / "a" / SPEC).write_text(other.read_text())
+    with pytest.raises(ArchiveError, match="a: its spec .*spec.yaml does not plan run synthetic-mlp-"):
+        verify_archive(tmp_path / "a")
+    (sweep / SweepDir.SWEEP).write_text(json.dumps({**info, "spec_path": "experiments/tiny.yaml", "cwd": "/nowhere"}))
+    with pytest.raises(ArchiveError, match="its spec /nowhere/experiments/tiny.yaml is missing"):
+        archive_sweep(sweep, tmp_path / "b")  # not a bundled name either
+
+
+def test_a_sweep_of_a_bundled_spec_records_its_name_and_its_file(tmp_path, monkeypatch):
+    from noisemod.experiments.catalog import bundled_specs
+    from noisemod.experiments.plan import plan_sweep
+    from noisemod.experiments.runner import _sweep_info
+    from noisemod.experiments.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    plan = plan_sweep(load_spec(bundled_specs()["fig4"]), "cpu", SweepDir(tmp_path / "s"), None)
+    info = _sweep_info(plan, "fig4", "s", 1, None)
+    assert info["command"].startswith("noisemod sweep fig4 --out s --budget cpu")
+    assert info["spec_path"] == str(bundled_specs()["fig4"]) and Path(info["spec_path"]).is_file()

@@ -1,15 +1,59 @@
 """Claims as data: verdicts computed from an archive by the written rule, and refused when they cannot be."""
 
+import shutil
+
 import pytest
 from test_validation import toy_archive as toy_validation
 
 from noisemod.analysis.claims import ClaimError, evaluate_claims, verdict, verdict_table
 from noisemod.analysis.stats import Comparison, compare, holm
-from noisemod.rundir import SweepDir
+from noisemod.config import TrainConfig, field_names
+from noisemod.rundir import RESULT_FIELDS, SweepDir, robustness_column
 
 NM = [0.20, 0.21, 0.22, 0.205, 0.215]
 STANDARD = [0.10, 0.11, 0.12, 0.105, 0.115]
 FGSM = [0.30, 0.18, 0.25, 0.22, 0.15]
+
+
+def write_archive(folder, rows) -> SweepDir:
+    """A toy archive that verifies, as a sweep writes one: each row's run folder from its settings
+    (config.json) and its results (result.json; ``<explainer>_<score>`` columns into
+    interpretability.json, ``robust_accuracy_eps<eps>`` into robustness.json; a metrics.csv unless
+    the test wrote one), sweep.json from the first row's spec and budget unless written, and
+    results.csv made from those files (so every setting is a column); run folders of no row removed."""
+    sweep = SweepDir(folder)
+    if not sweep.file(sweep.SWEEP).is_file():
+        sweep.write_sweep({"spec": rows[0].get("spec"), "budget": rows[0].get("budget")})
+    info, table = sweep.read_sweep(), []
+    for gone in sweep.runs_dir.glob("*") if sweep.runs_dir.is_dir() else ():
+        if gone.name not in {row["run_id"] for row in rows}:  # the archive is replaced at once
+            shutil.rmtree(gone)
+    for row in rows:
+        run = sweep.run(row["run_id"])
+        run.path.mkdir(parents=True, exist_ok=True)
+        config = TrainConfig.from_dict({k: v for k, v in row.items() if k in field_names()})
+        run.write_config(config)
+        run.write_result({k: v for k, v in row.items() if k in RESULT_FIELDS and v is not None})
+        if not run.file(run.METRICS).is_file():
+            run.write_metrics([])
+        robust = robustness_column(0).partition("eps")[0] + "eps"
+        for column, value in row.items():
+            if value is None or column in RESULT_FIELDS or column in field_names() or column in ("run_id", "spec"):
+                continue
+            if column.startswith(robust):
+                attack = {"eps": float(column[len(robust) :]), "images": 100, "norm": "linf"}
+                run.write_robustness({"robust_accuracy": value, "robust_attack": attack})
+            elif column not in ("budget", "status"):
+                explainer, score = column.split("_", 1)
+                entry = run.read_interpretability().get(explainer, {"scores": {}})
+                run.write_interpretability(explainer, {**entry, "scores": {**entry["scores"], score: value}})
+        result = {k: v for k, v in run.read_result().items() if not isinstance(v, dict)}
+        table.append(
+            {"run_id": row["run_id"], "spec": info.get("spec"), "budget": info.get("budget"), **config.to_dict(),
+             "status": "completed", **result, **run.interpretability_columns(), **run.robustness_columns()}
+        )  # fmt: skip
+    sweep.write_results(table)
+    return sweep
 
 
 def archive(root, extra=()):
@@ -21,7 +65,7 @@ def archive(root, extra=()):
                  "model": "lenet", "method": method, "seed": seed, "epochs": 5, "test_accuracy": 0.9, "vii": v,
                  "robust_accuracy": 0.9 if method == "fgsm" else None}
             )  # fmt: skip
-    SweepDir(root / "results" / "toy").write_results(rows + list(extra))
+    write_archive(root / "results" / "toy", rows + list(extra))
     return root / "results"
 
 
@@ -144,12 +188,12 @@ def test_a_claim_is_pending_while_its_sweep_is_being_archived_and_complete_group
         for r in runs
     ]  # fmt: skip
     claim = claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="standard").replace("toy", "p"))
-    sweep.write_results(rows[:-1])  # the last planned run (digits, nm, seed 4) is not archived yet
+    write_archive(folder, rows[:-1])  # the last planned run (digits, nm, seed 4) is not archived yet
     [r] = evaluate_claims(claim, tmp_path / "results")
     assert r.verdict == "pending" and r.runs == (19, 20)
     assert [c["group"]["dataset"] for c in r.comparisons] == ["synthetic"]  # the complete group only
     assert "**pending** | synthetic, lenet: " in verdict_table([r]) and "19 of 20 runs archived" in verdict_table([r])
-    sweep.write_results(rows)
+    write_archive(folder, rows)
     [r] = evaluate_claims(claim, tmp_path / "results")
     assert r.verdict == "reproduced" and r.runs is None and len(r.comparisons) == 2
 
@@ -177,12 +221,12 @@ def test_a_claim_over_a_list_of_archives_pools_their_runs_and_waits_for_each(tmp
         "archive: toy", "archive: [p-one, p-two]"
     )
     claim = claims_file(tmp_path, text)
-    SweepDir(tmp_path / "results" / "p-one").write_results(tiers["one"])
-    SweepDir(tmp_path / "results" / "p-two").write_results(tiers["two"][:3])
+    write_archive(tmp_path / "results" / "p-one", tiers["one"])
+    write_archive(tmp_path / "results" / "p-two", tiers["two"][:3])
     [r] = evaluate_claims(claim, tmp_path / "results")
     assert r.verdict == "pending" and r.runs == (13, 20)
     assert [c["group"]["dataset"] for c in r.comparisons] == ["synthetic"]
-    SweepDir(tmp_path / "results" / "p-two").write_results(tiers["two"])
+    write_archive(tmp_path / "results" / "p-two", tiers["two"])
     [r] = evaluate_claims(claim, tmp_path / "results")
     assert r.verdict == "reproduced" and [c["group"]["dataset"] for c in r.comparisons] == ["synthetic", "digits"]
     single = compare([v + 0.001 for v in NM], [v + 0.001 for v in STANDARD])
@@ -222,7 +266,7 @@ def test_a_restated_claim_is_set_beside_the_one_it_restates_group_by_group(tmp_p
                  "method": method, "seed": s, "epochs": 50, "test_accuracy": 0.9, "vii": v}
                 for s, v in enumerate(values)
             ]  # fmt: skip
-    SweepDir(results / "later").write_results(later)
+    write_archive(results / "later", later)
     before, now = evaluate_claims(claims_file(tmp_path, RESTATED), results)
     assert (before.verdict, now.verdict) == ("reproduced", "partly")
     assert outcome(before.comparisons[0]["comparison"], "higher") == "agrees"
@@ -268,7 +312,7 @@ def test_a_run_trained_but_not_yet_interpreted_leaves_its_group_waiting(tmp_path
         for r in expand(load_spec(folder / "spec.yaml"), "cpu")
     ]  # fmt: skip
     rows[-1]["gradient_alignment"] = None  # digits, nm, seed 4: trained, not interpreted yet
-    SweepDir(folder).write_results(rows)
+    write_archive(folder, rows)
     text = CLAIM.format(metric="gradient_alignment", direction="higher", b="standard").replace("toy", "p")
     [r] = evaluate_claims(claims_file(tmp_path, text), tmp_path / "results")
     assert r.verdict == "pending" and r.runs == (19, 20)
@@ -332,7 +376,7 @@ def test_an_adversarial_side_counts_only_with_robust_runs(tmp_path):
     for r in rows:
         if r["method"] == "fgsm":
             r["robust_accuracy"] = robust[r["seed"]]
-    SweepDir(results / "toy").write_results(rows)
+    write_archive(results / "toy", rows)
     [r] = evaluate_claims(claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="fgsm")), results)
     assert r.comparisons[0]["b"].n == 3  # seeds 0, 2, 4
     rules = RULES.replace("mnist: 0.5,", "mnist: 0.95,")
@@ -356,7 +400,7 @@ def test_a_metric_judges_only_where_its_validation_passed(tmp_path, capsys):
     for r in rows:
         r["logit-sum_alignment"] = r["vii"]
         r["smoothgrad_vii"] = r["vii"]
-    SweepDir(results / "toy").write_results(rows)
+    write_archive(results / "toy", rows)
     claim = CLAIM.format(metric="logit-sum_alignment", direction="higher", b="standard")
     [r] = evaluate_claims(claims_file(tmp_path, claim), results)
     assert r.verdict == "not tested"
@@ -364,8 +408,32 @@ def test_a_metric_judges_only_where_its_validation_passed(tmp_path, capsys):
     path = claims_file(tmp_path, CLAIM.format(metric="smoothgrad_vii", direction="higher", b="standard"))
     assert main(["claims", str(path), "--results", str(results)]) == 2
     err = capsys.readouterr().err
-    assert "smoothgrad_vii have no validation record" in err and "noisemod sweep experiments/validation.yaml" in err
+    assert "smoothgrad_vii have no validation record" in err and "noisemod sweep validation" in err
     shutil.rmtree(results / "validation")
     path.write_text(RULES + CLAIM.format(metric="vii", direction="higher", b="standard"))
     assert main(["claims", str(path), "--results", str(results)]) == 2
     assert "vii have no validation record (no validation archive" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "change, where",
+    [
+        (("    metric: vii\n", "    metric: [vii\n"), "line 8, column 14: not valid YAML: expected ',' or ']'"),
+        (("    a: {method: nm}\n", "    a: nm\n"), "line 3: claim fig3: a and b must be mappings of settings"),
+        (("claims:\n", "claims: 3\nx:\n"), "line 2: expected a mapping with a non-empty list 'claims'"),
+        (("    direction: higher\n", "    direction: [higher]\n"), "line 3: claim fig3: direction must be higher"),
+        (("    metric: vii\n", "    metric: {vii: 1}\n"), "line 3: claim fig3: metric must be a text"),
+    ],
+)
+def test_a_malformed_claims_file_exits_2_naming_the_file_and_the_line(tmp_path, capsys, change, where):
+    from noisemod.cli import main
+
+    results = archive(tmp_path)
+    path = claims_file(tmp_path, CLAIM.format(metric="vii", direction="higher", b="standard").replace(*change))
+    doc = tmp_path / "doc.md"
+    doc.write_text("<!-- generated: verdicts -->\n<!-- end generated -->\n")
+    for argv in (["claims", str(path)], ["docs", str(doc), "--claims", str(path)]):
+        argv += ["--results", str(results)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"noisemod: error: {path}, {where}") and "Traceback" not in err, err

@@ -120,10 +120,10 @@ def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, caps
         (["demo", "--epochs", "0"], "--epochs=0"),
         (["demo", "--epochs", "x"], "--epochs='x'"),
         (["explain", "somewhere", "-n", "0"], "--n=0"),
-        (["sweep", "experiments/fig3.yaml", "--out", "x", "--jobs", "0"], "--jobs=0"),
+        (["sweep", "fig3", "--out", "x", "--jobs", "0"], "--jobs=0"),
         (["evaluate", "somewhere", "--device", "tpu"], "--device='tpu'"),
-        (["sweep", "experiments/fig3.yaml", "--out", "x", "--budget", "gpu"], "no budget 'gpu'"),
-        (["sweep", "experiments/nope.yaml", "--out", "x"], "SPEC='experiments/nope.yaml'"),
+        (["sweep", "fig3", "--out", "x", "--budget", "gpu"], "no budget 'gpu'"),
+        (["sweep", "experiments/nope.yaml", "--out", "x"], "SPEC='experiments/nope.yaml': no such file"),
     ],
 )
 def test_bad_option_of_other_subcommands_exits_2(tmp_path, capsys, argv, needle):

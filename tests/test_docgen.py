@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from scipy import stats as scipy_stats
-from test_claims import CLAIM, NM, STANDARD, archive, claims_file
+from test_claims import CLAIM, NM, STANDARD, archive, claims_file, write_archive
 
 from noisemod.analysis.claims import comparisons
 from noisemod.analysis.docgen import DocError, Sources, check, regenerate, render
@@ -54,7 +54,7 @@ def test_generated_parts_are_computed_from_the_archive_and_the_rest_is_kept(tmp_
     # the table: every condition with its seeds and mean ± std [95% CI] (the report's numbers)
     mean = sum(NM) / len(NM)
     assert f"| mnist | lenet | nm | 5 | 0.9000 ± 0.0000 [0.9000, 0.9000] | - | {mean:.4f} ± " in text
-    assert "| `results/toy` | 0 |" in text  # no run folders in this toy archive, only its table
+    assert "| `results/toy` | 15 |" in text  # its 15 run folders
     assert check([doc], sources, write=False) == {}  # regenerating again changes nothing
 
     doc.write_text(text.replace(f"{mean:.4f}", "0.9999"))  # a number typed over a generated one
@@ -106,11 +106,11 @@ def test_each_condition_is_compared_with_standard_training_like_scipy(tmp_path):
     assert json.loads(json.dumps(statistics))["comparisons"][0]["metric"] == "test_accuracy"
 
 
-@pytest.mark.skipif(not (REPO / "docs" / "claims.yaml").is_file(), reason="no claims file yet")
 def test_the_shipped_docs_are_regenerated_from_the_archive():
     """README.md, docs/RESULTS.md and every page of docs/results/: every generated part as the archive
-    in results/ makes it today (`make docs` rewrites them)."""
-    sources = Sources(results=REPO / "results", claims=REPO / "docs" / "claims.yaml")
+    in results/ and the bundled claims file make it today (`make docs` rewrites them)."""
+    sources = Sources(results=REPO / "results")
+    assert sources.claims == REPO / "src" / "noisemod" / "analysis" / "claims.yaml"
     pages = [REPO / "README.md", REPO / "docs" / "RESULTS.md", *sorted((REPO / "docs" / "results").glob("*.md"))]
     assert check(pages, sources, write=False) == {}
 
@@ -128,7 +128,7 @@ def test_the_cost_table_prices_each_methods_vii_in_accuracy_and_time(tmp_path):
                  "dataset": "mnist", "model": "lenet", "method": method, "seed": seed, "epochs": 3,
                  "test_accuracy": acc + jitter, "vii": vii + jitter, "train_seconds": seconds + 10 * jitter}
             )  # fmt: skip
-    SweepDir(tmp_path / "cost").write_results(rows)
+    write_archive(tmp_path / "cost", rows)
     text = render("cost cost", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
     lines = {line.split(" | ")[1].split()[0]: line for line in text.splitlines()[2:]}  # no beta in this toy
     assert set(lines) == {"nm", "pgd"}  # standard is the reference
@@ -137,7 +137,7 @@ def test_the_cost_table_prices_each_methods_vii_in_accuracy_and_time(tmp_path):
     assert "| 1.10 | +0.0200 | +0.2000 |" in lines["nm"]
     assert "| 5.00 | +0.0200 | +0.0250 |" in lines["pgd"]  # +0.1 VII for 5 points and 4 more standard times
     rows = [dict(r, train_seconds=10.2 + 10 * (r["test_accuracy"] - 0.94)) if r["method"] == "nm" else r for r in rows]
-    SweepDir(tmp_path / "cost").write_results(rows)  # nm now 2% slower than standard: inside timing noise
+    write_archive(tmp_path / "cost", rows)  # nm now 2% slower than standard: inside timing noise
     text = render("cost cost", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
     assert "| 1.02 | +0.0200 | - (under 5%) |" in text
 
@@ -148,7 +148,7 @@ def test_a_table_lists_numeric_conditions_in_order_whatever_order_they_ran_in(tm
          "model": "fcnn", "method": "nm", "beta": beta, "seed": seed, "epochs": 3, "test_accuracy": 0.2, "vii": 0.1}
         for beta in (0.5, 1.0, 0.0) for seed in (0, 1)
     ]  # fmt: skip
-    SweepDir(tmp_path / "fig4").write_results(rows)
+    write_archive(tmp_path / "fig4", rows)
     text = render("table fig4", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
     betas = [line.split(" | ")[3] for line in text.splitlines() if line.startswith("| cifar10 | fcnn | nm |")]
     assert betas == ["0", "0.5", "1"], text
@@ -163,8 +163,10 @@ def test_a_table_in_parts_is_narrower_and_folds_method_settings_into_one_conditi
                                                           "robust_accuracy_eps0.05": 0.7}))
         for seed in (0, 1)
     ]  # fmt: skip
-    SweepDir(tmp_path / "p").write_results(rows)
-    (tmp_path / "p" / "sweep.json").write_text(json.dumps({"command": "noisemod sweep p.yaml"}))
+    (tmp_path / "p").mkdir()
+    info = {"spec": "p", "budget": "cpu", "command": "noisemod sweep p.yaml"}
+    (tmp_path / "p" / "sweep.json").write_text(json.dumps(info))
+    write_archive(tmp_path / "p", rows)
     sources = Sources(results=tmp_path, claims=tmp_path / "none.yaml")
     whole = render("table p", sources)
     assert "| dataset | model | method | eps | runs | test_accuracy | robust_accuracy | vii |" in whole
@@ -188,14 +190,14 @@ def test_the_correlation_part_ranks_runs_like_scipy_and_reads_the_robust_radii(t
          "robust_accuracy_eps0.1": s, "robust_accuracy_eps0.3": 0.0}
         for i, (v, s) in enumerate(zip(vii, small))
     ]  # fmt: skip
-    SweepDir(tmp_path / "cost").write_results(rows)
+    write_archive(tmp_path / "cost", rows)
     sources = Sources(results=tmp_path, claims=tmp_path / "none.yaml")
     text = render("correlation cost vii robust@small", sources)
     rho = scipy_stats.spearmanr(vii, small).statistic
     assert f"| mnist, lenet | 6 | nm | {rho:+.2f} [" in text
     with pytest.raises(DocError, match="no runs in results/cost have both vii and gradient_vii"):
         render("correlation cost vii gradient_vii", sources)
-    SweepDir(tmp_path / "cost").write_results(rows[:2])  # an archive being filled: no rank correlation of 2 runs
+    write_archive(tmp_path / "cost", rows[:2])  # an archive being filled: no rank correlation of 2 runs
     assert render("correlation cost vii robust@small", sources).startswith("(not yet: 2 run(s) with both")
 
 
@@ -228,7 +230,7 @@ def test_the_training_part_follows_vii_per_epoch_and_finds_nms_largest_lead(tmp_
     sweep.run(old).path.mkdir(parents=True)
     sweep.run(old).write_metrics([{"epoch": 1, "train_loss": 1, "train_accuracy": 0.5, "val_accuracy": 0.5,
                                    "seconds": 1, "samples_per_s": 1, "lr": 0.001}])  # fmt: skip
-    sweep.write_results(rows)
+    write_archive(sweep.path, rows)
     text = render("training curves", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
     assert "| epoch | standard | nm b0.5 gaussian | nm b0.5 gaussian - standard [95% CI] | p |" in text
     assert "| 1 | 0.110 ± 0.010 | 0.110 ± 0.010 | +0.000" in text
@@ -262,11 +264,11 @@ def test_the_randomization_part_tables_the_top_and_the_full_cascade_per_method(t
             )
             if method == "standard":  # the absolute test on standard only
                 run.write_interpretability(run.cascading_key("gradient", True), {"n": 5, "layers": [["fc3", 0.9]]})
-    sweep.write_results(rows)
+    write_archive(sweep.path, rows)
     text = render("randomization rand", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
     assert "| mnist, lenet | standard | 2 | 0.600 ± 0.141 | 0.000 ± 0.000 | 0.900 ± 0.000 | 0.900 ± 0.000 |" in text
     assert "| mnist, lenet | nm b0.5 gaussian | 2 | 0.200 ± 0.141 | 0.000 ± 0.000 | - | - |" in text
-    SweepDir(tmp_path / "empty").write_results(rows[:1])  # a run without the test, in another archive
+    write_archive(tmp_path / "empty", rows[:1])  # a run without the test, in another archive
     with pytest.raises(DocError, match="no run of .* has a cascading randomization test"):
         render("randomization empty", Sources(results=tmp_path, claims=tmp_path / "none.yaml"))
 
@@ -290,7 +292,7 @@ def test_the_versus_table_sets_every_method_against_one_with_holm_over_the_archi
                  "test_accuracy": acc + j, "vii": vii + j * (1 + seed), "gradient_vii_floor": floor,
                  "train_seconds": seconds}
             )  # fmt: skip
-    SweepDir(tmp_path / "p").write_results(rows)
+    write_archive(tmp_path / "p", rows)
     sources = Sources(results=tmp_path, claims=tmp_path / "none.yaml")
     text = render("versus p nm", sources)
     assert text.startswith("mnist, lenet:\n\n| method | seeds |")  # one table per dataset and model
@@ -318,7 +320,7 @@ def test_the_versus_table_sets_every_method_against_one_with_holm_over_the_archi
     assert len(text.splitlines()) == 7 and all(line.endswith("| - | - | - | - |") for line in text.splitlines()[4:])
     # two nm conditions: no single reference, so no comparison rather than a pooled one
     rows += [dict(r, run_id=r["run_id"] + "b", beta=0.25) for r in rows if r["method"] == "nm"]
-    SweepDir(tmp_path / "p").write_results(rows)
+    write_archive(tmp_path / "p", rows)
     text = render("versus p nm", sources)
     assert "| - | - | - | - |" in text.splitlines()[4]
 

@@ -1,10 +1,11 @@
 """Sweeps: spec expansion and validation, the runner (parallel, skip, resume, failures), the
-atomic results table, and the shipped specs of experiments/."""
+atomic results table, and the bundled specs."""
 
 import csv
 import json
 import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from noisemod.experiments.runner import train_command
 from noisemod.methods import get_method, list_methods
 from noisemod.rundir import RunDir
 
-SPECS = Path(__file__).resolve().parents[1] / "experiments"
+SPECS = Path(__file__).resolve().parents[1] / "src" / "noisemod" / "experiments" / "specs"
 
 SPEC = """
 name: demo
@@ -112,11 +113,29 @@ def test_ids_get_a_hash_suffix_only_when_needed(tmp_path):
         ("name: x\ngrids: [{model: [mlp}]\n", "not valid YAML"),
     ],
 )
-def test_validation_errors_name_the_file_and_the_key(tmp_path, text, where):
+def test_validation_errors_name_the_file_the_line_and_the_key(tmp_path, text, where):
     path = write(tmp_path, text, "bad-spec.yaml")
     with pytest.raises(ValueError) as e:
         load_spec(path)
-    assert str(e.value).startswith(f"{path}: ") and where in str(e.value)
+    assert re.match(rf"{re.escape(str(path))}, line \d+(, column \d+)?: ", str(e.value)) and where in str(e.value)
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("name: x\ngrids:\n  - {model: [mlp]}\n  - {model: [mlp}\n", "line 4, column 17: not valid YAML: "),
+        ("name: x\ngrids: [{}]\nbudgets:\n  cpu: 5\n", "line 4: budgets.cpu: expected a mapping, got 5"),
+        ("name: x\ngrids:\n  - {model: [mlp]}\n  - {beta: 0.5}\n", "line 4: grids[1].beta: expected a non-empty list"),
+    ],
+)
+def test_a_malformed_spec_exits_2_naming_the_file_and_the_line(tmp_path, capsys, text, where):
+    from noisemod.cli import main
+
+    path = write(tmp_path, text, "bad-spec.yaml")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"noisemod: error: {path}, {where}") and "Traceback" not in err, err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
 def test_unknown_budget_is_refused(tmp_path):
@@ -338,7 +357,7 @@ def test_a_sweep_rerun_may_change_runtime_settings_only(tmp_path, monkeypatch):
         run_sweep(spec, out, budget="cpu", log=lambda *_: None)
 
 
-def test_the_protocol_spec_plans_each_tier_as_issue_23_asks():
+def test_the_protocol_spec_plans_each_tier():
     from noisemod.attacks import attack_defaults
 
     spec = load_spec(SPECS / "protocol.yaml")
@@ -377,3 +396,44 @@ def test_the_protocol_spec_plans_each_tier_as_issue_23_asks():
     assert len(cost) == 105 and {(c.method, c.eps) for c in cost if c.dataset == "fashion-mnist" and c.eps} == {
         ("fgsm", 0.1), ("pgd", 0.1)
     }  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- the bundled specs
+
+
+def test_a_bundled_spec_runs_by_name_and_the_list_gives_each_descriptions_first_sentence(tmp_path, monkeypatch, capsys):
+    from noisemod.cli import main
+    from noisemod.experiments.catalog import bundled_specs
+
+    monkeypatch.chdir(tmp_path)  # no spec file here: the names are the bundled specs'
+    assert main(["sweep", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == list(bundled_specs()) == sorted(p.stem for p in SPECS.glob("*.yaml"))
+    assert "controls     Is noise modulation more than noise augmentation?" in lines
+    assert main(["sweep", "protocol", "--budget", "tier1", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("sweep protocol (budget tier1): 140 runs, 140 to run") and err == ""
+    assert (
+        f"{tmp_path}/sweeps/protocol-tier1/runs/mnist-lenet-standard-s0" in out and not (tmp_path / "sweeps").exists()
+    )
+    assert main(["sweep", "protocol", "--budget", "tier1"]) == 2  # a real run needs --out
+    assert "--out" in capsys.readouterr().err
+
+
+def test_an_unknown_spec_lists_the_bundled_ones_and_a_file_wins_over_a_name(tmp_path, monkeypatch, capsys):
+    from noisemod.cli import main
+    from noisemod.experiments.catalog import bundled_specs
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "protcol", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("noisemod: error: invalid SPEC='protcol': no such file") and ", ".join(bundled_specs()) in err
+    (tmp_path / "protocol").write_text(SPEC)  # a file named like a bundled spec
+    assert main(["sweep", "protocol", "--budget", "paper", "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("sweep demo (budget paper)")  # the file's spec, not the bundled one
+    assert err == f"noisemod: protocol: the file {tmp_path / 'protocol'}, not the bundled spec of that name\n"
+    # the path the specs had before they came with the package still names them
+    assert main(["sweep", "experiments/fig3.yaml", "--budget", "cpu", "--dry-run", "--out", "x"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("sweep fig3 (budget cpu)") and "the bundled spec fig3" in err

@@ -278,13 +278,26 @@ def cmd_demo(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .experiments import exit_code, expand, load_spec, run_sweep
+    from .experiments.catalog import SpecNotFound, listing, resolve_spec
 
+    if args.list:
+        if args.spec is not None:
+            raise UsageError("--list takes no SPEC")
+        print(listing())
+        return 0
+    if args.spec is None:
+        raise UsageError("sweep needs a SPEC: a spec file or a bundled spec's name (noisemod sweep --list)")
     try:  # the spec and the budget are checked before anything is written
-        expand(load_spec(args.spec), args.budget)
+        spec = load_spec(resolve_spec(args.spec, note=lambda line: print(f"noisemod: {line}", file=sys.stderr)))
+        expand(spec, args.budget)
+    except SpecNotFound as e:
+        raise UsageError(f"invalid SPEC={args.spec!r}: {e}") from None
     except FileNotFoundError:
         raise UsageError(f"invalid SPEC={args.spec!r}: no such file") from None
     except ValueError as e:
         raise UsageError(str(e)) from None
+    if args.out is None and not args.dry_run:
+        raise UsageError("sweep needs --out DIR, the sweep folder (a dry run without it plans for sweeps/NAME-BUDGET)")
 
     from .experiments.archive import ArchiveError
     from .experiments.executors import ExecutorError
@@ -292,7 +305,7 @@ def cmd_sweep(args) -> int:
     try:
         records = run_sweep(
             args.spec,
-            args.out,
+            args.out or Path("sweeps") / f"{spec.name}-{args.budget}",
             jobs=args.jobs,
             budget=args.budget,
             data_root=args.data_root,
@@ -309,8 +322,18 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_archive(args) -> int:
-    from .experiments.archive import ArchiveError, archive_sweep
+    from .experiments.archive import ArchiveError, archive_sweep, verify_archive
 
+    if args.verify is not None:
+        if args.sweep_dir is not None or args.partial:
+            raise UsageError("--verify takes the archive alone: noisemod archive --verify results/NAME")
+        try:
+            print(f"{args.verify}: verified {verify_archive(args.verify)} runs")
+        except ArchiveError as e:
+            raise UsageError(str(e)) from None
+        return 0
+    if args.sweep_dir is None or args.dest is None:
+        raise UsageError("archive takes a sweep folder and the archive to write (DIR DEST), or --verify ARCHIVE")
     try:
         summary = archive_sweep(args.sweep_dir, args.dest, partial=args.partial)
     except ArchiveError as e:
@@ -321,10 +344,11 @@ def cmd_archive(args) -> int:
 
 
 def cmd_claims(args) -> int:
+    from .analysis import CLAIMS
     from .analysis.claims import ClaimError, evaluate_claims, verdict_table
 
     try:
-        results = evaluate_claims(args.claims, args.results)
+        results = evaluate_claims(args.claims or CLAIMS, args.results)
     except ClaimError as e:
         raise UsageError(str(e)) from None
     print(json.dumps([r.to_dict() for r in results], indent=1) if args.json else verdict_table(results))
@@ -358,7 +382,7 @@ def cmd_docs(args) -> int:
     from .analysis.claims import ClaimError
     from .analysis.docgen import DocError, Sources, check
 
-    sources = Sources(results=Path(args.results), claims=Path(args.claims))
+    sources = Sources(results=Path(args.results), claims=Path(args.claims) if args.claims else Sources().claims)
     try:
         stale = check(args.files, sources, write=not args.check)
     except (ClaimError, DocError, FileNotFoundError) as e:
@@ -619,12 +643,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "sweep",
         help="run every run of an experiment spec (YAML), N at a time",
-        description="Run the grid of an experiment spec (e.g. experiments/fig3.yaml) into DIR: "
-        f"completed runs are skipped, interrupted ones resumed, and DIR/{SweepDir.RESULTS} "
-        "holds one row per finished run.",
+        description="Run the grid of an experiment spec (a bundled one by name, e.g. fig3; --list lists them; or "
+        f"a spec file) into DIR: completed runs are skipped, interrupted ones resumed, and DIR/{SweepDir.RESULTS} "
+        "holds one row per finished run. A file that exists wins over a bundled spec of the same name.",
     )
-    p.add_argument("spec", metavar="SPEC", help="experiment spec, e.g. experiments/fig3.yaml")
-    _shared(p, "out", f"sweep folder ({SweepDir.RUNS}/, {SweepDir.RESULTS}, {SweepDir.SWEEP})", required=True)
+    p.add_argument(
+        "spec", metavar="SPEC", nargs="?", help="a bundled spec's name (e.g. fig3, protocol) or a spec file (YAML)"
+    )
+    p.add_argument("--list", action="store_true", help="list the bundled specs and the first line of each description")
+    _shared(
+        p,
+        "out",
+        f"sweep folder ({SweepDir.RUNS}/, {SweepDir.RESULTS}, {SweepDir.SWEEP}); required but for --dry-run, which "
+        "plans for sweeps/NAME-BUDGET without it",
+    )
     p.add_argument("--jobs", type=_typed("jobs", int, 1), default=1, help="runs at a time (default: 1)")
     p.add_argument("--budget", default="paper", help="budget named in the spec, e.g. paper or cpu (default: paper)")
     _shared(p, "data_root", ", passed to every run")
@@ -641,25 +673,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "archive",
-        help="copy a finished sweep into the results archive (no checkpoints)",
+        help="copy a finished sweep into the results archive (no checkpoints), or verify an archive",
         description=f"Copy the spec, {SweepDir.SWEEP}, {SweepDir.RESULTS} and each finished run's config, result, "
         "metrics, interpretability and robustness into DEST (e.g. results/NAME), replacing it at once; an "
-        "unfinished or corrupt run is refused, naming it, and nothing is written.",
+        "unfinished or corrupt run is refused, naming it, and nothing is written. With --verify, check that an "
+        f"archive's {SweepDir.RESULTS} is what its runs' own files give (exit 2 naming the run and the column "
+        "where they disagree, or the file that cannot be read).",
     )
-    _shared(p, "sweep_dir")
-    p.add_argument("dest", metavar="DEST", help="the archive folder, e.g. results/fig3-cpu")
+    _shared(p, "sweep_dir", nargs="?")
+    p.add_argument("dest", metavar="DEST", nargs="?", help="the archive folder, e.g. results/fig3-cpu")
     p.add_argument("--partial", action="store_true", help="archive the finished runs of a sweep still running")
+    p.add_argument("--verify", metavar="ARCHIVE", help="verify the archive ARCHIVE (e.g. results/NAME), write nothing")
     p.set_defaults(func=cmd_archive)
 
     p = sub.add_parser(
         "claims",
         help="the verdict of each claim, computed from the results archive",
-        description="Evaluate every claim of a claims file (docs/claims.yaml) on the archived sweeps it names: "
-        "the comparisons with their CI and p-values, and the verdict by the rule in noisemod.analysis.claims.",
+        description="Evaluate every claim of a claims file (by default the one that comes with the package) on the "
+        "archived sweeps it names: the comparisons with their CI and p-values, and the verdict by the rule in "
+        "noisemod.analysis.claims. An archive that does not verify (noisemod archive --verify) is refused.",
     )
-    p.add_argument(
-        "claims", metavar="CLAIMS", nargs="?", default="docs/claims.yaml", help="(default: docs/claims.yaml)"
-    )
+    p.add_argument("claims", metavar="CLAIMS", nargs="?", help="the claims file (default: the bundled claims.yaml)")
     _shared(p, "results")
     p.add_argument("--json", action="store_true", help="every claim, comparison and verdict as JSON")
     p.set_defaults(func=cmd_claims)
@@ -689,7 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
         "files", metavar="FILE", nargs="+", help="Markdown files, e.g. README.md docs/RESULTS.md docs/results/*.md"
     )
     _shared(p, "results")
-    p.add_argument("--claims", default="docs/claims.yaml", help="the claims file (default: docs/claims.yaml)")
+    p.add_argument("--claims", help="the claims file (default: the bundled claims.yaml)")
     p.add_argument("--check", action="store_true", help="write nothing; exit 1 if a part is out of date")
     p.set_defaults(func=cmd_docs)
 

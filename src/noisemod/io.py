@@ -1,11 +1,12 @@
 """Files that must never be half-written or run code when read: atomic writes and safe loads; the
-cache folder."""
+cache folder; YAML files whose errors name the line."""
 
 from __future__ import annotations
 
 import json
 import os
 import pickle
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -16,10 +17,12 @@ import torch
 __all__ = [
     "CheckpointError",
     "CorruptFileError",
+    "YamlFile",
     "atomic_write",
     "cache_dir",
     "load_checkpoint",
     "read_json",
+    "read_yaml",
     "save_checkpoint",
     "write_json",
 ]
@@ -109,3 +112,58 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if not isinstance(obj, dict) or "model" not in obj:
         raise CheckpointError(f"{path} is not a noisemod checkpoint (no 'model' entry)")
     return obj
+
+
+class YamlFile:
+    """A YAML file read once: its value (``yaml.safe_load``'s) and where each part of it is, so
+    that an error about a part names its line (:meth:`line`, :meth:`where`)."""
+
+    def __init__(self, path, value, node):
+        self.path, self.value, self._node = Path(path), value, node
+
+    def line(self, where: str) -> int:
+        """The line (from 1) of the part at ``where``, a path of keys and indices such as
+        ``grids[0].model`` or ``claims[2].a`` ("top level": the document); the line of the deepest
+        part found when the rest is missing."""
+        import yaml
+
+        node, line = self._node, 1
+        for part in [] if where == "top level" else re.findall(r"[^.\[\]]+|\[\d+\]", where):
+            if node is None:
+                break
+            line = node.start_mark.line + 1
+            if isinstance(node, yaml.SequenceNode) and part.startswith("["):
+                index = int(part[1:-1])
+                node = node.value[index] if index < len(node.value) else None
+            elif isinstance(node, yaml.MappingNode):
+                node = next((v for k, v in node.value if k.value == part), None)
+            else:
+                node = None
+        return node.start_mark.line + 1 if node is not None else line
+
+    def where(self, where: str) -> str:
+        """``<file>, line <n>``: the start of an error message about the part at ``where``."""
+        return f"{self.path}, line {self.line(where)}"
+
+
+def read_yaml(path) -> YamlFile:
+    """A YAML file's value and where its parts are. A file that is not valid YAML (or not UTF-8)
+    raises :class:`CorruptFileError` naming the file, the line and the problem, in one line; a
+    missing file, ``FileNotFoundError``."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise CorruptFileError(f"{path}: not a UTF-8 text file: {e}") from None
+    try:
+        return YamlFile(path, yaml.safe_load(text), yaml.compose(text))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f", line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = " ".join(str(getattr(e, "problem", None) or e).split())
+        context, started = getattr(e, "context", None), getattr(e, "context_mark", None)
+        if context and started is not None:
+            problem += f" ({context} at line {started.line + 1})"
+        raise CorruptFileError(f"{path}{at}: not valid YAML: {problem}") from None

@@ -1,10 +1,10 @@
 """Claims as data, verdicts as computation.
 
-A claims file (``docs/claims.yaml``) lists the paper's claims and our own questions. Each names an
-archived sweep (``results/<archive>/``), a metric (a results.csv column: ``vii``,
-``test_accuracy``, ``robust_accuracy``, ``gradient_alignment``, ...), the direction the paper (or
-the question) expects, and the two sides compared: settings that select runs (``a`` and ``b``),
-one comparison per group of ``by`` settings found in the archive::
+A claims file (``claims.yaml`` beside this module, bundled with the package) lists the paper's
+claims and our own questions. Each names an archived sweep (``results/<archive>/``), a metric (a
+results.csv column: ``vii``, ``test_accuracy``, ``robust_accuracy``, ``gradient_alignment``, ...),
+the direction the paper (or the question) expects, and the two sides compared: settings that
+select runs (``a`` and ``b``), one comparison per group of ``by`` settings found in the archive::
 
     claims:
       - id: fig3
@@ -72,6 +72,7 @@ __all__ = [
     "tally",
     "verdict",
     "verdict_table",
+    "verify",
     "yardstick_of",
 ]
 
@@ -117,43 +118,38 @@ class ClaimResult:
 
 
 def load_claims(path) -> list[dict]:
-    """The claims of a YAML file, each checked for its keys and values (errors name the claim)."""
-    import yaml
+    """The claims of a YAML file, each checked for its keys and values; errors name the file, the
+    line and the claim (a file that is not valid YAML: the file and the line)."""
+    from ..io import CorruptFileError, read_yaml
 
     path = Path(path)
     if not path.is_file():
         raise ClaimError(f"claims file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        doc = read_yaml(path)
+    except CorruptFileError as e:
+        raise ClaimError(str(e)) from None
+    data = doc.value or {}
     claims = data.get("claims") if isinstance(data, dict) else None
     if not isinstance(claims, list) or not claims:
-        raise ClaimError(f"{path}: expected a mapping with a non-empty list 'claims'")
+        raise ClaimError(f"{doc.where('claims')}: expected a mapping with a non-empty list 'claims'")
     seen = set()
     for i, c in enumerate(claims):
-        where = f"{path}: claim {c.get('id', i) if isinstance(c, dict) else i}"
+        where = f"{doc.where(f'claims[{i}]')}: claim {c.get('id', i) if isinstance(c, dict) else i}"
         if not isinstance(c, dict):
             raise ClaimError(f"{where}: expected a mapping")
         missing = sorted({"id", "title", "archive", "metric", "direction", "a", "b"} - set(c))
         unknown = sorted(set(c) - KEYS)
         if missing or unknown:
             raise ClaimError(f"{where}: missing {', '.join(missing) or '-'}; unknown {', '.join(unknown) or '-'}")
-        names = c["archive"] if isinstance(c["archive"], list) else [c["archive"]]
-        if not names or not all(isinstance(n, str) and n for n in names):
-            raise ClaimError(
-                f"{where}: archive must be an archive name or a non-empty list of them, got {c['archive']!r}"
-            )
-        if c["direction"] not in DIRECTIONS:
-            raise ClaimError(f"{where}: direction must be higher or lower, got {c['direction']!r}")
-        if not isinstance(c["a"], dict) or not isinstance(c["b"], dict):
-            raise ClaimError(f"{where}: a and b must be mappings of settings")
+        _check_claim(c, where, seen)
         _check_test(c, where)
-        if c["id"] in seen:
-            raise ClaimError(f"{where}: the id is used twice")
         seen.add(c["id"])
     by_id = {c["id"]: c for c in claims}
-    for c in claims:
+    for i, c in enumerate(claims):
         if "restates" not in c:
             continue
-        where, earlier = f"{path}: claim {c['id']}", by_id.get(c["restates"])
+        where, earlier = f"{doc.where(f'claims[{i}].restates')}: claim {c['id']}", by_id.get(c["restates"])
         if earlier is None or earlier is c:
             raise ClaimError(f"{where}: restates {c['restates']!r}, which is not another claim of the file")
         for key in ("metric", "direction"):
@@ -221,6 +217,25 @@ def yardstick_of(metric: str, score_sigma: float = 0.25) -> str | None:
         if name != metric and name in METRICS:
             return f"{explainer}/{name}" + (f"@{score_sigma:g}" if name in SCORE_METRICS else "")
     return None
+
+
+def _check_claim(c: dict, where: str, seen: set) -> None:
+    """One claim's values: its names and texts, archive names, direction, sides, and an id not used before."""
+    for key in ("id", "title", "metric", "restates"):
+        if key in c and (not isinstance(c[key], str) or not c[key]):
+            raise ClaimError(f"{where}: {key} must be a text, got {c[key]!r}")
+    by = c.get("by")
+    if by is not None and (not isinstance(by, list) or not all(isinstance(k, str) for k in by)):
+        raise ClaimError(f"{where}: by must be a list of settings, got {by!r}")
+    names = c["archive"] if isinstance(c["archive"], list) else [c["archive"]]
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ClaimError(f"{where}: archive must be an archive name or a non-empty list of them, got {c['archive']!r}")
+    if not isinstance(c["direction"], str) or c["direction"] not in DIRECTIONS:
+        raise ClaimError(f"{where}: direction must be higher or lower, got {c['direction']!r}")
+    if not isinstance(c["a"], dict) or not isinstance(c["b"], dict):
+        raise ClaimError(f"{where}: a and b must be mappings of settings")
+    if c["id"] in seen:
+        raise ClaimError(f"{where}: the id is used twice")
 
 
 def archive_names(claim: Mapping) -> list[str]:
@@ -443,8 +458,12 @@ def _validated(claim: dict, group: Mapping, rows: list[dict], validation) -> tup
 
 def evaluate_claims(path, results_root) -> list[ClaimResult]:
     """Every claim of the file at ``path`` against the archives under ``results_root``, by the
-    file's rules, each interpretability metric judged only where its validation passed."""
+    file's rules, each interpretability metric judged only where its validation passed; each archive
+    verified first (:func:`noisemod.experiments.archive.verify_archive`: one that does not verify is
+    refused, naming the run and the column)."""
     claims, rules = load_claims(path), load_rules(path)
+    for name in dict.fromkeys(n for c in claims for n in archive_names(c)):
+        verify(Path(results_root) / name)
     validation = _validation(claims, rules, results_root)
     return [evaluate_claim(c, results_root, rules, validation) for c in claims]
 
@@ -461,7 +480,7 @@ def _validation(claims: Sequence[dict], rules: Mapping, results_root):
     if not needed:
         return None
     command = (
-        "noisemod sweep experiments/validation.yaml --budget cpu --out sweeps/validation --data-root DATA "
+        "noisemod sweep validation --budget cpu --out sweeps/validation --data-root DATA "
         f"--archive {Path(results_root) / rules['validation']}"
     )
     try:
@@ -480,6 +499,18 @@ def _validation(claims: Sequence[dict], rules: Mapping, results_root):
             f"their yardsticks were never measured; validate them with `{command}`"
         )
     return validation
+
+
+def verify(folder: Path) -> None:
+    """Refuse an archive that does not verify (a :class:`ClaimError` with the reason); a folder
+    without results.csv is left to the claim that names it."""
+    from ..experiments.archive import ArchiveError, verify_archive
+
+    if SweepDir(folder).file(SweepDir.RESULTS).is_file():
+        try:
+            verify_archive(folder)
+        except ArchiveError as e:
+            raise ClaimError(f"archive {folder} does not verify: {e}") from None
 
 
 COMPARED = ("test_accuracy", "vii")  # the metrics each condition is compared on against standard training

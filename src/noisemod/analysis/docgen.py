@@ -61,10 +61,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..rundir import RunDir, SweepDir
+from . import CLAIMS
 from .formatting import markdown_table, mean_std, number, p_value, signed
 from .tables import column_value
 
@@ -79,10 +80,12 @@ class DocError(ValueError):
 
 @dataclass(frozen=True)
 class Sources:
-    """Where generated parts come from: the archive folder and the claims file."""
+    """Where generated parts come from: the archive folder and the claims file; ``verified``: the
+    archives verified so far (each once, :func:`noisemod.analysis.claims.verify`)."""
 
     results: Path = Path("results")
-    claims: Path = Path("docs/claims.yaml")
+    claims: Path = CLAIMS
+    verified: set = field(default_factory=set, compare=False, repr=False)
 
 
 def _claims(sources: Sources):
@@ -548,9 +551,17 @@ def _answer_numbers(sources: Sources, archive: str, dataset: str, model: str) ->
 def _archived(sources: Sources, args: Sequence[str], kind: str) -> Path:
     if len(args) != 1:
         raise DocError(f"'{kind}' takes one archive name, got {' '.join(args) or 'none'}")
+    from .claims import ClaimError, verify
+
     folder = sources.results / args[0]
     if not SweepDir(folder).file(SweepDir.RESULTS).is_file():
         raise DocError(f"no archived sweep {folder} ({SweepDir.RESULTS} missing)")
+    if folder not in sources.verified:
+        try:
+            verify(folder)
+        except ClaimError as e:
+            raise DocError(str(e)) from None
+        sources.verified.add(folder)
     return folder
 
 

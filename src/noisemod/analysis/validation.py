@@ -2,7 +2,7 @@
 
 A yardstick (:class:`noisemod.metrics.Yardstick`: an explainer, a metric and, for a score
 alignment, its pairing, sigma, point and pixels) is measured on every run of the validation
-archive (``results/validation``, the sweep ``experiments/validation.yaml``): per dataset and model
+archive (``results/validation``, the bundled sweep ``validation``): per dataset and model
 (a *validation group*), standard training, models known to have perceptually aligned gradients
 (the *positive controls*: adversarial training, Gaussian noise augmentation, input-gradient
 regularization) and models known to lack them (the *negative controls*: standard training on
@@ -138,7 +138,7 @@ def validate(archive, thresholds: Mapping[str, float], yardsticks: Iterable[str]
     if not runs:
         raise ValidationError(
             f"{archive}: no archived run with yardsticks; validate the metrics first: "
-            "noisemod sweep experiments/validation.yaml --budget cpu --out sweeps/validation "
+            "noisemod sweep validation --budget cpu --out sweeps/validation "
             "--data-root DATA --archive results/validation"
         )
     groups = _controls(runs, thresholds)

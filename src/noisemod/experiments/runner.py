@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..rundir import SweepDir, write_results_table
 from .archive import archive_sweep, check_against_spec, restore_runs
+from .catalog import resolve_spec
 from .executors import ExecutorError, check_executor, make_executor
 from .plan import PlannedRun, SweepPlan, plan_action, plan_sweep
 from .spec import load_spec
@@ -97,12 +98,13 @@ class _Progress:
 
 
 def _sweep_info(plan: SweepPlan, spec_path, out_dir, jobs: int, data_root) -> dict:
-    """sweep.json: what the folder holds and the command that reproduces it."""
+    """sweep.json: what the folder holds and the command that reproduces it (the spec as given: a
+    bundled spec by its name; ``spec_path``: its file)."""
     command = ["noisemod", "sweep", str(spec_path), "--out", str(out_dir), "--budget", plan.budget, "--jobs", str(jobs)]
     command += ["--data-root", str(data_root)] if data_root is not None else []
     return {
         "spec": plan.spec.name,
-        "spec_path": str(spec_path),
+        "spec_path": str(plan.spec.path),
         "description": plan.spec.description,
         "budget": plan.budget,
         "runs": [p.run.run_id for p in plan.runs],
@@ -171,7 +173,8 @@ def run_sweep(
     archive=None,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
-    """Run every run of the spec at ``spec_path`` under ``budget`` into ``out_dir``.
+    """Run every run of the spec at ``spec_path`` (a file, or a bundled spec's name:
+    :func:`noisemod.experiments.catalog.resolve_spec`) under ``budget`` into ``out_dir``.
 
     Each run is a ``noisemod train`` process, ``jobs`` at a time, on this machine (``executor``
     ``"local"``: ``max(1, cores // jobs)`` threads each, GPUs round-robin) or as Ray tasks
@@ -192,7 +195,7 @@ def run_sweep(
     """
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"invalid jobs={jobs!r}: expected a positive integer")
-    spec, sweep = load_spec(spec_path), SweepDir(Path(out_dir).resolve())
+    spec, sweep = load_spec(resolve_spec(spec_path)), SweepDir(Path(out_dir).resolve())
     plan = plan_sweep(spec, budget, sweep, data_root)  # checks the folder before anything is written
     if archive is not None:
         check_against_spec(archive, [p.run for p in plan.runs])

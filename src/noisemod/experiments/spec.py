@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..config import (
     ConfigError,
     TrainConfig,
@@ -47,6 +45,7 @@ from ..config import (
     run_id_parts,
     settings,
 )
+from ..io import YamlFile, read_yaml
 from ..methods import get_method
 
 __all__ = ["Run", "Spec", "config_hash", "expand", "load_spec", "readable_id"]
@@ -96,13 +95,14 @@ class Run:
 
 
 class _Checker:
-    """Raises ``ValueError("<file>: <where>: <problem>")`` for one spec file."""
+    """Raises ``ValueError("<file>, line <n>: <where>: <problem>")`` for one spec file (the line of
+    the part at ``where`` when the file's :class:`~noisemod.io.YamlFile` is given)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, doc: YamlFile | None = None):
+        self.path, self.doc = path, doc
 
     def fail(self, where: str, problem: str):
-        raise ValueError(f"{self.path}: {where}: {problem}")
+        raise ValueError(f"{self.doc.where(where) if self.doc is not None else self.path}: {where}: {problem}")
 
     def mapping(self, where: str, value, allowed=None) -> dict:
         if not isinstance(value, dict):
@@ -140,13 +140,11 @@ class _Checker:
 
 
 def load_spec(path) -> Spec:
-    """Read and validate a spec file (``yaml.safe_load``); errors name the file and the key."""
+    """Read and validate a spec file (``yaml.safe_load``); errors name the file, the line and the key."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ValueError(f"{path}: not valid YAML: {e}") from None
-    check = _Checker(path)
+    doc = read_yaml(path)  # not valid YAML: a CorruptFileError (a ValueError) naming the file and the line
+    raw = doc.value
+    check = _Checker(path, doc)
     check.mapping("top level", raw, SPEC_KEYS)
     for key in ("name", "grids"):
         if key not in raw:
