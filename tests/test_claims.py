@@ -273,7 +273,7 @@ def test_a_restated_claim_is_set_beside_the_one_it_restates_group_by_group(tmp_p
     assert outcome(now.comparisons[0]["comparison"], "higher") == "not significant"
     lines = changes_table([before, now]).splitlines()
     assert lines[2].startswith("| fig3-again | fig3 | reproduced -> **partly** | mnist, lenet | +0.100 [")
-    assert lines[2].endswith(": agrees | +0.000 [-0.012, 0.012], p 1.000: not significant | yes |")
+    assert lines[2].endswith(": agrees | +0.000 [-0.012, +0.012], p 1.000: not significant | yes |")
     assert lines[3].startswith("|  |  |  | fashion-mnist, lenet | - | +0.100 [") and lines[3].endswith(": agrees |  |")
     assert len(lines) == 4
     assert outcome(now.comparisons[1]["comparison"], "lower") == "disagrees"

@@ -53,6 +53,7 @@ from pathlib import Path
 
 from ..config import get_setting
 from ..rundir import SweepDir
+from .formatting import number, signed
 from .stats import Comparison, Summary, compare, holm, summarize
 from .tables import condition_label, is_number
 
@@ -561,10 +562,6 @@ def comparisons(
     return out
 
 
-def _num(v: float | None, digits: int = 3) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
 def evidence(c: dict, direction: str = "higher") -> str:
     """One comparison in one line: group, a and b (mean, n), the difference with its CI, Holm p (for
     a non-inferiority test, the difference a - b and the margin it is tested against); a group left
@@ -581,7 +578,8 @@ def evidence(c: dict, direction: str = "higher") -> str:
     else:
         diff = _difference(d)
     also = "".join(f"; {m} {_difference(x, holm_p=False)} (not judged)" for m, x in c.get("also", {}).items())
-    return f"{head}{_num(c['a'].mean)} (n={c['a'].n}) vs {_num(c['b'].mean)} (n={c['b'].n}), diff {diff}{also}"
+    a, b = number(c["a"].mean, 3), number(c["b"].mean, 3)
+    return f"{head}{a} (n={c['a'].n}) vs {b} (n={c['b'].n}), diff {diff}{also}"
 
 
 def _less(value: float | None, shift: float) -> float | None:
@@ -589,10 +587,9 @@ def _less(value: float | None, shift: float) -> float | None:
 
 
 def _difference(d: Comparison, holm_p: bool = True) -> str:
-    """A comparison's difference, its 95% interval and its Holm p: ``+0.100 [0.088, 0.112], p 0.008``
+    """A comparison's difference, its 95% interval and its Holm p: ``+0.100 [+0.088, +0.112], p 0.008``
     (its uncorrected p without ``holm_p``)."""
-    ci = f" [{_num(d.ci_low)}, {_num(d.ci_high)}]" if d.ci_low is not None else ""
-    return f"{d.diff:+.3f}{ci}, p {_num(d.p_holm if holm_p else d.p)}"
+    return f"{signed(d.diff, d.ci_low, d.ci_high)}, p {number(d.p_holm if holm_p else d.p, 3)}"
 
 
 def verdict_table(results: Sequence[ClaimResult]) -> str:
