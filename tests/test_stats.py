@@ -78,3 +78,20 @@ def test_spearman_matches_scipy_with_a_fisher_interval_by_hand():
     assert three.ci_low is None and three.rho == pytest.approx(sp.spearmanr([1, 2, 3], [3, 1, 2]).statistic)
     with pytest.raises(ValueError, match="at least 3 pairs"):
         spearman([1, 2], [2, 1])
+
+
+def test_one_sided_comparisons_match_scipy_and_halve_the_smallest_permutation_p():
+    """``alternative='greater'``: Welch's one-sided p as scipy's, the exact permutation P(D >= d);
+    five perfectly separated seeds a side reach 1/252 one-sided (2/252 two-sided)."""
+    import scipy.stats
+
+    from noisemod.analysis.stats import compare
+
+    a, b = [0.30, 0.32, 0.31, 0.35, 0.33], [0.10, 0.12, 0.11, 0.15, 0.13]
+    greater, less, both = (compare(a, b, alt) for alt in ("greater", "less", "two-sided"))
+    want = scipy.stats.ttest_ind(a, b, equal_var=False, alternative="greater").pvalue
+    assert greater.p_welch == pytest.approx(want, rel=1e-9) and less.p_welch == pytest.approx(1 - want, rel=1e-9)
+    assert greater.p_permutation == pytest.approx(1 / 252) and both.p_permutation == pytest.approx(2 / 252)
+    assert less.p_permutation == 1.0 and greater.diff == both.diff
+    with pytest.raises(ValueError, match="alternative must be one of"):
+        compare(a, b, "bigger")

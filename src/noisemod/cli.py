@@ -358,11 +358,12 @@ def cmd_claims(args) -> int:
 def cmd_validate(args) -> int:
     """``validate``: which yardsticks order the validation's controls as expected (the rule in
     noisemod.analysis.validation), as a table or JSON."""
+    from .analysis import CLAIMS
     from .analysis.claims import ClaimError, load_rules
     from .analysis.validation import ValidationError, validate, validation_table
 
     try:
-        rules = load_rules(args.claims)
+        rules = load_rules(args.claims or CLAIMS)
         archive = Path(args.results) / rules["validation"] if args.archive is None else Path(args.archive)
         result = validate(archive, rules["robust_accuracy"])
     except (ClaimError, ValidationError) as e:
@@ -708,7 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("archive", metavar="ARCHIVE", nargs="?", help="(default: results/<the claims file's validation>)")
     _shared(p, "results")
-    p.add_argument("--claims", default="docs/claims.yaml", help="the claims file (default: docs/claims.yaml)")
+    p.add_argument("--claims", help="the claims file (default: the bundled claims.yaml)")
     p.add_argument("--json", action="store_true", help="every yardstick's status, checks and reasons as JSON")
     p.set_defaults(func=cmd_validate)
 

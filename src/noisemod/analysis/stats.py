@@ -90,9 +90,15 @@ class Comparison:
         return {**asdict(self), "p": self.p}
 
 
-def _welch(a: list[float], b: list[float]) -> tuple[float | None, float | None, float | None]:
-    """(CI low, CI high, two-sided p) of Welch's t for ``mean(a) - mean(b)``; Nones when it is undefined
-    (a side with one value, or both sides without spread)."""
+ALTERNATIVES = ("two-sided", "greater", "less")
+
+
+def _welch(
+    a: list[float], b: list[float], alternative: str = "two-sided"
+) -> tuple[float | None, float | None, float | None]:
+    """(CI low, CI high, p) of Welch's t for ``mean(a) - mean(b)``, p two-sided or one-sided
+    (``greater``: mean(a) > mean(b)); Nones when it is undefined (a side with one value, or both
+    sides without spread)."""
     from scipy.stats import t
 
     if len(a) < 2 or len(b) < 2:
@@ -101,17 +107,24 @@ def _welch(a: list[float], b: list[float]) -> tuple[float | None, float | None, 
     se2 = va + vb
     diff = _mean(a) - _mean(b)
     if se2 == 0:
+        if alternative != "two-sided":
+            return diff, diff, (0.0 if (diff > 0) == (alternative == "greater") and diff != 0 else 1.0)
         return diff, diff, (1.0 if diff == 0 else 0.0)
     df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     se = math.sqrt(se2)
     half = t.ppf(0.5 + LEVEL / 2, df) * se
+    if alternative == "greater":
+        return diff - half, diff + half, float(t.sf(diff / se, df))
+    if alternative == "less":
+        return diff - half, diff + half, float(t.cdf(diff / se, df))
     return diff - half, diff + half, float(2 * t.sf(abs(diff) / se, df))
 
 
-def permutation_p(a: Sequence[float], b: Sequence[float]) -> float:
-    """Exact two-sided permutation p-value of the difference of means, over every way to split the
-    pooled values into groups of ``len(a)`` and ``len(b)`` (the observed split among them):
-    ``min(1, 2 min(P(D >= d), P(D <= d)))``, the convention of ``scipy.stats.permutation_test``."""
+def permutation_p(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> float:
+    """Exact permutation p-value of the difference of means, over every way to split the pooled
+    values into groups of ``len(a)`` and ``len(b)`` (the observed split among them): two-sided
+    ``min(1, 2 min(P(D >= d), P(D <= d)))``, the convention of ``scipy.stats.permutation_test``;
+    ``greater``: ``P(D >= d)``; ``less``: ``P(D <= d)``."""
     a, b = _values(a, "a"), _values(b, "b")
     pooled, k = a + b, len(a)
     total, rest = sum(pooled), len(pooled) - k
@@ -124,15 +137,22 @@ def permutation_p(a: Sequence[float], b: Sequence[float]) -> float:
         above += d >= observed - tol
         below += d <= observed + tol
         count += 1
+    if alternative == "greater":
+        return above / count
+    if alternative == "less":
+        return below / count
     return min(1.0, 2 * min(above, below) / count)
 
 
-def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
+def compare(a: Sequence[float], b: Sequence[float], alternative: str = "two-sided") -> Comparison:
     """Condition ``a`` against condition ``b`` (seeds of each): difference, Welch CI and p, and
-    the exact permutation p when both have at most :data:`EXACT_UP_TO` values."""
+    the exact permutation p when both have at most :data:`EXACT_UP_TO` values; both p-values
+    two-sided, or one-sided for ``alternative`` ``greater`` (a above b) or ``less``."""
+    if alternative not in ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {', '.join(ALTERNATIVES)}, got {alternative!r}")
     a, b = _values(a, "a"), _values(b, "b")
-    low, high, p = _welch(a, b)
-    exact = permutation_p(a, b) if len(a) <= EXACT_UP_TO and len(b) <= EXACT_UP_TO else None
+    low, high, p = _welch(a, b, alternative)
+    exact = permutation_p(a, b, alternative) if len(a) <= EXACT_UP_TO and len(b) <= EXACT_UP_TO else None
     return Comparison(len(a), len(b), _mean(a) - _mean(b), low, high, p, exact)
 
 
