@@ -196,29 +196,26 @@ def _check_robustness(check: _Checker, section) -> dict[str, Any] | None:
     """``robustness: {images: N, only: {...}}``: PGD-50 (Linf, random start) on the first N test images
     (default 1000) at each radius the run's dataset declares (:func:`noisemod.attacks.robustness_eps`),
     after training, for every finished run (or those ``only`` lists)."""
-    if section is None:
-        return None
-    check.mapping("robustness", section, ROBUSTNESS_KEYS)
-    values = {"images": 1000, "only": {}, **section}
-    _check_only(check, "robustness.only", values["only"])
-    n = values["images"]
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        check.fail("robustness.images", f"expected a positive integer, got {n!r}")
-    return values
+    return _check_images_section(check, "robustness", section, ROBUSTNESS_KEYS, 1000)
 
 
 def _check_yardsticks(check: _Checker, section) -> dict[str, Any] | None:
     """``yardsticks: {images: N, only: {...}}``: every yardstick of the metrics' validation and its floor
     (``noisemod evaluate --yardsticks``) on the first N test images (default 500), after training,
     for every finished run (or those ``only`` lists)."""
+    return _check_images_section(check, "yardsticks", section, YARDSTICKS_KEYS, 500)
+
+
+def _check_images_section(check: _Checker, name: str, section, keys, images: int) -> dict[str, Any] | None:
+    """A section of the form ``{images: N, only: {...}}`` (``images`` defaulting to ``images``), or None."""
     if section is None:
         return None
-    check.mapping("yardsticks", section, YARDSTICKS_KEYS)
-    values = {"images": 500, "only": {}, **section}
-    _check_only(check, "yardsticks.only", values["only"])
+    check.mapping(name, section, keys)
+    values = {"images": images, "only": {}, **section}
+    _check_only(check, f"{name}.only", values["only"])
     n = values["images"]
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        check.fail("yardsticks.images", f"expected a positive integer, got {n!r}")
+        check.fail(f"{name}.images", f"expected a positive integer, got {n!r}")
     return values
 
 
