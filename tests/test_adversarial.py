@@ -28,7 +28,7 @@ from noisemod.data import DATASETS, load_dataset, register_dataset
 from noisemod.experiments import run_sweep
 from noisemod.methods import CONTROL_SIGMA, Adversarial, InputNoise, build_method, get_method
 from noisemod.models import create_model
-from noisemod.rundir import RunDir
+from noisemod.rundir import METRIC_TIMES, RunDir
 from noisemod.train import TrainingInterrupted, fit
 
 QUICK = dict(dataset="synthetic", model="mlp", epochs=2, batch_size=32, train_size=256)
@@ -174,7 +174,7 @@ def test_warmup_is_recorded_and_resumes_exactly_from_mid_epoch(tmp_path, monkeyp
     resumed = fit(config, tmp_path / "cut", resume=True, progress=False, log=quiet)
 
     def epochs(run):
-        return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in run.read_metrics()]
+        return [{k: v for k, v in r.items() if k not in METRIC_TIMES} for r in run.read_metrics()]
 
     assert epochs(RunDir(tmp_path / "cut")) == epochs(RunDir(tmp_path / "full"))
     assert {k: resumed[k] for k in ("test_accuracy", "vii", "robust_accuracy")} == {

@@ -118,6 +118,89 @@ def test_a_sweep_archives_as_runs_finish_and_a_new_machine_resumes_from_the_arch
     assert any("restored the finished runs archived in" in line for line in lines)
 
 
+def test_archived_runs_are_trained_again_when_the_spec_asks_what_their_weights_are_needed_for(finished, tmp_path):
+    """A spec that now asks for measurements (here robustness) that its archived runs lack: the
+    archive kept no weights, so the sweep trains those runs again and the archive gains the
+    measurements; while a run is trained again the archive keeps its finished copy."""
+    from noisemod.rundir import RunDir
+
+    spec, store = tmp_path / "tiny.yaml", tmp_path / "results" / "tiny"
+    archive_sweep(finished, store)
+    spec.write_text(TINY + "robustness: {images: 50, only: {method: [standard]}}\n")
+    lines = []
+    records = run_sweep(spec, tmp_path / "new-machine", archive=store, log=lines.append)
+    assert [(r["run_id"], r["action"], r["status"]) for r in records] == [
+        ("synthetic-mlp-standard-s0", "retrain", "completed"),
+        ("synthetic-mlp-nm-b0.5-gaussian-s0", "skip", "skipped"),  # asks nothing new
+    ]
+    assert any("start synthetic-mlp-standard-s0 (again: archived without the weights" in line for line in lines)
+    assert RunDir(store / "runs" / "synthetic-mlp-standard-s0").read_robustness()
+    verify_archive(store)
+    # a run being trained again (outputs cleared, not finished): the archive keeps its finished copy
+    sweep = tmp_path / "new-machine"
+    before = (store / "runs" / "synthetic-mlp-standard-s0" / "result.json").read_text()
+    RunDir(sweep / "runs" / "synthetic-mlp-standard-s0").clear_outputs()
+    assert RunDir(sweep / "runs" / "synthetic-mlp-standard-s0").status() == "new"
+    summary = archive_sweep(sweep, store, partial=True)
+    assert summary.pending == ["synthetic-mlp-standard-s0"]
+    assert (store / "runs" / "synthetic-mlp-standard-s0" / "result.json").read_text() == before
+    assert verify_archive(store) == 2
+
+
+def test_a_sweep_records_where_each_runs_time_goes_and_the_archive_keeps_it(finished, tmp_path):
+    """timings.json: the training process and each measurement after it, wall seconds (process start
+    included); metrics.csv: each epoch's checks; the ``time`` part of the docs tables them."""
+    from noisemod.analysis.docgen import Sources, render
+    from noisemod.analysis.tables import TIME_STEPS, time_steps
+    from noisemod.experiments.task import step_of
+    from noisemod.rundir import RunDir
+
+    sweep = tmp_path / "sweep"
+    shutil.copytree(finished, sweep)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(TINY + "robustness: {images: 20, only: {method: [standard]}}\n")
+    run_sweep(spec, sweep, log=lambda *_: None)
+    run = RunDir(sweep / "runs" / "synthetic-mlp-standard-s0")
+    timings = run.read_timings()
+    assert set(timings) == {"train", "robustness"} and all(v > 0 for v in timings.values())
+    assert set(RunDir(sweep / "runs" / "synthetic-mlp-nm-b0.5-gaussian-s0").read_timings()) == {"train"}
+    assert all(m["end_seconds"] > 0 for m in run.read_metrics())
+    [row] = [r for r in SweepDir(sweep).read_results() if r["run_id"] == run.path.name]
+    steps = time_steps(sweep, row)
+    assert steps["total"] == pytest.approx(sum(steps[k] for k in TIME_STEPS))
+    assert steps["robustness"] == timings["robustness"] and steps["yardsticks"] == 0
+    archive_sweep(sweep, tmp_path / "results" / "tiny")
+    assert (tmp_path / "results" / "tiny" / "runs" / run.path.name / "timings.json").is_file()
+    text = render("time tiny", Sources(results=tmp_path / "results"))
+    assert "| synthetic, mlp | standard | 1 |" in text and text.count("\n|") == 4  # header, rule, two runs
+    assert [
+        step_of(c)
+        for c in (["py", "-m", "noisemod", "train"], ["py", "-m", "noisemod", "evaluate", "r", "--cascading"])
+    ] == ["train", "randomization"]
+
+
+def test_a_setting_added_since_a_run_was_written_verifies_at_its_default_only(finished, tmp_path):
+    """A run restored from an older archive has no shuffle_labels in its config.json, while the sweep
+    that skipped it wrote the default into results.csv: that verifies; any other value does not."""
+    store = tmp_path / "a"
+    archive_sweep(finished, store)
+    config = store / "runs" / "synthetic-mlp-standard-s0" / "config.json"
+    config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items() if k != "shuffle_labels"}))
+    assert verify_archive(store) == 2
+    table = store / "results.csv"
+    with open(table, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        if r["run_id"] == "synthetic-mlp-standard-s0":
+            r["shuffle_labels"] = "True"
+    with open(table, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(ArchiveError, match="shuffle_labels is True in results.csv but missing from"):
+        verify_archive(store)
+
+
 def test_the_cli_archives_and_exits_2_naming_an_unfinished_run(finished, tmp_path, capsys):
     assert main(["archive", str(finished), str(tmp_path / "a")]) == 0
     assert "2 runs" in capsys.readouterr().out and (tmp_path / "a" / SPEC).is_file()

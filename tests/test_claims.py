@@ -437,3 +437,68 @@ def test_a_malformed_claims_file_exits_2_naming_the_file_and_the_line(tmp_path, 
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"noisemod: error: {path}, {where}") and "Traceback" not in err, err
+
+
+def _score_yardsticks(results, skip=()):
+    """Give each toy run a yardsticks.json whose chosen score yardstick holds its VII (the toy
+    validation passes ``gradient/score_alignment@0.25`` only, so the rule chooses it)."""
+    sweep = SweepDir(results / "toy")
+    for r in sweep.read_results():
+        if r["run_id"] not in skip:
+            values = {"gradient/score_alignment@0.25": r["vii"], "gradient/alignment": r["vii"] / 2}
+            sweep.run(r["run_id"]).write_yardsticks({"n": 10, "values": values})
+
+
+def test_a_claim_on_the_chosen_score_alignment_is_judged_with_the_yardstick_the_validation_picks(tmp_path):
+    results = archive(tmp_path)
+    _score_yardsticks(results)
+    path = claims_file(tmp_path, CLAIM.format(metric="chosen_score_alignment", direction="higher", b="standard"))
+    [r] = evaluate_claims(path, results)
+    assert r.claim["metric"] == "gradient/score_alignment@0.25" and r.verdict == "reproduced"
+    assert r.comparisons[0]["a"].mean == pytest.approx(sum(NM) / 5)
+    assert "(gradient/score_alignment@0.25)" in verdict_table([r])
+
+
+def test_a_yardstick_named_as_a_claims_metric_reads_the_runs_yardsticks(tmp_path):
+    results = archive(tmp_path)
+    _score_yardsticks(results)
+    [r] = evaluate_claims(
+        claims_file(tmp_path, CLAIM.format(metric="gradient/alignment", direction="higher", b="standard")), results
+    )
+    assert r.verdict == "reproduced" and r.comparisons[0]["b"].mean == pytest.approx(sum(STANDARD) / 10)
+    with pytest.raises(ClaimError, match="claim fig3: not a yardstick: 'gradient/nothing'"):
+        evaluate_claims(
+            claims_file(tmp_path, CLAIM.format(metric="gradient/nothing", direction="higher", b="standard")), results
+        )
+
+
+def test_a_chosen_score_claim_waits_for_runs_not_yet_scored_and_for_the_validation(tmp_path):
+    """A run archived before the yardsticks were measured counts as missing (pending, as a run not yet
+    interpreted); while the validation itself is incomplete the choice could change: pending, no comparison."""
+    from types import SimpleNamespace
+
+    from noisemod.analysis.claims import CHOSEN_SCORE, _evaluate_chosen
+    from noisemod.experiments.spec import expand, load_spec
+
+    folder = tmp_path / "results" / "p"
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(PENDING_SPEC)
+    SweepDir(folder).write_sweep({"spec": "p", "budget": "cpu"})
+    rows = [
+        {"run_id": r.run_id, "status": "completed", "dataset": r.config.dataset, "model": "lenet",
+         "method": r.config.method, "seed": r.config.seed, "epochs": 5, "test_accuracy": 0.9,
+         "vii": (NM if r.config.method == "nm" else STANDARD)[r.config.seed]}
+        for r in expand(load_spec(folder / "spec.yaml"), "cpu")
+    ]  # fmt: skip
+    write_archive(folder, rows)
+    for r in rows[:-1]:  # digits, nm, seed 4: archived before its yardsticks were measured
+        values = {"gradient/score_alignment@0.25": r["vii"]}
+        SweepDir(folder).run(r["run_id"]).write_yardsticks({"n": 10, "values": values})
+    text = CLAIM.format(metric=CHOSEN_SCORE, direction="higher", b="standard").replace("toy", "p")
+    [r] = evaluate_claims(claims_file(tmp_path, text), tmp_path / "results")
+    assert r.verdict == "pending" and r.runs == (19, 20) and r.claim["metric"] == "gradient/score_alignment@0.25"
+    assert [c["group"]["dataset"] for c in r.comparisons] == ["synthetic"]
+    waiting = SimpleNamespace(pending={("mnist", "lenet"): (4, 5)})
+    r = _evaluate_chosen({"id": "x", "metric": CHOSEN_SCORE}, tmp_path / "results", {}, waiting)
+    assert r.verdict == "pending" and not r.comparisons
+    assert "chosen once the validation is complete (mnist/lenet: 4 of 5 runs)" in r.untested[0]["untested"]

@@ -337,3 +337,29 @@ def test_the_validation_part_and_the_answer_part(tmp_path, sources):
     doc.write_text("<!-- generated: answer toy mnist lenet -->\n<!-- end generated -->\n")
     with pytest.raises(DocError, match="'answer' needs the claims protocol-nm-vii"):
         check([doc], sources, write=True)
+
+
+@pytest.mark.parametrize(
+    "verdicts, word",
+    [
+        (("reproduced", "reproduced", "reproduced", "reproduced"), "**Yes**"),
+        (("pending", "reproduced", "reproduced", "reproduced"), "**Not answered yet**"),
+        (("not tested", "not tested", "reproduced", "reproduced"), "**Not answered: the interpretability claims'"),
+        (("inconclusive", "reproduced", "reproduced", "reproduced"), "**No**"),
+        (("reproduced", "contradicted", "reproduced", "reproduced"), "**No**"),
+        (("reproduced", "inconclusive", "partly", "reproduced"), "**Partly**"),
+    ],
+)
+def test_the_answer_word_follows_the_written_rule(monkeypatch, sources, verdicts, word):
+    """A metric that failed its validation leaves the question not answered, never answered "no"."""
+    from types import SimpleNamespace
+
+    from noisemod.analysis import docgen
+
+    claims = zip(docgen.ANSWER_CLAIMS, verdicts)
+    fake = [SimpleNamespace(claim={"id": c, "metric": "vii"}, verdict=v) for c, v in claims]
+    monkeypatch.setattr(docgen, "_claims", lambda _: fake)
+    monkeypatch.setattr(docgen, "_answer_numbers", lambda *_: ["numbers"])
+    text = docgen._answer(sources, ["toy", "mnist", "lenet"])
+    assert text.splitlines()[1].startswith(word)
+    assert text.splitlines()[2].startswith("Judged on vii (`gradient/vii`) where it passed its validation: ")

@@ -11,6 +11,7 @@ from noisemod.cli import main
 from noisemod.config import ConfigError, TrainConfig, run_id_parts
 from noisemod.experiments import expand, load_spec
 from noisemod.methods import FAMILIES, Method, cross_entropy_step, get_method, list_methods, register_method
+from noisemod.rundir import METRIC_TIMES
 from noisemod.train import fit
 
 
@@ -40,7 +41,7 @@ def toy():
 
 def metrics(run):
     with open(run / "metrics.csv") as f:
-        return [{k: v for k, v in r.items() if k not in ("seconds", "samples_per_s")} for r in csv.DictReader(f)]
+        return [{k: v for k, v in r.items() if k not in METRIC_TIMES} for r in csv.DictReader(f)]
 
 
 def test_a_method_registered_in_a_test_file_works_everywhere(toy, tmp_path, capsys):

@@ -16,6 +16,7 @@ import torch
 import noisemod.training.build as build_module
 from noisemod.config import TrainConfig
 from noisemod.io import CheckpointError, load_checkpoint
+from noisemod.rundir import METRIC_TIMES
 from noisemod.train import TrainingInterrupted, fit, load_model
 
 QUICK = TrainConfig(dataset="synthetic", model="lenet", method="nm", epochs=3, batch_size=32)
@@ -27,7 +28,7 @@ def quiet(*_):
 
 def metrics(run):
     with open(run / "metrics.csv") as f:
-        return [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")} for row in csv.DictReader(f)]
+        return [{k: v for k, v in row.items() if k not in METRIC_TIMES} for row in csv.DictReader(f)]
 
 
 def patch_steps(monkeypatch, on_call):

@@ -12,7 +12,7 @@ import torch
 from noisemod.config import ConfigError, TrainConfig
 from noisemod.methods import InputGradientRegularized, Modulated, build_method, get_method, list_methods
 from noisemod.modulation import NoiseModulation
-from noisemod.rundir import RESULT_FIELDS, RunDir
+from noisemod.rundir import METRIC_TIMES, RESULT_FIELDS, RunDir
 from noisemod.train import RunDirError, fit, load_model
 
 QUICK = dict(dataset="synthetic", model="lenet", epochs=2, batch_size=32)
@@ -20,7 +20,7 @@ QUICK = dict(dataset="synthetic", model="lenet", epochs=2, batch_size=32)
 
 def read_metrics(run):
     with open(run / "metrics.csv") as f:
-        return [{k: v for k, v in row.items() if k not in ("seconds", "samples_per_s")} for row in csv.DictReader(f)]
+        return [{k: v for k, v in row.items() if k not in METRIC_TIMES} for row in csv.DictReader(f)]
 
 
 def quiet(*_):

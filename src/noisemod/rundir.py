@@ -8,6 +8,8 @@ A run directory (written by :func:`noisemod.fit`)::
     best.pt          the model with the best validation accuracy, with its config and model spec
     result.json      results only (:data:`RESULT_FIELDS`): test accuracy, VII, timings, versions
     evaluation.json  the last ``noisemod evaluate``
+    interpretability.json, robustness.json, yardsticks.json  what ``noisemod evaluate`` measured after training
+    timings.json     in a sweep: the wall seconds of each step's processes (:meth:`RunDir.read_timings`)
     error.log        why the run failed, when a sweep ran it
     gradients.png    ``noisemod explain``'s default output
 
@@ -26,6 +28,7 @@ module, the config and the model zoo, not the trainer.
 from __future__ import annotations
 
 import csv
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -33,7 +36,16 @@ from typing import Any
 from .config import TrainConfig, field_names, settings
 from .io import CorruptFileError, atomic_write, load_checkpoint, read_json, save_checkpoint, write_json
 
-__all__ = ["METRIC_FIELDS", "RESULT_FIELDS", "ROW_FIELDS", "RunDir", "RunDirError", "SweepDir", "load_model"]
+__all__ = [
+    "METRIC_FIELDS",
+    "METRIC_TIMES",
+    "RESULT_FIELDS",
+    "ROW_FIELDS",
+    "RunDir",
+    "RunDirError",
+    "SweepDir",
+    "load_model",
+]
 
 CHECKPOINT_FORMAT = "noisemod-checkpoint/1"
 
@@ -42,6 +54,8 @@ CHECKPOINT_FORMAT = "noisemod-checkpoint/1"
 #: method's columns (adversarial training: ``attack_eps``, the eps at the epoch's last step, and
 #: ``probe_robust_accuracy``).
 METRIC_FIELDS = ("epoch", "train_loss", "train_accuracy", "val_accuracy", "seconds", "samples_per_s", "lr")
+#: metrics.csv's columns that time an epoch (the only ones that differ between two identical runs)
+METRIC_TIMES = ("seconds", "samples_per_s", "end_seconds")
 
 #: result.json: name -> (type, meaning). No name is also a setting's: settings are in config.json.
 RESULT_FIELDS: dict[str, tuple[type, str]] = {
@@ -138,7 +152,7 @@ class RunDir(_Folder):
     CONFIG, METRICS, LAST, BEST = "config.json", "metrics.csv", "last.pt", "best.pt"
     RESULT, EVALUATION, ERROR_LOG, GRADIENTS = "result.json", "evaluation.json", "error.log", "gradients.png"
     INTERPRETABILITY, TENSORBOARD, ROBUSTNESS = "interpretability.json", "tensorboard", "robustness.json"
-    YARDSTICKS = "yardsticks.json"
+    YARDSTICKS, TIMINGS = "yardsticks.json", "timings.json"
     MEAN_OF = "test set"  # the x_bar of interpretability.json's scores (see has_interpretability)
 
     # -- state
@@ -149,6 +163,14 @@ class RunDir(_Folder):
 
     def has_checkpoint(self) -> bool:
         return self.file(self.LAST).is_file()
+
+    def clear_outputs(self) -> None:
+        """Remove what training and the measurements after it wrote, keeping config.json: the run
+        is new again (to be trained afresh with the same settings)."""
+        outputs = (self.RESULT, self.METRICS, self.EVALUATION, self.ERROR_LOG, self.GRADIENTS, self.LAST, self.BEST)
+        for name in (*outputs, self.INTERPRETABILITY, self.ROBUSTNESS, self.YARDSTICKS, self.TIMINGS):
+            self.file(name).unlink(missing_ok=True)
+        shutil.rmtree(self.file(self.TENSORBOARD), ignore_errors=True)
 
     def status(self) -> str:
         """``complete`` (result.json), ``interrupted`` (last.pt, no result.json) or ``new``."""
@@ -259,6 +281,17 @@ class RunDir(_Folder):
         """Whether yardsticks.json holds every yardstick of ``names`` measured on ``n`` test images."""
         entry = self.read_yardsticks()
         return entry.get("n") == n and set(names) <= set(entry.get("values", {}))
+
+    def read_timings(self) -> dict[str, float]:
+        """timings.json: step -> wall seconds of the sweep's processes for this run (``train``, the
+        training process whole; ``interpretability``, ``robustness``, ``randomization``,
+        ``yardsticks``: the measurements after it, each summed over its processes); ``{}`` if absent."""
+        return _read_object(self.file(self.TIMINGS), "step timings (a JSON object)", {})
+
+    def add_timing(self, step: str, seconds: float) -> Path:
+        """Add ``seconds`` to ``step`` in timings.json."""
+        timings = self.read_timings()
+        return write_json(self.file(self.TIMINGS), {**timings, step: timings.get(step, 0.0) + seconds})
 
     def robustness_columns(self) -> dict[str, float]:
         """robustness.json as results.csv columns: ``robust_accuracy_eps<eps>`` (Linf)."""

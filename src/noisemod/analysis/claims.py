@@ -59,6 +59,7 @@ from .tables import condition_label, is_number
 
 __all__ = [
     "ALPHA",
+    "CHOSEN_SCORE",
     "COMPARED",
     "VERDICTS",
     "ClaimError",
@@ -67,6 +68,7 @@ __all__ = [
     "changes_table",
     "comparisons",
     "evaluate_claims",
+    "is_yardstick",
     "load_claims",
     "load_rules",
     "outcome",
@@ -203,14 +205,31 @@ def _check_test(c: dict, where: str) -> None:
         raise ClaimError(f"{where}: also must be a list of other metrics (columns of the archived results)")
 
 
-def yardstick_of(metric: str, score_sigma: float = 0.25) -> str | None:
-    """The yardstick (``explainer/metric[@sigma]``) a claim's metric column measures with, or None
-    for a column that needs no validation (accuracy, time, robustness): ``vii`` is the gradient's
-    VII; ``<explainer>_<metric>`` an interpretability column, a score alignment at ``score_sigma``
-    (the sigma the archives were scored at)."""
-    from ..explainers import EXPLAINERS
-    from ..metrics import METRICS, SCORE_METRICS
+#: A claim's metric standing for the score alignment that the validation chooses by its declared
+#: rule (:func:`noisemod.analysis.validation.choose_score_yardstick`): a claim naming it waits for
+#: the validation to complete, and is then judged with the chosen yardstick.
+CHOSEN_SCORE = "chosen_score_alignment"
 
+
+def is_yardstick(metric: str) -> bool:
+    """Whether a claim's metric names a yardstick (``explainer/metric[@...]``), read from the runs'
+    yardsticks.json rather than from a results.csv column."""
+    return "/" in metric
+
+
+def yardstick_of(metric: str, score_sigma: float = 0.25) -> str | None:
+    """The yardstick (``explainer/metric[@sigma]``) a claim's metric measures with, or None for a
+    column that needs no validation (accuracy, time, robustness): ``vii`` is the gradient's VII;
+    ``<explainer>_<metric>`` an interpretability column, a score alignment at ``score_sigma`` (the
+    sigma the archives were scored at); a yardstick's name is itself; :data:`CHOSEN_SCORE` stays
+    itself until the validation resolves it."""
+    from ..explainers import EXPLAINERS
+    from ..metrics import METRICS, SCORE_METRICS, Yardstick
+
+    if metric == CHOSEN_SCORE:
+        return CHOSEN_SCORE
+    if is_yardstick(metric):
+        return Yardstick.parse(metric).name
     if metric == "vii":
         return "gradient/vii"
     for explainer in sorted(EXPLAINERS, key=len, reverse=True):
@@ -237,6 +256,12 @@ def _check_claim(c: dict, where: str, seen: set) -> None:
         raise ClaimError(f"{where}: a and b must be mappings of settings")
     if c["id"] in seen:
         raise ClaimError(f"{where}: the id is used twice")
+    for metric in (c["metric"], *(c.get("also") or [])):
+        if isinstance(metric, str) and is_yardstick(metric):
+            try:
+                yardstick_of(metric)
+            except ValueError as e:
+                raise ClaimError(f"{where}: {e}") from None
 
 
 def archive_names(claim: Mapping) -> list[str]:
@@ -257,8 +282,11 @@ def _matches(row: Mapping, selection: Mapping) -> bool:
 
 
 def _images_scored(row: Mapping, metric: str) -> object:
-    """For an interpretability column (``<explainer>_<metric>``): the images its explainer scored."""
+    """For an interpretability column (``<explainer>_<metric>``): the images its explainer scored;
+    for a yardstick, the images of the run's yardsticks.json."""
     archive = row[_SWEEP]
+    if is_yardstick(metric):
+        return archive.run(row["run_id"]).read_yardsticks().get("n")
     explainer = next(
         (e for e in archive.run(row["run_id"]).read_interpretability() if metric.startswith(e + "_")), None
     )
@@ -407,7 +435,7 @@ def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, vali
         archive = SweepDir(Path(results_root) / name)
         if not archive.file(archive.RESULTS).is_file():
             raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} ({archive.RESULTS} missing)")
-        these = archive.read_results()
+        these = _with_yardsticks(archive, archive.read_results(), [claim["metric"], *claim.get("also", [])])
         if these and claim["metric"] not in these[0]:
             raise ClaimError(f"claim {claim['id']}: no metric {claim['metric']!r} in {archive.file(archive.RESULTS)}")
         rows += [dict(r, **{_SWEEP: archive}) for r in these]
@@ -440,6 +468,19 @@ def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, vali
     return ClaimResult(claim, found, result, None, untested)
 
 
+def _with_yardsticks(archive: SweepDir, rows: list[dict], metrics: Sequence[str]) -> list[dict]:
+    """The rows with the value of each yardstick among ``metrics`` read from their run's
+    yardsticks.json (None where the run has not measured it)."""
+    names = [m for m in metrics if is_yardstick(m)]
+    if not names:
+        return rows
+    out = []
+    for r in rows:
+        values = archive.run(r["run_id"]).read_yardsticks().get("values", {})
+        out.append({**r, **{m: values.get(m) for m in names}})
+    return out
+
+
 def _validated(claim: dict, group: Mapping, rows: list[dict], validation) -> tuple[str, bool]:
     """Why a group is not tested ("" when it is), and whether it waits for its validation."""
     stick = yardstick_of(claim["metric"])
@@ -466,7 +507,28 @@ def evaluate_claims(path, results_root) -> list[ClaimResult]:
     for name in dict.fromkeys(n for c in claims for n in archive_names(c)):
         verify(Path(results_root) / name)
     validation = _validation(claims, rules, results_root)
-    return [evaluate_claim(c, results_root, rules, validation) for c in claims]
+    return [
+        _evaluate_chosen(c, results_root, rules, validation)
+        if c["metric"] == CHOSEN_SCORE
+        else evaluate_claim(c, results_root, rules, validation)
+        for c in claims
+    ]
+
+
+def _evaluate_chosen(claim: dict, results_root, rules: Mapping, validation) -> ClaimResult:
+    """A claim on :data:`CHOSEN_SCORE`: pending while the validation is incomplete (the choice
+    could still change), not tested when no score yardstick passes, else judged with the chosen one."""
+    from .validation import choose_score_yardstick
+
+    if validation.pending:
+        waiting = "; ".join(f"{d}/{m}: {n} of {k} runs" for (d, m), (n, k) in validation.pending.items())
+        why = f"not tested yet: the score alignment is chosen once the validation is complete ({waiting})"
+        return ClaimResult(claim, [], "pending", None, [{"group": {}, "untested": why}])
+    chosen = choose_score_yardstick(validation)
+    if chosen is None:
+        why = "not tested: no score yardstick passes its validation on any group"
+        return ClaimResult(claim, [], "not tested", None, [{"group": {}, "untested": why}])
+    return evaluate_claim(dict(claim, metric=chosen), results_root, rules, validation)
 
 
 def _validation(claims: Sequence[dict], rules: Mapping, results_root):
@@ -493,7 +555,7 @@ def _validation(claims: Sequence[dict], rules: Mapping, results_root):
         raise ClaimError(
             f"metric(s) {metrics} have no validation record ({e}); validate them with `{command}`"
         ) from None
-    missing = sorted(m for m, y in needed.items() if y not in validation.yardsticks())
+    missing = sorted(m for m, y in needed.items() if y != CHOSEN_SCORE and y not in validation.yardsticks())
     if missing:
         raise ClaimError(
             f"metric(s) {', '.join(missing)} have no validation record in {validation.archive}: "

@@ -52,6 +52,16 @@ The kinds (one word, then its arguments):
     Holm-corrected over the archive per metric, as the report's comparisons)
 ``archive``
     the archive itself: each sweep, its runs, its size, and the total size
+``validation [all]``
+    the metrics' validation (:mod:`noisemod.analysis.validation`): per group the yardsticks that
+    pass, fail or wait, the claims' yardsticks and the chosen score alignment; ``all``: every yardstick
+``answer ARCHIVE DATASET MODEL``
+    the question, the answer computed from the verdicts of :data:`ANSWER_CLAIMS`, and the numbers
+    that carry it on one group of ``results/ARCHIVE``
+``time ARCHIVE``
+    where a run's wall time goes, per condition of ``results/ARCHIVE``: training epochs, the checks
+    after each epoch, setup, the final evaluation, and each measurement after training
+    (:func:`noisemod.analysis.tables.time_steps`), in minutes and as shares of the total
 
 ``noisemod docs FILE...`` rewrites the generated parts; ``--check`` changes nothing and exits 1
 naming each part that is out of date (a test runs it on README.md, docs/RESULTS.md and docs/results/).
@@ -251,6 +261,31 @@ def _cost(sources: Sources, args: Sequence[str]) -> str:
 CONDITION = ("dataset", "model", "method")
 
 
+def _time(sources: Sources, args: Sequence[str]) -> str:
+    """``time ARCHIVE``: where a run's wall time goes, per condition (the mean over its runs that
+    recorded their timings, :func:`noisemod.analysis.tables.time_steps`): minutes per step, each
+    step's share of the total, and the total."""
+    import statistics
+
+    from .tables import TIME_STEPS, condition_label, load_results, time_steps
+
+    folder = _archived(sources, args, "time")
+    groups: dict[tuple, list[dict]] = {}
+    for r in load_results(folder):
+        steps = time_steps(folder, r)
+        if steps is not None:
+            groups.setdefault((r["dataset"], r["model"], condition_label(r)), []).append(steps)
+    if not groups:
+        return f"No run of `results/{args[0]}` recorded its timings yet (timings.json, written by the sweep)."
+    header = ["dataset, model", "method", "runs", *TIME_STEPS, "total (min)"]
+    body = []
+    for (dataset, model, label), runs in groups.items():
+        mean = {k: statistics.fmean(r[k] for r in runs) for k in (*TIME_STEPS, "total")}
+        cells = [f"{mean[k] / 60:.1f} ({mean[k] / mean['total']:.0%})" for k in TIME_STEPS]
+        body.append([f"{dataset}, {model}", label, str(len(runs)), *cells, f"{mean['total'] / 60:.1f}"])
+    return "Minutes per run (share of the run's total), mean over its runs:\n\n" + markdown_table(header, body)
+
+
 def _versus(sources: Sources, args: Sequence[str]) -> str:
     import statistics
 
@@ -448,7 +483,7 @@ def _validation(sources: Sources, args: Sequence[str]) -> str:
     """``validation``: the summary (per group: yardsticks that pass, fail, wait; adversarial runs left
     out as not robust; the status of the claims' yardsticks and the chosen score alignment);
     ``validation all``: every yardstick's row."""
-    from .claims import load_claims, load_rules, yardstick_of
+    from .claims import CHOSEN_SCORE, load_claims, load_rules, yardstick_of
     from .validation import ValidationError, choose_score_yardstick, validate, validation_summary, validation_table
 
     if args not in ([], ["all"]):
@@ -461,7 +496,7 @@ def _validation(sources: Sources, args: Sequence[str]) -> str:
     if args == ["all"]:
         return validation_table(validation)
     metrics = dict.fromkeys(m for c in load_claims(sources.claims) for m in (c["metric"], *c.get("also", [])))
-    used = dict.fromkeys(y for m in metrics if (y := yardstick_of(m)))
+    used = dict.fromkeys(y for m in metrics if (y := yardstick_of(m)) and y != CHOSEN_SCORE)
     chosen = choose_score_yardstick(validation)
     text = validation_summary(validation, [*used, *([chosen] if chosen and chosen not in used else [])])
     choice = f"`{chosen}`" if chosen else "none yet (no score yardstick passes on any group)"
@@ -474,8 +509,9 @@ ANSWER_CLAIMS = ("protocol-nm-vii", "protocol-nm-like-fgsm", "protocol-additive"
 
 def _answer(sources: Sources, args: Sequence[str]) -> str:
     """``answer ARCHIVE DATASET MODEL``: the question, the answer computed from the verdicts of
-    :data:`ANSWER_CLAIMS` (yes: all reproduced; no: noise modulation's VII is not shown above
-    standard training, or shown below FGSM-RS's; not answered yet: one pending; partly otherwise),
+    :data:`ANSWER_CLAIMS` (not answered yet: one pending; not answered: the VII claims not tested,
+    their metric failing its validation; yes: all reproduced; no: noise modulation's VII is not
+    shown above standard training, or shown below FGSM-RS's; partly otherwise),
     and the numbers that carry it on one group of the archive, each with its 95% interval."""
     if len(args) != 3:
         raise DocError(f"'answer' takes an archive, a dataset and a model, got {' '.join(args) or 'none'}")
@@ -486,9 +522,11 @@ def _answer(sources: Sources, args: Sequence[str]) -> str:
     verdicts = {c: results[c].verdict for c in ANSWER_CLAIMS}
     if "pending" in verdicts.values():
         word = "Not answered yet"
+    elif "not tested" in (verdicts["protocol-nm-vii"], verdicts["protocol-nm-like-fgsm"]):
+        word = "Not answered: the interpretability claims' metric did not pass its validation"
     elif all(v == "reproduced" for v in verdicts.values()):
         word = "Yes"
-    elif verdicts["protocol-nm-vii"] in ("contradicted", "inconclusive", "not tested") or (
+    elif verdicts["protocol-nm-vii"] in ("contradicted", "inconclusive") or (
         verdicts["protocol-nm-like-fgsm"] == "contradicted"
     ):
         word = "No"
@@ -498,10 +536,34 @@ def _answer(sources: Sources, args: Sequence[str]) -> str:
     lines = [
         "**Does noise modulation buy interpretable input-gradients more cheaply than the alternatives?**",
         f"**{word}** (verdicts: {said}).",
+        *_answer_scope(sources, results["protocol-nm-vii"].claim["metric"]),
         "",
         *_answer_numbers(sources, *args),
     ]
     return "\n".join(lines)
+
+
+def _answer_scope(sources: Sources, metric: str) -> list[str]:
+    """Where the answer's interpretability metric may judge: the datasets where its yardstick passed
+    its validation, and those where it did not (their groups are not tested)."""
+    from .claims import load_rules, yardstick_of
+    from .validation import ValidationError, validate
+
+    stick = yardstick_of(metric)
+    if stick is None:
+        return []
+    rules = load_rules(sources.claims)
+    try:
+        validation = validate(sources.results / rules["validation"], rules["robust_accuracy"])
+    except ValidationError:
+        return []
+    status = {d: validation.status(stick, d)[0] for d in validation.datasets()}
+    passed = [d for d, s in status.items() if s == "pass"]
+    other = [f"{d} ({s})" for d, s in status.items() if s != "pass"]
+    return [
+        f"Judged on {metric} (`{stick}`) where it passed its validation: {', '.join(passed) or 'nowhere'}; "
+        f"not tested on {', '.join(other) or 'no other dataset'}."
+    ]
 
 
 def _answer_numbers(sources: Sources, archive: str, dataset: str, model: str) -> list[str]:
@@ -599,6 +661,7 @@ KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "archive": _archive,
     "validation": _validation,
     "answer": _answer,
+    "time": _time,
 }
 
 

@@ -209,6 +209,41 @@ def interpretability_scores(rows: Sequence[Mapping]) -> dict[str, list[str]]:
     return found
 
 
+#: where a run's time goes (:func:`time_steps`), in the order a run spends it
+TIME_STEPS = (
+    "epochs",
+    "epoch checks",
+    "setup",
+    "final evaluation",
+    "interpretability",
+    "robustness",
+    "randomization",
+    "yardsticks",
+)
+
+
+def time_steps(sweep_dir: PathLike, row: Mapping) -> dict[str, float] | None:
+    """Where one run's wall time went, in seconds: ``epochs`` (training steps, result.json's
+    ``train_seconds``), ``epoch checks`` (each epoch's validation, method check, VII and checkpoints:
+    metrics.csv's ``end_seconds``), ``setup`` (data, model and compilation), ``final evaluation``
+    (the rest of the training process: process start, the test set and a method's robust accuracy),
+    then each measurement after training (timings.json); ``total``. None for a run without
+    timings.json (run before the sweep recorded it)."""
+    run = RunDir(run_path(sweep_dir, row))
+    timings = run.read_timings()
+    if "train" not in timings:
+        return None
+    result = run.read_result()
+    epochs = float(result.get("train_seconds") or 0.0)
+    checks = sum(m.get("end_seconds") or 0.0 for m in run.read_metrics())
+    setup = float(result.get("setup_seconds") or 0.0) + float(result.get("compile_seconds") or 0.0)
+    out = {"epochs": epochs, "epoch checks": checks, "setup": setup}
+    out["final evaluation"] = max(0.0, timings["train"] - epochs - checks - setup)
+    out.update({step: timings.get(step, 0.0) for step in TIME_STEPS[4:]})
+    out["total"] = timings["train"] + sum(out[step] for step in TIME_STEPS[4:])
+    return out
+
+
 def has_checkpoints(sweep_dir: PathLike, rows: Sequence[Mapping]) -> bool:
     """Whether every finished run of the sweep still has its best checkpoint (an archive has none)."""
     return all(RunDir(run_path(sweep_dir, r)).file(RunDir.BEST).is_file() for r in rows)

@@ -46,8 +46,8 @@ __all__ = [
     "verify_archive",
 ]
 
-#: the files of a run that an archive keeps (interpretability.json, robustness.json and yardsticks.json only
-#: when the run has them)
+#: the files of a run that an archive keeps (interpretability.json, robustness.json, yardsticks.json and
+#: timings.json only when the run has them)
 ARCHIVED_FILES = (
     RunDir.CONFIG,
     RunDir.RESULT,
@@ -55,6 +55,7 @@ ARCHIVED_FILES = (
     RunDir.INTERPRETABILITY,
     RunDir.ROBUSTNESS,
     RunDir.YARDSTICKS,
+    RunDir.TIMINGS,
 )
 SPEC = "spec.yaml"
 
@@ -107,16 +108,19 @@ def archive_sweep(sweep_dir, dest, *, partial: bool = False) -> ArchiveSummary:
     """Copy the sweep folder ``sweep_dir`` into the archive ``dest`` (replacing what was there).
 
     Raises :class:`ArchiveError` naming the run or file when the folder is not a sweep, a run is
-    unfinished (unless ``partial``: then only the finished runs are copied) or a finished run's
-    files are missing or corrupt; nothing is written then."""
+    unfinished (unless ``partial``: then only the finished runs are copied, and a run the archive
+    already holds finished keeps its archived copy while the sweep trains it again) or a finished
+    run's files are missing or corrupt; nothing is written then."""
     sweep, dest = SweepDir(sweep_dir), Path(dest)
     if not sweep.file(sweep.SWEEP).is_file():
         raise ArchiveError(f"{sweep.path} is not a sweep folder: {sweep.file(sweep.SWEEP)} is missing")
     info = _read(sweep.file(sweep.SWEEP))
     spec_path = _spec_file(sweep, info)
     finished, pending = _runs(sweep, info, partial)
+    old = SweepDir(dest)
+    kept = [r for r in pending if old.run(r).is_complete() and old.file(old.RESULTS).is_file()]
     try:
-        _spec_plans(spec_path, info.get("budget"), finished)
+        _spec_plans(spec_path, info.get("budget"), finished + kept)
     except ArchiveError as e:
         raise ArchiveError(f"cannot archive {sweep.path}: {e}") from None
     tmp = dest.parent / f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -125,11 +129,17 @@ def archive_sweep(sweep_dir, dest, *, partial: bool = False) -> ArchiveSummary:
         out.runs_dir.mkdir(parents=True)
         shutil.copyfile(spec_path, tmp / SPEC)
         shutil.copyfile(sweep.file(sweep.SWEEP), out.file(out.SWEEP))
+        rows = []
         if sweep.file(sweep.RESULTS).is_file():
             rows = [r for r in sweep.read_results(completed_only=False) if r["run_id"] in set(finished)]
+        if kept:
+            rows += [r for r in old.read_results(completed_only=False) if r["run_id"] in set(kept)]
+        if rows or sweep.file(sweep.RESULTS).is_file():
             out.write_results(rows)
         for run_id in finished:
             _copy_run(sweep.run(run_id), out.run(run_id))
+        for run_id in kept:
+            _copy_run(old.run(run_id), out.run(run_id))
         size = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
         _replace(tmp, dest)
     finally:
@@ -333,11 +343,16 @@ def _same(a, b) -> bool:
 
 
 def _compare(archive: SweepDir, row: dict, derived: dict, raw: dict, sources: dict) -> None:
-    """Each column of the row against the run files' value (a setting added since the archive was
-    written, absent from the run's config.json and from results.csv, is not compared)."""
+    """Each column of the row against the run files' value. A setting added since the run was
+    written, absent from its config.json, is not compared when results.csv lacks it too, and
+    matches its default when results.csv has it (the sweep read the config with defaults)."""
+    from ..config import field_names, get_setting
+
     run = archive.run(row["run_id"])
     for column in dict.fromkeys([*row, *derived]):
         if column not in row and column not in raw:
+            continue
+        if column not in raw and column in field_names() and _same(row[column], get_setting(column).default):
             continue
         have, want = row.get(column), derived.get(column)
         if not _same(have, want):

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from ..config import identity
 from ..rundir import RunDir, SweepDir
 from .spec import Run, Spec, expand, interpreted, randomization_for, robustness_for, yardsticks_for
-from .task import missing_post
+from .task import missing_post, needs_retraining
 
 __all__ = ["ACTIONS", "PlannedRun", "SweepPlan", "plan_action", "plan_sweep"]
 
@@ -18,7 +18,9 @@ ACTIONS = {"complete": "skip", "interrupted": "resume", "new": "new"}
 
 
 def plan_action(run_dir) -> str:
-    """``skip`` (complete: result.json), ``resume`` (last.pt, no result.json) or ``new``."""
+    """``skip`` (complete: result.json), ``resume`` (last.pt, no result.json) or ``new``; the plan
+    turns a complete run into ``retrain`` when the spec asks for measurements it lacks and its
+    weights are gone (a run restored from an archive, which keeps no checkpoints)."""
     return ACTIONS[RunDir(run_dir).status()]
 
 
@@ -109,6 +111,9 @@ def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None) -> Swee
         p = PlannedRun(run, run_dir, plan_action(run_dir.path), settings, robust, randomization)
         p.yardsticks = yardsticks_for(spec, run.config)
         p.interpret = p.action == "skip" and bool(missing_post(run_dir, p.post))
+        if p.interpret and needs_retraining(run_dir, p.post):
+            p.action = p.record["action"] = "retrain"
+            p.interpret = False
         planned.append(p)
     return SweepPlan(spec, budget, sweep, planned)
 

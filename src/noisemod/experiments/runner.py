@@ -73,7 +73,11 @@ class _Progress:
         self.plan.sweep.write_results([row for row in rows if row is not None])
 
     def started(self, k: int, p: PlannedRun) -> None:
-        what = {"resume": " (resume)", "skip": " (after training: interpretability, robustness)"}.get(p.action, "")
+        what = {
+            "resume": " (resume)",
+            "skip": " (after training: interpretability, robustness)",
+            "retrain": " (again: archived without the weights its new measurements need)",
+        }.get(p.action, "")
         with self.lock:
             self.log(f"[{k}/{self.total}] start {p.run.run_id}{what}")
 

@@ -19,6 +19,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 from ..config import TrainConfig
@@ -33,6 +34,7 @@ __all__ = [
     "post_run",
     "robust_command",
     "run_task",
+    "step_of",
     "train_command",
     "train_run",
     "yardsticks_command",
@@ -127,6 +129,12 @@ def missing_post(run_dir: RunDir, post: dict | None) -> list[list[str]]:
     return commands
 
 
+def needs_retraining(run_dir: RunDir, post: dict | None) -> bool:
+    """Whether a complete run must be trained again: the spec asks for measurements it lacks (e.g.
+    yardsticks added to a spec after the run was archived) and its model (best.pt) is gone."""
+    return run_dir.is_complete() and not run_dir.file(run_dir.BEST).is_file() and bool(missing_post(run_dir, post))
+
+
 def missing_explainers(run_dir: RunDir, settings: dict) -> list[str]:
     """The spec's explainers whose metrics are not yet in the run's interpretability.json."""
     return [
@@ -162,11 +170,34 @@ def _failed(run_dir: RunDir, proc: subprocess.CompletedProcess) -> None:
     run_dir.write_error_log(f"exit status {proc.returncode}\n{shlex.join(proc.args)}\n{tail}\n")
 
 
+#: the option of a ``noisemod evaluate`` command -> the step its time counts for in timings.json
+STEPS = {"--yardsticks": "yardsticks", "--cascading": "randomization", "--robust": "robustness"}
+
+
+def step_of(command: list[str]) -> str:
+    """The step of timings.json a sweep's child process counts for: ``train`` for ``noisemod
+    train``; for ``noisemod evaluate``, ``yardsticks``, ``randomization``, ``robustness`` or else
+    ``interpretability``."""
+    if "train" in command[:4]:
+        return "train"
+    return next((step for option, step in STEPS.items() if option in command), "interpretability")
+
+
+def _timed(run_dir: RunDir, command: list[str], env: dict, child: Callable) -> subprocess.CompletedProcess:
+    """``child(command, env)``, its wall time (process start, imports and data loading included)
+    added to the run's timings.json under :func:`step_of` when it succeeds."""
+    t0 = time.perf_counter()
+    proc = child(command, env)
+    if proc.returncode == 0:
+        run_dir.add_timing(step_of(command), time.perf_counter() - t0)
+    return proc
+
+
 def train_run(config: TrainConfig, run_dir: RunDir, resume: bool, env: dict, child: Callable) -> tuple[bool, int]:
     """Train one run in its own process (``child(command, env)``); on failure its output's tail goes to error.log."""
     run_dir.clear_error_log()
     run_dir.write_config(config)  # the process reads its settings from here
-    proc = child(train_command(config, run_dir.path, resume), env)
+    proc = _timed(run_dir, train_command(config, run_dir.path, resume), env, child)
     ok = proc.returncode == 0 and run_dir.is_complete()
     if not ok:
         _failed(run_dir, proc)
@@ -178,7 +209,7 @@ def post_run(run_dir: RunDir, post: dict | None, env: dict, child: Callable) -> 
     explainer, robust accuracy at each radius), what is not done yet, one process each; on
     failure the output's tail goes to error.log."""
     for command in missing_post(run_dir, post):
-        proc = child(command, env)
+        proc = _timed(run_dir, command, env, child)
         if proc.returncode != 0:
             _failed(run_dir, proc)
             return False, proc.returncode
@@ -194,6 +225,8 @@ def run_task(config: dict, run_dir: str, post: dict | None, env: dict) -> tuple[
     resumed = run.status() == "interrupted"
     ok, code = True, 0
     full_env = {**os.environ, **env}
+    if needs_retraining(run, post):  # the archive keeps the finished run until this one replaces it
+        run.clear_outputs()
     if not run.is_complete():
         ok, code = train_run(TrainConfig.from_dict(config), run, resumed, full_env, child_process)
     if ok and post is not None:

@@ -4,6 +4,7 @@ epoch becomes best.pt."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from torch import nn
 
@@ -70,6 +71,7 @@ def end_epoch(
     epochs are kept only while no eligible epoch exists. ``val_batch`` (images in [0, 1], labels): a
     fixed validation batch whose VII (x_bar its mean) goes into the row as ``val_vii``, so VII along
     training is in every run's metrics.csv. Returns the epoch's metrics.csv row."""
+    t0 = time.perf_counter()
     loss_total, correct_total, seen_total, _ = totals
     val_acc = validate(training.model, val_loader)
     check = training.method.end_epoch(training.model, probe, state.history)
@@ -92,6 +94,7 @@ def end_epoch(
         state.best_val, state.best_epoch, state.best_eligible = val_acc, state.epoch, check.eligible
         run.write_checkpoint("best", RunDir.model_record(training.config, training.model, state.epoch, val_acc))
     save_last(run, training, state, val_acc)
+    row["end_seconds"] = time.perf_counter() - t0  # this epoch's validation, check, VII and checkpoints
     run.write_metrics(state.history)
     return row
 
