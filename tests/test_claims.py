@@ -169,6 +169,26 @@ budgets: {cpu: {epochs: 5}}
 """
 
 
+def pending_archive(tmp_path, **extra) -> tuple:
+    """The archive ``results/p`` of PENDING_SPEC's planned runs (nm's VII above standard's), with
+    ``extra`` columns per run (a function of the run's VII), and its rows."""
+    from noisemod.experiments.spec import expand, load_spec
+
+    folder = tmp_path / "results" / "p"
+    folder.mkdir(parents=True)
+    (folder / "spec.yaml").write_text(PENDING_SPEC)
+    SweepDir(folder).write_sweep({"spec": "p", "budget": "cpu"})
+    rows = []
+    for r in expand(load_spec(folder / "spec.yaml"), "cpu"):
+        vii = (NM if r.config.method == "nm" else STANDARD)[r.config.seed]
+        rows.append(
+            {"run_id": r.run_id, "status": "completed", "dataset": r.config.dataset, "model": "lenet",
+             "method": r.config.method, "seed": r.config.seed, "epochs": 5, "test_accuracy": 0.9, "vii": vii,
+             **{k: f(vii) for k, f in extra.items()}}
+        )  # fmt: skip
+    return folder, rows
+
+
 def test_a_claim_is_pending_while_its_sweep_is_being_archived_and_complete_groups_are_shown(tmp_path):
     """An archive that lacks runs its spec plans for a claim's sides: the complete groups are compared,
     the verdict is 'pending' with the runs archived of those planned; once all are in, a verdict."""
@@ -298,19 +318,7 @@ def test_a_run_trained_but_not_yet_interpreted_leaves_its_group_waiting(tmp_path
     """A sweep paused between a run's training and its interpretation archives the run without its
     interpretability columns: a claim on such a column counts it as missing (pending, its group not
     compared), not as a budget of its own; a claim on a training column (vii) compares it."""
-    from noisemod.experiments.spec import expand, load_spec
-
-    folder = tmp_path / "results" / "p"
-    folder.mkdir(parents=True)
-    (folder / "spec.yaml").write_text(PENDING_SPEC)
-    SweepDir(folder).write_sweep({"spec": "p", "budget": "cpu"})
-    rows = [
-        {"run_id": r.run_id, "status": "completed", "dataset": r.config.dataset, "model": "lenet",
-         "method": r.config.method, "seed": r.config.seed, "epochs": 5, "test_accuracy": 0.9,
-         "vii": (NM if r.config.method == "nm" else STANDARD)[r.config.seed],
-         "gradient_alignment": (NM if r.config.method == "nm" else STANDARD)[r.config.seed]}
-        for r in expand(load_spec(folder / "spec.yaml"), "cpu")
-    ]  # fmt: skip
+    folder, rows = pending_archive(tmp_path, gradient_alignment=lambda vii: vii)
     rows[-1]["gradient_alignment"] = None  # digits, nm, seed 4: trained, not interpreted yet
     write_archive(folder, rows)
     text = CLAIM.format(metric="gradient_alignment", direction="higher", b="standard").replace("toy", "p")
@@ -478,18 +486,8 @@ def test_a_chosen_score_claim_waits_for_runs_not_yet_scored_and_for_the_validati
     from types import SimpleNamespace
 
     from noisemod.analysis.claims import CHOSEN_SCORE, _evaluate_chosen
-    from noisemod.experiments.spec import expand, load_spec
 
-    folder = tmp_path / "results" / "p"
-    folder.mkdir(parents=True)
-    (folder / "spec.yaml").write_text(PENDING_SPEC)
-    SweepDir(folder).write_sweep({"spec": "p", "budget": "cpu"})
-    rows = [
-        {"run_id": r.run_id, "status": "completed", "dataset": r.config.dataset, "model": "lenet",
-         "method": r.config.method, "seed": r.config.seed, "epochs": 5, "test_accuracy": 0.9,
-         "vii": (NM if r.config.method == "nm" else STANDARD)[r.config.seed]}
-        for r in expand(load_spec(folder / "spec.yaml"), "cpu")
-    ]  # fmt: skip
+    folder, rows = pending_archive(tmp_path)
     write_archive(folder, rows)
     for r in rows[:-1]:  # digits, nm, seed 4: archived before its yardsticks were measured
         values = {"gradient/score_alignment@0.25": r["vii"]}
