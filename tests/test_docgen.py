@@ -62,6 +62,19 @@ def test_generated_parts_are_computed_from_the_archive_and_the_rest_is_kept(tmp_
     assert "0.9999" in doc.read_text()  # --check writes nothing
 
 
+def test_one_regeneration_judges_the_claims_once_however_many_parts_show_them(monkeypatch, sources):
+    import noisemod.analysis.claims as claims
+
+    calls = []
+    real = claims.evaluate_claims
+    monkeypatch.setattr(claims, "evaluate_claims", lambda *a: calls.append(a) or real(*a))
+    text, stale = regenerate(DOC, sources)
+    assert "**reproduced**" in text and "verdicts" in stale
+    assert len(calls) == 1  # bottom-line and verdicts share one evaluation
+    regenerate(DOC, Sources(results=sources.results, claims=sources.claims))
+    assert len(calls) == 2  # a new regeneration reads the archives again
+
+
 def test_a_part_that_cannot_be_made_is_an_error_naming_it(tmp_path, sources):
     with pytest.raises(DocError, match="unknown generated part 'tabel'"):
         regenerate("<!-- generated: tabel toy -->\n<!-- end generated -->", sources)

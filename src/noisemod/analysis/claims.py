@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 from ..config import get_setting
@@ -412,15 +413,24 @@ def verdict(comparisons: Sequence[Comparison], direction: str) -> str:
 def _planned(claim: dict, archive: SweepDir) -> list[tuple[str, dict]]:
     """The runs (id, settings) the archive's sweep plans (its spec.yaml under sweep.json's budget) for either side."""
     from ..experiments.archive import SPEC
-    from ..experiments.spec import expand, load_spec
 
     budget = archive.read_sweep().get("budget")
     if budget is None or not archive.file(SPEC).is_file():
         return []
-    runs = expand(load_spec(archive.file(SPEC)), budget)
+    spec = archive.file(SPEC)
+    stat = spec.stat()
     sides = (claim["a"], claim["b"])
-    planned = [(r.run_id, r.config.to_dict()) for r in runs]
-    return [(run_id, c) for run_id, c in planned if any(_matches(c, side) for side in sides)]
+    plan = _plan(str(spec), stat.st_mtime_ns, stat.st_size, budget)
+    return [(run_id, c) for run_id, c in plan if any(_matches(c, side) for side in sides)]
+
+
+@lru_cache(maxsize=16)
+def _plan(spec: str, mtime_ns: int, size: int, budget: str) -> tuple[tuple[str, dict], ...]:
+    """The runs (id, settings) the spec file plans under ``budget``; cached while the file is
+    unchanged, as every claim on an archive asks for the same plan."""
+    from ..experiments.spec import expand, load_spec
+
+    return tuple((r.run_id, r.config.to_dict()) for r in expand(load_spec(spec), budget))
 
 
 def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, validation=None) -> ClaimResult:

@@ -90,18 +90,35 @@ class DocError(ValueError):
 
 @dataclass(frozen=True)
 class Sources:
-    """Where generated parts come from: the archive folder and the claims file; ``verified``: the
-    archives verified so far (each once, :func:`noisemod.analysis.claims.verify`)."""
+    """Where generated parts come from: the archive folder and the claims file. One ``Sources``
+    serves one regeneration: ``verified`` holds the archives verified so far (each once,
+    :func:`noisemod.analysis.claims.verify`), ``memo`` the claims' verdicts and the metrics'
+    validation, each computed once however many parts show them."""
 
     results: Path = Path("results")
     claims: Path = CLAIMS
     verified: set = field(default_factory=set, compare=False, repr=False)
+    memo: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def _claims(sources: Sources):
     from .claims import evaluate_claims
 
-    return evaluate_claims(sources.claims, sources.results)
+    if "claims" not in sources.memo:
+        sources.memo["claims"] = evaluate_claims(sources.claims, sources.results)
+    return sources.memo["claims"]
+
+
+def _validated(sources: Sources):
+    """The validation the claims file names (:func:`noisemod.analysis.validation.validate`), once per
+    ``sources``; raises its ValidationError."""
+    from .claims import load_rules
+    from .validation import validate
+
+    if "validation" not in sources.memo:
+        rules = load_rules(sources.claims)
+        sources.memo["validation"] = validate(sources.results / rules["validation"], rules["robust_accuracy"])
+    return sources.memo["validation"]
 
 
 def _verdicts(sources: Sources, args: Sequence[str]) -> str:
@@ -483,14 +500,13 @@ def _validation(sources: Sources, args: Sequence[str]) -> str:
     """``validation``: the summary (per group: yardsticks that pass, fail, wait; adversarial runs left
     out as not robust; the status of the claims' yardsticks and the chosen score alignment);
     ``validation all``: every yardstick's row."""
-    from .claims import CHOSEN_SCORE, load_claims, load_rules, yardstick_of
-    from .validation import ValidationError, choose_score_yardstick, validate, validation_summary, validation_table
+    from .claims import CHOSEN_SCORE, load_claims, yardstick_of
+    from .validation import ValidationError, choose_score_yardstick, validation_summary, validation_table
 
     if args not in ([], ["all"]):
         raise DocError(f"'validation' takes nothing or 'all', got {' '.join(args)}")
-    rules = load_rules(sources.claims)
     try:
-        validation = validate(sources.results / rules["validation"], rules["robust_accuracy"])
+        validation = _validated(sources)
     except ValidationError as e:
         raise DocError(f"'validation': {e}") from None
     if args == ["all"]:
@@ -546,15 +562,14 @@ def _answer(sources: Sources, args: Sequence[str]) -> str:
 def _answer_scope(sources: Sources, metric: str) -> list[str]:
     """Where the answer's interpretability metric may judge: the datasets where its yardstick passed
     its validation, and those where it did not (their groups are not tested)."""
-    from .claims import load_rules, yardstick_of
-    from .validation import ValidationError, validate
+    from .claims import yardstick_of
+    from .validation import ValidationError
 
     stick = yardstick_of(metric)
     if stick is None:
         return []
-    rules = load_rules(sources.claims)
     try:
-        validation = validate(sources.results / rules["validation"], rules["robust_accuracy"])
+        validation = _validated(sources)
     except ValidationError:
         return []
     status = {d: validation.status(stick, d)[0] for d in validation.datasets()}
