@@ -70,3 +70,36 @@ def test_no_tracked_text_file_speaks_of_issue_numbers_or_how_the_work_was_organi
         for line, words in outside_words(p.read_text(encoding="utf-8"))
     ]
     assert not hits, "words that speak of something other than the project:\n" + "\n".join(hits)
+
+
+#: a markdown link or image: [text](target), the target without a scheme (a relative path, maybe #anchor)
+LINK = re.compile(r"\]\((?![a-z][a-z0-9+.-]*:)([^)\s]+)\)")
+
+
+def anchors(markdown: str) -> set[str]:
+    """The anchors a markdown page's headings get on GitHub: lowercased, punctuation dropped but
+    '-' and '_', spaces made '-'."""
+    out = set()
+    for heading in re.findall(r"^#+\s+(.*?)\s*$", markdown, flags=re.MULTILINE):
+        text = re.sub(r"[`*]|\[([^]]*)\]\([^)]*\)", r"\1", heading).lower()
+        out.add(re.sub(r"[^\w\- ]", "", text).replace(" ", "-"))
+    return out
+
+
+def test_the_anchors_of_headings_follow_githubs_rule():
+    page = "# Results: what we measured\n## The metrics' validation\n### `noisemod docs` and [CI](x.md)\n"
+    assert anchors(page) == {"results-what-we-measured", "the-metrics-validation", "noisemod-docs-and-ci"}
+
+
+def test_every_relative_link_in_the_docs_reaches_a_file_and_its_heading():
+    broken = []
+    for page in (p for p in tracked_text_files() if p.suffix == ".md"):
+        text = page.read_text(encoding="utf-8")
+        for target in LINK.findall(text):
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists():
+                broken.append(f"{page.relative_to(REPO)}: {target} (no such file)")
+            elif anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text(encoding="utf-8")):
+                broken.append(f"{page.relative_to(REPO)}: {target} (no such heading)")
+    assert not broken, "links that lead nowhere:\n" + "\n".join(broken)
