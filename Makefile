@@ -37,14 +37,20 @@ bench: $(VENV)/.installed
 
 # the docs' numbers and figures from the results archive (after archiving runs): the generated parts
 # of README.md, docs/RESULTS.md and every page of docs/results/, the headline figure of the protocol
-# tiers, and the figure of VII along training of each tier
+# tiers, the figure of VII along training of each tier, and the paper's figures 4 and 5 from their
+# archives (ARCHIVE/FIGURE: docs/figures/ARCHIVE.png)
 ARCHIVED_TRAINING ?= protocol-tier1 protocol-tier2
+ARCHIVED_FIGURES ?= fig4-cpu-5seeds/fig4 fig5-cpu-5seeds/fig5
 docs: $(VENV)/.installed
 	$(PY) -m noisemod docs README.md docs/RESULTS.md docs/results/*.md
 	$(PY) -m noisemod figures $(addprefix results/,$(ARCHIVED_TRAINING)) --headline docs/figures/headline.png
 	for a in $(ARCHIVED_TRAINING); do \
 	  $(PY) -m noisemod figures results/$$a --out build/figures/$$a > /dev/null && \
 	  cp build/figures/$$a/training.png docs/figures/$$a-training.png || exit 1; \
+	done
+	for f in $(ARCHIVED_FIGURES); do \
+	  $(PY) -m noisemod figures results/$${f%/*} --out build/figures/$${f%/*} > /dev/null && \
+	  cp build/figures/$$f.png docs/figures/$${f%/*}.png || exit 1; \
 	done
 
 clean:

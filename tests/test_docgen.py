@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from scipy import stats as scipy_stats
-from test_claims import CLAIM, NM, STANDARD, archive, claims_file, write_archive
+from test_claims import CLAIM, NM, STANDARD, _score_yardsticks, archive, claims_file, write_archive
 
 from noisemod.analysis.claims import comparisons
 from noisemod.analysis.docgen import DocError, Sources, check, regenerate, render
@@ -350,6 +350,28 @@ def test_the_validation_part_and_the_answer_part(tmp_path, sources):
     doc.write_text("<!-- generated: answer toy mnist lenet -->\n<!-- end generated -->\n")
     with pytest.raises(DocError, match="'answer' needs the claims protocol-nm-vii"):
         check([doc], sources, write=True)
+
+
+def test_the_score_table_shows_the_chosen_score_alignment_and_its_floor_per_condition(tmp_path, sources):
+    """``table ARCHIVE score``: the yardstick the validation chose, from each run's yardsticks.json,
+    mean ± std [95% CI] over the runs that measured it (scipy's t interval), its floor beside it."""
+    assert render("table toy score", sources).startswith("(no run of ")
+    _score_yardsticks(sources.results, skip={"nm-s4"})
+    sweep = SweepDir(sources.results / "toy")
+    for r in sweep.read_results():
+        entry = sweep.run(r["run_id"]).read_yardsticks()
+        if entry:
+            entry["values"]["gradient/score_alignment@0.25_floor"] = 0.01
+            sweep.run(r["run_id"]).write_yardsticks(entry)
+    text = render("table toy score", Sources(results=sources.results, claims=sources.claims))
+    assert text.startswith("The chosen score alignment, `gradient/score_alignment@0.25`, on the first 10 test images")
+    nm = NM[:4]
+    mean, sem = sum(nm) / 4, scipy_stats.sem(nm)
+    low, high = scipy_stats.t.interval(0.95, 3, loc=mean, scale=sem)
+    std = scipy_stats.tstd(nm)
+    row = f"| mnist | lenet | nm b0.5 gaussian | 4 | {mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}] [floor 0.0100] |"
+    assert row in text
+    assert "| mnist | lenet | standard | 5 |" in text
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Figures from a sweep folder: the data behind each plot, valid PNG/SVG files, and which figures a sweep gets."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -186,6 +187,13 @@ def test_make_figures(fake_sweep, tmp_path):
     betas = write_sweep(tmp_path / "betas", ["nm-s0", "nm-b08"], runs_from=fake_sweep)
     written = figures.make_figures(betas, out_dir=tmp_path / "out")
     assert sorted(p.stem for p in written if p.suffix == ".png") == ["fig2", "fig4", "training"]
+    # the same runs archived (no checkpoints): figure 4 drawn without its gradient maps, smaller
+    archive = shutil.copytree(betas, tmp_path / "archive", ignore=shutil.ignore_patterns("*.pt"))
+    archived = figures.make_figures(archive, out_dir=tmp_path / "archived")
+    assert sorted(p.stem for p in archived if p.suffix == ".png") == ["fig2", "fig4", "training"]
+    with_maps, curves = (Image.open(d / "fig4.png").size for d in (tmp_path / "out", tmp_path / "archived"))
+    assert curves[1] < with_maps[1]
+    check_png(tmp_path / "archived" / "fig4.png")
 
 
 def test_tradeoff_points_are_conditions_and_panels_need_two_methods(tmp_path):

@@ -87,6 +87,6 @@ def test_a_report_of_an_archive_needs_no_checkpoints(sweep, tmp_path):
     html_path, md_path = write_report(archive)
     assert html_path.is_file()
     md = md_path.read_text(encoding="utf-8")
-    assert "an archive (no checkpoints): the figures that draw gradient maps (fig1, fig4) are left out" in md
+    assert "an archive (no checkpoints): the figures that are gradient maps (fig1) are left out, and figure 4" in md
     assert "fig3" in md and "figures/fig1.png" not in md
     assert all(f"{r['vii']:.4f}" in md for r in tables.load_results(archive))

@@ -23,7 +23,8 @@ The kinds (one word, then its arguments):
     accuracy, robust accuracy, VII and train time (mean ± std [95% CI]), and the interpretability
     scores with their floor (a freshly initialized model); with PARTs (:data:`TABLE_PARTS`), only
     those, narrower: ``command``, ``accuracy`` (test accuracy, VII, train time), ``robustness`` (the
-    robust accuracies) and ``interpretability``, the method settings folded into one condition column
+    robust accuracies), ``interpretability`` and ``score`` (the chosen score alignment and its floor,
+    read from the runs' yardsticks.json), the method settings folded into one condition column
 ``cost ARCHIVE``
     per dataset and model of ``results/ARCHIVE``, each method against standard training: the VII
     gained and the accuracy points lost (differences of seed means with their 95% Welch
@@ -172,7 +173,7 @@ def _archives(claim: dict) -> str:
 
 
 #: the parts a ``table ARCHIVE PART...`` shows, in the order named (none named: command, results, interpretability)
-TABLE_PARTS = ("command", "accuracy", "robustness", "interpretability")
+TABLE_PARTS = ("command", "accuracy", "robustness", "interpretability", "score")
 
 
 def _table(sources: Sources, args: Sequence[str]) -> str:
@@ -193,13 +194,54 @@ def _table(sources: Sources, args: Sequence[str]) -> str:
             out.append(f"{TABLE_CAPTIONS['accuracy']}\n\n" + markdown_table(*s["results"]))
         elif part in ("accuracy", "robustness"):
             header, rows = _results_columns(s, part)
-            text = markdown_table(header, rows) if rows else f"(no run of {folder} has one)"
+            text = markdown_table(header, rows) if rows else f"(no run of `results/{folder.name}` has one)"
             out.append(f"{TABLE_CAPTIONS[part]}\n\n{text}")
         elif part == "interpretability" and s["interpretability"][1]:
             n = sorted({str(r.get("n")) for r in _interpretability_entries(folder)})
             caption = TABLE_CAPTIONS[part].format(n=", ".join(n))
             out.append(f"{caption}\n\n" + markdown_table(*s["interpretability"]))
+        elif part == "score":
+            out.append(_score_table(sources, folder))
     return "\n\n".join(out)
+
+
+def _score_table(sources: Sources, folder: Path) -> str:
+    """Per condition of the archive, the chosen score alignment (the yardstick the validation's
+    declared rule picks) and its floor, from each run's yardsticks.json: mean ± std [95% CI] over the
+    runs that measured it; conditions without it left out."""
+    from .tables import aggregate, condition_label, load_results
+    from .validation import ValidationError, choose_score_yardstick
+
+    try:
+        validation = _validated(sources)
+    except ValidationError as e:
+        raise DocError(f"'table score': {e}") from None
+    if validation.pending:
+        return "(not yet: the score alignment is chosen once the metrics' validation is complete)"
+    chosen = choose_score_yardstick(validation)
+    if chosen is None:
+        return "(none: no score yardstick passes its validation)"
+    rows = []
+    for r in load_results(folder):
+        entry = SweepDir(folder).run(r["run_id"]).read_yardsticks()
+        values = entry.get("values", {})
+        if chosen in values:
+            rows.append({**r, "condition": condition_label(r), "n_images": entry.get("n"), "score": values[chosen],
+                         "floor": values.get(f"{chosen}_floor")})  # fmt: skip
+    if not rows:
+        return f"(no run of `results/{folder.name}` has measured the chosen score alignment `{chosen}` yet)"
+    body = []
+    for g in aggregate(rows, ("dataset", "model", "condition"), ("score", "floor")):
+        floor = f" [floor {number(g['floor_mean'], 4)}]" if g["floor_mean"] == g["floor_mean"] else ""
+        score = mean_std(g["score_mean"], g["score_std"], ci=g["score_ci"], note=floor)
+        body.append([g["dataset"], g["model"], g["condition"], str(g["n"]), score])
+    images = ", ".join(sorted({str(r["n_images"]) for r in rows}))
+    caption = (
+        f"The chosen score alignment, `{chosen}`, on the first {images} test images (each run's "
+        "yardsticks.json; mean ± std [95% CI] over seeds; [floor: the same architecture freshly "
+        "initialized]; ↑ higher is better; conditions that do not measure it left out):"
+    )
+    return f"{caption}\n\n" + markdown_table(["dataset", "model", "condition", "runs", "score alignment ↑"], body)
 
 
 TABLE_CAPTIONS = {

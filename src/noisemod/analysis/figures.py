@@ -243,21 +243,30 @@ def fig3(results_rows: Sequence[Mapping], path: Paths) -> list[Path]:
     return _save(fig, path)
 
 
-def fig4(results_rows: Sequence[Mapping], sweep_dir: PathLike, path: Paths, data_root: str | None = None) -> list[Path]:
+def fig4(
+    results_rows: Sequence[Mapping],
+    sweep_dir: PathLike,
+    path: Paths,
+    data_root: str | None = None,
+    maps: bool = True,
+) -> list[Path]:
     """Figure 4: accuracy and VII against beta for the nm runs that vary only beta (:func:`series`),
-    and below, one fixed test image and its gradient map for each beta (one run per beta)."""
+    and below, one fixed test image and its gradient map for each beta (one run per beta); without
+    ``maps`` (an archive keeps no checkpoints), the curves alone."""
     runs = series(results_rows, "beta")
     if not runs:
         raise ValueError("figure 4 needs nm runs that differ in beta only")
     agg = aggregate(runs, keys=("beta",))
     betas = sorted(r["beta"] for r in agg)
-    chosen = [representative([r for r in runs if r["beta"] == b]) for b in betas]
-    x, _, grads = gradient_maps([run_path(sweep_dir, r) for r in chosen], 1, data_root)
-    fig = _figure(max(8, 1.2 * (len(betas) + 1)), 5.5)
-    top, bottom = fig.subfigures(2, 1, height_ratios=[2.2, 1])
+    fig = _figure(max(8, 1.2 * (len(betas) + 1)), 5.5 if maps else 3.8)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[2.2, 1]) if maps else (fig, None)
     for ax, metric in zip(top.subplots(1, len(METRICS)), METRICS):
         _curve(ax, agg, metric, "beta")
     top.suptitle(f"nm: {_setting(runs, 'dataset', 'model', 'noise')}", fontsize=10)
+    if bottom is None:
+        return _save(fig, path)
+    chosen = [representative([r for r in runs if r["beta"] == b]) for b in betas]
+    x, _, grads = gradient_maps([run_path(sweep_dir, r) for r in chosen], 1, data_root)
     strip = bottom.subplots(1, len(betas) + 1, squeeze=False)[0]
     _show(strip[0], x[0], "input", dotted=True)
     for ax, b, g in zip(strip[1:], betas, grads):
@@ -537,8 +546,9 @@ def _fig1_runs(rows: Sequence[Mapping]) -> dict[str, Mapping]:
     return best
 
 
-#: the figures that draw gradient maps, so need the runs' checkpoints (an archive has none)
-NEED_CHECKPOINTS = ("fig1", "fig4")
+#: the figures that are gradient maps, so need the runs' checkpoints (an archive has none; figure 4
+#: is drawn without its strip of maps there)
+NEED_CHECKPOINTS = ("fig1",)
 
 
 def plan_figures(rows: Sequence[Mapping], spec: str = "", *, checkpoints: bool = True) -> list[str]:
@@ -577,7 +587,8 @@ def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root
     out = Path(out_dir) if out_dir is not None else SweepDir(sweep_dir).figures_dir
     root = data_root or rows[0].get("data_root")
     written: list[Path] = []
-    names = plan_figures(rows, str(read_sweep(sweep_dir).get("spec", "")), checkpoints=has_checkpoints(sweep_dir, rows))
+    checkpoints = has_checkpoints(sweep_dir, rows)
+    names = plan_figures(rows, str(read_sweep(sweep_dir).get("spec", "")), checkpoints=checkpoints)
     if training_rows(sweep_dir, rows):
         names.append("training")
     for name in names:
@@ -589,7 +600,7 @@ def make_figures(sweep_dir: PathLike, out_dir: PathLike | None = None, data_root
         elif name == "fig3":
             written += fig3(rows, paths)
         elif name == "fig4":
-            written += fig4(rows, sweep_dir, paths, data_root=root)
+            written += fig4(rows, sweep_dir, paths, data_root=root, maps=checkpoints)
         elif name == "fig5":
             written += fig5(rows, paths)
         elif name == "tradeoff":

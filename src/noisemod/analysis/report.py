@@ -136,9 +136,9 @@ def report_sections(sweep_dir, *, data_root: str | None = None, figures: Sequenc
     ]
     if not has_checkpoints(sweep_dir, rows):
         summary.append(
-            "an archive (no checkpoints): the figures that draw gradient maps ("
+            "an archive (no checkpoints): the figures that are gradient maps ("
             + ", ".join(NEED_CHECKPOINTS)
-            + ") are left out; rerun the sweep to make them"
+            + ") are left out, and figure 4 has no maps; rerun the sweep to make them"
         )
     settings = (
         ["setting", "value"],
