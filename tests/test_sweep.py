@@ -381,7 +381,13 @@ def test_the_protocol_spec_plans_each_tier():
         ("mnist", None, s) for s in range(5)
     }
     fcnn = [r.config for r in tiers["tier3-fcnn"]]
-    assert [(c.dataset, c.method) for c in fcnn[:15:5]] == [("cifar10", m) for m in ("standard", "nm", "gamma-noise")]
+    # the claims' conditions first, the five seeds of each together: Figure 5's three noises, then
+    # Figure 4's two betas, then the rest
+    first = [(c.dataset, c.method, c.noise, c.beta) for c in fcnn[:25:5]]
+    assert first == [("cifar10", "nm", n, b) for n, b in [*(("gaussian", 0.5), ("laplace", 0.5), ("rayleigh", 0.5)),
+                                                           *(("gaussian", 0.2), ("gaussian", 0.8))]]  # fmt: skip
+    assert all(c.seed == i % 5 for i, c in enumerate(fcnn[:25]))
+    assert {c.method for c in fcnn} == {"standard", "nm", "gamma-noise"}
     assert {c.noise for c in fcnn if c.method == "nm"} == {
         "gaussian",
         "laplace",
