@@ -47,6 +47,7 @@ uses the same statistics, Holm-corrected over the sweep per metric.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -418,16 +419,15 @@ def _planned(claim: dict, archive: SweepDir) -> list[tuple[str, dict]]:
     if budget is None or not archive.file(SPEC).is_file():
         return []
     spec = archive.file(SPEC)
-    stat = spec.stat()
     sides = (claim["a"], claim["b"])
-    plan = _plan(str(spec), stat.st_mtime_ns, stat.st_size, budget)
+    plan = _plan(str(spec), hashlib.sha256(spec.read_bytes()).hexdigest(), budget)
     return [(run_id, c) for run_id, c in plan if any(_matches(c, side) for side in sides)]
 
 
 @lru_cache(maxsize=16)
-def _plan(spec: str, mtime_ns: int, size: int, budget: str) -> tuple[tuple[str, dict], ...]:
-    """The runs (id, settings) the spec file plans under ``budget``; cached while the file is
-    unchanged, as every claim on an archive asks for the same plan."""
+def _plan(spec: str, digest: str, budget: str) -> tuple[tuple[str, dict], ...]:
+    """The runs (id, settings) the spec file plans under ``budget``; cached by the file's content
+    (``digest``), as every claim on an archive asks for the same plan."""
     from ..experiments.spec import expand, load_spec
 
     return tuple((r.run_id, r.config.to_dict()) for r in expand(load_spec(spec), budget))
