@@ -77,7 +77,7 @@ from pathlib import Path
 
 from ..rundir import RunDir, SweepDir
 from . import CLAIMS
-from .formatting import markdown_table, mean_std, number, p_value, signed
+from .formatting import markdown_table, mean_std, missing, number, p_value, signed
 from .tables import column_value
 
 __all__ = ["DocError", "Sources", "check", "regenerate", "render"]
@@ -232,7 +232,7 @@ def _score_table(sources: Sources, folder: Path) -> str:
         return f"(no run of `results/{folder.name}` has measured the chosen score alignment `{chosen}` yet)"
     body = []
     for g in aggregate(rows, ("dataset", "model", "condition"), ("score", "floor")):
-        floor = f" [floor {number(g['floor_mean'], 4)}]" if g["floor_mean"] == g["floor_mean"] else ""
+        floor = "" if missing(g["floor_mean"]) else f" [floor {number(g['floor_mean'], 4)}]"
         score = mean_std(g["score_mean"], g["score_std"], ci=g["score_ci"], note=floor)
         body.append([g["dataset"], g["model"], g["condition"], str(g["n"]), score])
     images = ", ".join(sorted({str(r["n_images"]) for r in rows}))
