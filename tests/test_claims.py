@@ -447,6 +447,14 @@ def test_a_malformed_claims_file_exits_2_naming_the_file_and_the_line(tmp_path, 
         assert err.startswith(f"noisemod: error: {path}, {where}") and "Traceback" not in err, err
 
 
+def test_the_rules_of_a_file_that_is_not_valid_yaml_are_an_error_naming_the_line(tmp_path):
+    from noisemod.analysis.claims import load_rules
+
+    path = claims_file(tmp_path, CLAIM.format(metric="[vii", direction="higher", b="standard"))
+    with pytest.raises(ClaimError, match=r"line \d+, column \d+: not valid YAML"):
+        load_rules(path)
+
+
 def _score_yardsticks(results, skip=()):
     """Give each toy run a yardsticks.json whose chosen score yardstick holds its VII (the toy
     validation passes ``gradient/score_alignment@0.25`` only, so the rule chooses it)."""

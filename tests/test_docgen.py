@@ -75,6 +75,17 @@ def test_one_regeneration_judges_the_claims_once_however_many_parts_show_them(mo
     assert len(calls) == 2  # a new regeneration reads the archives again
 
 
+def test_one_regeneration_computes_the_validation_once_for_the_claims_and_the_parts(monkeypatch, sources):
+    import noisemod.analysis.validation as validation
+
+    calls = []
+    real = validation.validate
+    monkeypatch.setattr(validation, "validate", lambda *a: calls.append(a) or real(*a))
+    text, _ = regenerate(DOC + "\n<!-- generated: validation -->\n<!-- end generated -->\n", sources)
+    assert "**reproduced**" in text and "| `gradient/vii` | pass |" in text
+    assert len(calls) == 1  # the verdicts judge with the validation the validation part shows
+
+
 def test_a_part_that_cannot_be_made_is_an_error_naming_it(tmp_path, sources):
     with pytest.raises(DocError, match="unknown generated part 'tabel'"):
         regenerate("<!-- generated: tabel toy -->\n<!-- end generated -->", sources)

@@ -57,7 +57,7 @@ from ..config import get_setting
 from ..rundir import SweepDir
 from .formatting import number, signed
 from .stats import Comparison, Summary, compare, holm, summarize
-from .tables import condition_label, is_number
+from .tables import condition_label, is_number, with_yardsticks
 
 __all__ = [
     "ALPHA",
@@ -174,12 +174,15 @@ def load_rules(path) -> dict:
     """The rules of a claims file beside its claims: ``robust_accuracy`` (dataset -> the robust
     accuracy, PGD-50 at its own radius and norm, an adversarial run needs to count as adversarial
     training) and ``validation`` (the archive of the metrics' validation, ``results/<name>``)."""
-    import yaml
+    from ..io import CorruptFileError, read_yaml
 
     path = Path(path)
     if not path.is_file():
         raise ClaimError(f"claims file not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        data = read_yaml(path).value or {}
+    except CorruptFileError as e:
+        raise ClaimError(str(e)) from None
     rules = {k: data.get(k, v) for k, v in RULES.items()} if isinstance(data, dict) else dict(RULES)
     thresholds = rules["robust_accuracy"]
     if not isinstance(thresholds, dict) or not all(
@@ -445,7 +448,8 @@ def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, vali
         archive = SweepDir(Path(results_root) / name)
         if not archive.file(archive.RESULTS).is_file():
             raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} ({archive.RESULTS} missing)")
-        these = _with_yardsticks(archive, archive.read_results(), [claim["metric"], *claim.get("also", [])])
+        metrics = [m for m in (claim["metric"], *claim.get("also", [])) if is_yardstick(m)]
+        these = with_yardsticks(archive.path, archive.read_results(), metrics)
         if these and claim["metric"] not in these[0]:
             raise ClaimError(f"claim {claim['id']}: no metric {claim['metric']!r} in {archive.file(archive.RESULTS)}")
         rows += [dict(r, **{_SWEEP: archive}) for r in these]
@@ -478,19 +482,6 @@ def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, vali
     return ClaimResult(claim, found, result, None, untested)
 
 
-def _with_yardsticks(archive: SweepDir, rows: list[dict], metrics: Sequence[str]) -> list[dict]:
-    """The rows with the value of each yardstick among ``metrics`` read from their run's
-    yardsticks.json (None where the run has not measured it)."""
-    names = [m for m in metrics if is_yardstick(m)]
-    if not names:
-        return rows
-    out = []
-    for r in rows:
-        values = archive.run(r["run_id"]).read_yardsticks().get("values", {})
-        out.append({**r, **{m: values.get(m) for m in names}})
-    return out
-
-
 def _validated(claim: dict, group: Mapping, rows: list[dict], validation) -> tuple[str, bool]:
     """Why a group is not tested ("" when it is), and whether it waits for its validation."""
     stick = yardstick_of(claim["metric"])
@@ -508,15 +499,17 @@ def _validated(claim: dict, group: Mapping, rows: list[dict], validation) -> tup
     return "", False
 
 
-def evaluate_claims(path, results_root) -> list[ClaimResult]:
+def evaluate_claims(path, results_root, validation=None) -> list[ClaimResult]:
     """Every claim of the file at ``path`` against the archives under ``results_root``, by the
     file's rules, each interpretability metric judged only where its validation passed; each archive
     verified first (:func:`noisemod.experiments.archive.verify_archive`: one that does not verify is
-    refused, naming the run and the column)."""
+    refused, naming the run and the column). ``validation``: the validation of the rules' archive when
+    the caller has computed it already (:func:`noisemod.analysis.validation.validate`), else it is
+    computed here."""
     claims, rules = load_claims(path), load_rules(path)
     for name in dict.fromkeys(n for c in claims for n in archive_names(c)):
         verify(Path(results_root) / name)
-    validation = _validation(claims, rules, results_root)
+    validation = _validation(claims, rules, results_root, validation)
     return [
         _evaluate_chosen(c, results_root, rules, validation)
         if c["metric"] == CHOSEN_SCORE
@@ -541,8 +534,9 @@ def _evaluate_chosen(claim: dict, results_root, rules: Mapping, validation) -> C
     return evaluate_claim(dict(claim, metric=chosen), results_root, rules, validation)
 
 
-def _validation(claims: Sequence[dict], rules: Mapping, results_root):
-    """The validation of the claims' yardsticks, or None when no claim's metric needs one.
+def _validation(claims: Sequence[dict], rules: Mapping, results_root, validation=None):
+    """The validation of the claims' yardsticks (``validation`` when given, else computed), or None
+    when no claim's metric needs one.
 
     Raises ClaimError naming the metric and the command that validates it when the validation
     archive is missing or never measured a yardstick a claim uses."""
@@ -557,7 +551,8 @@ def _validation(claims: Sequence[dict], rules: Mapping, results_root):
         f"--archive {Path(results_root) / rules['validation']}"
     )
     try:
-        validation = validate(Path(results_root) / rules["validation"], rules["robust_accuracy"])
+        if validation is None:
+            validation = validate(Path(results_root) / rules["validation"], rules["robust_accuracy"])
     except ThresholdError as e:
         raise ClaimError(f"the validation in {Path(results_root) / rules['validation']}: {e}") from None
     except ValidationError as e:

@@ -103,10 +103,18 @@ class Sources:
 
 
 def _claims(sources: Sources):
+    """The claims' verdicts, once per ``sources``, judged with the memoized validation; when that
+    cannot be computed, :func:`~noisemod.analysis.claims.evaluate_claims` tries again and says why
+    with the command that makes it."""
     from .claims import evaluate_claims
+    from .validation import ValidationError
 
     if "claims" not in sources.memo:
-        sources.memo["claims"] = evaluate_claims(sources.claims, sources.results)
+        try:
+            validation = _validated(sources)
+        except ValidationError:
+            validation = None
+        sources.memo["claims"] = evaluate_claims(sources.claims, sources.results, validation)
     return sources.memo["claims"]
 
 
@@ -209,7 +217,7 @@ def _score_table(sources: Sources, folder: Path) -> str:
     """Per condition of the archive, the chosen score alignment (the yardstick the validation's
     declared rule picks) and its floor, from each run's yardsticks.json: mean ± std [95% CI] over the
     runs that measured it; conditions without it left out."""
-    from .tables import aggregate, condition_label, load_results
+    from .tables import aggregate, condition_label, load_results, with_yardsticks
     from .validation import ValidationError, choose_score_yardstick
 
     try:
@@ -221,13 +229,11 @@ def _score_table(sources: Sources, folder: Path) -> str:
     chosen = choose_score_yardstick(validation)
     if chosen is None:
         return "(none: no score yardstick passes its validation)"
-    rows = []
-    for r in load_results(folder):
-        entry = SweepDir(folder).run(r["run_id"]).read_yardsticks()
-        values = entry.get("values", {})
-        if chosen in values:
-            rows.append({**r, "condition": condition_label(r), "n_images": entry.get("n"), "score": values[chosen],
-                         "floor": values.get(f"{chosen}_floor")})  # fmt: skip
+    rows = [
+        {**r, "condition": condition_label(r), "score": r[chosen], "floor": r[f"{chosen}_floor"]}
+        for r in with_yardsticks(folder, load_results(folder), [chosen, f"{chosen}_floor"], images="n_images")
+        if r[chosen] is not None
+    ]
     if not rows:
         return f"(no run of `results/{folder.name}` has measured the chosen score alignment `{chosen}` yet)"
     body = []

@@ -244,6 +244,23 @@ def time_steps(sweep_dir: PathLike, row: Mapping) -> dict[str, float] | None:
     return out
 
 
+def with_yardsticks(
+    sweep_dir: PathLike, rows: Sequence[Mapping], names: Sequence[str], *, images: str | None = None
+) -> list[dict]:
+    """The rows with the value of each yardstick of ``names`` read from their run's yardsticks.json
+    (None where the run has not measured it); with ``images``, also the number of test images the
+    run's yardsticks were measured on, under that key (None without yardsticks.json)."""
+    if not names and not images:
+        return [dict(r) for r in rows]
+    sweep = SweepDir(sweep_dir)
+    out = []
+    for r in rows:
+        entry = sweep.run(r["run_id"]).read_yardsticks()
+        values = entry.get("values", {})
+        out.append({**r, **{m: values.get(m) for m in names}, **({images: entry.get("n")} if images else {})})
+    return out
+
+
 def has_checkpoints(sweep_dir: PathLike, rows: Sequence[Mapping]) -> bool:
     """Whether every finished run of the sweep still has its best checkpoint (an archive has none)."""
     return all(RunDir(run_path(sweep_dir, r)).file(RunDir.BEST).is_file() for r in rows)
