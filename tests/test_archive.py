@@ -169,6 +169,13 @@ def test_a_sweep_records_where_each_runs_time_goes_and_the_archive_keeps_it(fini
     steps = time_steps(sweep, row)
     assert steps["total"] == pytest.approx(sum(steps[k] for k in TIME_STEPS))
     assert steps["robustness"] == timings["robustness"] and steps["yardsticks"] == 0
+    assert steps["total"] == pytest.approx(timings["train"] + timings["robustness"])
+    # resumed after a stop: timings.json has the last training process only, the epochs count all
+    run.file(run.TIMINGS).write_text(json.dumps({**timings, "train": steps["epochs"] / 2}))
+    resumed = time_steps(sweep, row)
+    assert resumed["final evaluation"] == 0 and resumed["total"] == pytest.approx(sum(resumed[k] for k in TIME_STEPS))
+    assert resumed["total"] >= steps["epochs"] + timings["robustness"]
+    run.file(run.TIMINGS).write_text(json.dumps(timings))
     archive_sweep(sweep, tmp_path / "results" / "tiny")
     assert (tmp_path / "results" / "tiny" / "runs" / run.path.name / "timings.json").is_file()
     text = render("time tiny", Sources(results=tmp_path / "results"))

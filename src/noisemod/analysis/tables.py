@@ -227,8 +227,11 @@ def time_steps(sweep_dir: PathLike, row: Mapping) -> dict[str, float] | None:
     ``train_seconds``), ``epoch checks`` (each epoch's validation, method check, VII and checkpoints:
     metrics.csv's ``end_seconds``), ``setup`` (data, model and compilation), ``final evaluation``
     (the rest of the training process: process start, the test set and a method's robust accuracy),
-    then each measurement after training (timings.json); ``total``. None for a run without
-    timings.json (run before the sweep recorded it)."""
+    then each measurement after training (timings.json); ``total``, their sum. None for a run
+    without timings.json (run before the sweep recorded it). A run resumed after its sweep was
+    stopped adds to timings.json only the process that finished, while its epochs count every
+    process's: the training process then counts as its epochs, checks and setup (the stopped
+    process's start and unfinished epoch are not counted)."""
     run = RunDir(run_path(sweep_dir, row))
     timings = run.read_timings()
     if "train" not in timings:
@@ -240,7 +243,7 @@ def time_steps(sweep_dir: PathLike, row: Mapping) -> dict[str, float] | None:
     out = {"epochs": epochs, "epoch checks": checks, "setup": setup}
     out["final evaluation"] = max(0.0, timings["train"] - epochs - checks - setup)
     out.update({step: timings.get(step, 0.0) for step in TIME_STEPS[4:]})
-    out["total"] = timings["train"] + sum(out[step] for step in TIME_STEPS[4:])
+    out["total"] = sum(out[step] for step in TIME_STEPS)
     return out
 
 
