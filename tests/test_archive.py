@@ -128,6 +128,12 @@ def test_archived_runs_are_trained_again_when_the_spec_asks_what_their_weights_a
     archive_sweep(finished, store)
     spec.write_text(TINY + "robustness: {images: 50, only: {method: [standard]}}\n")
     lines = []
+    # a dry run says what the sweep will do with the archived runs, and writes nothing
+    planned = run_sweep(spec, tmp_path / "new-machine", archive=store, dry_run=True, log=lines.append)
+    assert [(r["action"], r.get("archived")) for r in planned] == [("retrain", True), ("skip", True)]
+    assert "1 to run, 0 finished to interpret, executor local; 2 restored from the archive first" in lines[0]
+    assert lines[1].startswith("  retrain synthetic-mlp-standard-s0 (archived): ")
+    assert not (tmp_path / "new-machine").exists()
     records = run_sweep(spec, tmp_path / "new-machine", archive=store, log=lines.append)
     assert [(r["run_id"], r["action"], r["status"]) for r in records] == [
         ("synthetic-mlp-standard-s0", "retrain", "completed"),

@@ -88,10 +88,12 @@ class SweepPlan:
         return [p.record for p in self.runs]
 
 
-def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None) -> SweepPlan:
+def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None, archive: SweepDir | None = None) -> SweepPlan:
     """The plan of ``spec`` under ``budget`` in ``sweep`` (``data_root`` given to every run), after
     checking that the folder holds this sweep (or none) and that each existing run directory was
-    trained with the same settings; raises ``ValueError`` naming what differs."""
+    trained with the same settings; raises ``ValueError`` naming what differs. With ``archive`` (a
+    dry run's), a run the folder lacks and the archive holds finished is planned as the sweep would
+    after restoring it (its record says ``"archived": True``), reading the archive only."""
     runs = expand(spec, budget)
     if data_root is not None:
         runs = [Run(r.run_id, r.config.replace(data_root=str(data_root))) for r in runs]
@@ -103,17 +105,21 @@ def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None) -> Swee
         )
     planned = []
     for run in runs:
-        run_dir = sweep.run(run.run_id)
-        _check_existing(run, run_dir)
+        run_dir = source = sweep.run(run.run_id)
+        if archive is not None and not run_dir.path.exists() and archive.run(run.run_id).is_complete():
+            source = archive.run(run.run_id)
+        _check_existing(run, source)
         settings = spec.interpretability if interpreted(spec, run.config) else None
         robust = robustness_for(spec, run.config)
         randomization = randomization_for(spec, run.config)
-        p = PlannedRun(run, run_dir, plan_action(run_dir.path), settings, robust, randomization)
+        p = PlannedRun(run, run_dir, plan_action(source.path), settings, robust, randomization)
         p.yardsticks = yardsticks_for(spec, run.config)
-        p.interpret = p.action == "skip" and bool(missing_post(run_dir, p.post))
-        if p.interpret and needs_retraining(run_dir, p.post):
+        p.interpret = p.action == "skip" and bool(missing_post(source, p.post))
+        if p.interpret and needs_retraining(source, p.post):
             p.action = p.record["action"] = "retrain"
             p.interpret = False
+        if source is not run_dir:
+            p.record["archived"] = True
         planned.append(p)
     return SweepPlan(spec, budget, sweep, planned)
 

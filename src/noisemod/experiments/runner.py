@@ -119,13 +119,16 @@ def _sweep_info(plan: SweepPlan, spec_path, out_dir, jobs: int, data_root) -> di
 
 def _log_plan(plan: SweepPlan, executor: str, log) -> None:
     """A dry run's output: the counts, then each run's action and command."""
+    archived = sum(bool(p.record.get("archived")) for p in plan.runs)
     log(
         f"sweep {plan.spec.name} (budget {plan.budget}): {len(plan.runs)} runs, {len(plan.to_train)} to run, "
         f"{len(plan.to_interpret)} finished to interpret, executor {executor}"
+        + (f"; {archived} restored from the archive first" if archived else "")
     )
     for p in plan.runs:
         command = train_command(p.run.config, p.dir.path, p.action == "resume")
-        log(f"  {'interp' if p.interpret else p.action:6s} {p.run.run_id}: {shlex.join(command)}")
+        where = " (archived)" if p.record.get("archived") else ""
+        log(f"  {'interp' if p.interpret else p.action:6s} {p.run.run_id}{where}: {shlex.join(command)}")
 
 
 def _open_folder(sweep: SweepDir, pool, info: dict) -> None:
@@ -186,7 +189,8 @@ def run_sweep(
     see :mod:`noisemod.experiments.executors`); ``data_root`` is passed to every run. Completed runs
     are skipped, interrupted ones resumed; ``OUT/results.csv`` is rewritten after each run. A failed
     run leaves its stderr tail in ``OUT/runs/<id>/error.log`` and the sweep goes on.
-    ``dry_run`` only logs the plan (the command of each run) and writes nothing. With ``archive``
+    ``dry_run`` only logs the plan (the command of each run, what the archive would restore
+    included) and writes nothing. With ``archive``
     (e.g. ``results/NAME``), the runs archived there that ``out_dir`` lacks are restored first (a
     campaign continued on another machine skips them), and the archive is rewritten with every
     finished run after each run ends (:func:`noisemod.experiments.archive.archive_sweep`).
@@ -200,7 +204,8 @@ def run_sweep(
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"invalid jobs={jobs!r}: expected a positive integer")
     spec, sweep = load_spec(resolve_spec(spec_path)), SweepDir(Path(out_dir).resolve())
-    plan = plan_sweep(spec, budget, sweep, data_root)  # checks the folder before anything is written
+    stored = SweepDir(archive) if archive is not None and dry_run else None  # a dry run reads it in place
+    plan = plan_sweep(spec, budget, sweep, data_root, stored)  # checks the folder before anything is written
     if archive is not None:
         check_against_spec(archive, [p.run for p in plan.runs])
     if archive is not None and not dry_run and Path(archive).is_dir() and restore_runs(archive, sweep.path):
