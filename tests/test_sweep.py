@@ -279,6 +279,24 @@ def test_shipped_specs_expand_for_both_budgets(path):
     assert all((c.optimizer, c.lr, c.batch_size) == ("adam", 0.001, 64) for c in (r.config for r in paper))
 
 
+def test_the_spec_table_of_the_docs_names_every_spec_and_budget_with_its_run_count():
+    """docs/experiments.md's table: a row per shipped spec; the paper and cpu columns start with
+    those budgets' run counts, and every other budget is named (`name`) with its count before the
+    next one is named."""
+    table = (SPECS.parents[3] / "docs" / "experiments.md").read_text()
+    rows = {m[1]: m[2] for m in re.finditer(r"^\| `([\w-]+)\.yaml` \|(.*)$", table, re.M)}
+    assert sorted(rows) == sorted(p.stem for p in SPECS.glob("*.yaml"))
+    for name, row in rows.items():
+        spec = load_spec(SPECS / f"{name}.yaml")
+        counts = {b: len(expand(spec, b)) for b in spec.budgets}
+        _, paper, cpu, _ = (cell.strip() for cell in row.rsplit("|", 3))
+        assert paper.startswith(f"{counts['paper']} runs") and cpu.startswith(f"{counts['cpu']} runs"), name
+        named = dict(re.findall(r"`([\w-]+)`: ([^`]*)", paper + " " + cpu))
+        assert set(named) == set(counts) - {"paper", "cpu"}, name
+        for budget, text in named.items():
+            assert str(counts[budget]) in re.findall(r"\d+", text), f"{name} {budget}: {counts[budget]} runs"
+
+
 def test_shipped_specs_cover_the_paper():
     runs = {
         name: expand(load_spec(SPECS / f"{name}.yaml"), "paper")
