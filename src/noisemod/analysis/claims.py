@@ -280,6 +280,7 @@ def _where(claim: Mapping) -> str:
 
 #: the key under which each pooled row keeps the archive it came from
 _SWEEP = "_sweep"
+_YARDSTICK_IMAGES = "_yardstick_images"  # a row's key for the test images its run's yardsticks were measured on
 
 
 def _matches(row: Mapping, selection: Mapping) -> bool:
@@ -291,7 +292,7 @@ def _images_scored(row: Mapping, metric: str) -> object:
     for a yardstick, the images of the run's yardsticks.json."""
     archive = row[_SWEEP]
     if is_yardstick(metric):
-        return archive.run(row["run_id"]).read_yardsticks().get("n")
+        return row[_YARDSTICK_IMAGES]
     explainer = next(
         (e for e in archive.run(row["run_id"]).read_interpretability() if metric.startswith(e + "_")), None
     )
@@ -449,7 +450,7 @@ def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, vali
         if not archive.file(archive.RESULTS).is_file():
             raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} ({archive.RESULTS} missing)")
         metrics = [m for m in (claim["metric"], *claim.get("also", [])) if is_yardstick(m)]
-        these = with_yardsticks(archive.path, archive.read_results(), metrics)
+        these = with_yardsticks(archive.path, archive.read_results(), metrics, images=_YARDSTICK_IMAGES)
         if these and claim["metric"] not in these[0]:
             raise ClaimError(f"claim {claim['id']}: no metric {claim['metric']!r} in {archive.file(archive.RESULTS)}")
         rows += [dict(r, **{_SWEEP: archive}) for r in these]

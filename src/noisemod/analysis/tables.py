@@ -252,8 +252,9 @@ def with_yardsticks(
 ) -> list[dict]:
     """The rows with the value of each yardstick of ``names`` read from their run's yardsticks.json
     (None where the run has not measured it); with ``images``, also the number of test images the
-    run's yardsticks were measured on, under that key (None without yardsticks.json)."""
-    if not names and not images:
+    run's yardsticks were measured on, under that key (None without yardsticks.json). Without
+    ``names`` nothing is read: the rows as they are."""
+    if not names:
         return [dict(r) for r in rows]
     sweep = SweepDir(sweep_dir)
     out = []
