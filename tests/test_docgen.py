@@ -409,3 +409,40 @@ def test_the_answer_word_follows_the_written_rule(monkeypatch, sources, verdicts
     text = docgen._answer(sources, ["toy", "mnist", "lenet"])
     assert text.splitlines()[1].startswith(word)
     assert text.splitlines()[2].startswith("Judged on vii (`gradient/vii`) where it passed its validation: ")
+
+
+def test_the_answers_numbers_each_carry_their_interval(tmp_path):
+    """The answer's lines: differences with Welch's interval and p, the training time as a ratio of
+    means with its log-scale interval, the robust accuracy at the small radius as a mean with its t
+    interval, and the number of seeds counted from the archive."""
+    from noisemod.analysis import docgen
+    from noisemod.analysis.stats import compare, ratio, summarize
+
+    rows = []
+    for method, vii, seconds, robust in (
+        ("standard", 0.10, 100.0, 0.05),
+        ("nm", 0.12, 98.0, 0.02),
+        ("additive-noise", 0.20, 99.0, 0.10),
+        ("fgsm", 0.25, 140.0, 0.80),
+    ):
+        for seed, j in enumerate((-0.003, 0.0, 0.001, 0.004)):
+            rows.append(
+                {"run_id": f"{method}-s{seed}", "spec": "p", "budget": "tier1", "status": "completed",
+                 "dataset": "mnist", "model": "lenet", "method": method, "seed": seed, "epochs": 50,
+                 "test_accuracy": 0.99 - j, "vii": vii + j, "gradient_alignment": vii + 2 * j,
+                 "train_seconds": seconds * (1 + 10 * j), "robust_accuracy_eps0.1": robust + j}
+            )  # fmt: skip
+    write_archive(tmp_path / "p", rows)
+    lines = docgen._answer_numbers(Sources(results=tmp_path, claims=tmp_path / "none.yaml"), "p", "mnist", "lenet")
+
+    def side(method, column):
+        return [r[column] for r in rows if r["method"] == method]
+
+    assert lines[0].startswith("On lenet on mnist, `results/p`, 4 seeds;")
+    c = compare(side("nm", "vii"), side("additive-noise", "vii"))
+    assert f"over additive noise: {c.diff:+.3f} [{c.ci_low:+.3f}, {c.ci_high:+.3f}]" in lines[1]
+    t = ratio(side("nm", "train_seconds"), side("fgsm", "train_seconds"))
+    assert t.ci_low < t.ratio < t.ci_high
+    assert f"{t.ratio:.2f}x [{t.ci_low:.2f}, {t.ci_high:.2f}] FGSM-RS's" in lines[4]
+    s = summarize(side("fgsm", "robust_accuracy_eps0.1"))
+    assert lines[5].endswith(f"FGSM-RS {s.mean:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]")

@@ -228,7 +228,7 @@ def test_the_headline_figure_sets_each_method_against_standard_by_its_training_t
     """From a toy archive: each method's VII and alignment gained over standard (Welch, as stats.compare),
     the floor less standard, the robust accuracy at the small radius and the time ratio; drawn the same
     twice; `noisemod figures --headline` draws it from several archives."""
-    from noisemod.analysis.stats import compare
+    from noisemod.analysis.stats import compare, ratio
     from noisemod.cli import main
 
     values = {  # method: (vii, alignment, seconds, robust at eps 0.1), per seed a jitter
@@ -261,6 +261,9 @@ def test_the_headline_figure_sets_each_method_against_standard_by_its_training_t
             assert points[method][f"{metric}_ci"] == pytest.approx((c.ci_low, c.ci_high))
     assert points["nm"]["gradient_vii_floor_gap"] == pytest.approx(0.03 - 0.040)  # the same for every method
     assert points["fgsm"]["time_ratio"] == pytest.approx(20.0 / 10.0, rel=1e-3)
+    t = ratio(side("fgsm", "train_seconds"), side("standard", "train_seconds"))
+    assert points["fgsm"]["time_ratio_ci"] == pytest.approx((t.ci_low, t.ci_high))
+    assert points["standard"]["time_ratio"] == 1 and points["standard"]["time_ratio_ci"] is None
     assert points["fgsm"]["robust"] == pytest.approx(0.90 + 1 / 3000) and points["fgsm"]["eps"] == 0.1
 
     png, svg = figures.headline(rows, [tmp_path / "h.png", tmp_path / "h.svg"])

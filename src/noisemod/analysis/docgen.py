@@ -630,9 +630,7 @@ def _answer_scope(sources: Sources, metric: str) -> list[str]:
 
 
 def _answer_numbers(sources: Sources, archive: str, dataset: str, model: str) -> list[str]:
-    import statistics
-
-    from .stats import compare
+    from .stats import compare, ratio, summarize
     from .tables import load_results
 
     rows = [
@@ -651,15 +649,25 @@ def _answer_numbers(sources: Sources, archive: str, dataset: str, model: str) ->
         c = compare(x, y)
         return f"{signed(c.diff, c.ci_low, c.ci_high)} (p {p_value(c.p)})"
 
-    def ratio(a: str, b: str) -> str:
+    def times(a: str, b: str) -> str:
         x, y = values(a, "train_seconds"), values(b, "train_seconds")
-        return f"{statistics.fmean(x) / statistics.fmean(y):.2f}x" if x and y else "-"
+        if not x or not y:
+            return "-"
+        r = ratio(x, y)
+        return f"{r.ratio:.2f}x" + (f" [{r.ci_low:.2f}, {r.ci_high:.2f}]" if r.ci_low is not None else "")
 
     def robust(method: str) -> str:
         x = values(method, "robust@small")
-        return number(statistics.fmean(x), 3) if x else "-"
+        if not x:
+            return "-"
+        s = summarize(x)
+        return number(s.mean, 3) + (f" [{number(s.ci_low, 3)}, {number(s.ci_high, 3)}]" if s.ci_low is not None else "")
 
-    where = f"{model} on {dataset}, `results/{archive}`, 5 seeds; difference [95% CI] (p, uncorrected)"
+    seeds = sorted({r.get("seed") for r in rows if r.get("seed") is not None})
+    where = (
+        f"{model} on {dataset}, `results/{archive}`, {len(seeds)} seeds; difference [95% CI] (p, uncorrected), "
+        "ratio or mean [95% CI]"
+    )
     return [
         f"On {where}:",
         f"- VII gained by noise modulation over standard training: {diff('nm', 'standard', 'vii')}; "
@@ -667,7 +675,7 @@ def _answer_numbers(sources: Sources, archive: str, dataset: str, model: str) ->
         f"- alignment gained over standard training: {diff('nm', 'standard', 'gradient_alignment')}; "
         f"over additive noise: {diff('nm', 'additive-noise', 'gradient_alignment')}",
         f"- test accuracy lost against standard training: {diff('nm', 'standard', 'test_accuracy')}",
-        f"- training time: {ratio('nm', 'standard')} standard's, {ratio('nm', 'fgsm')} FGSM-RS's",
+        f"- training time: {times('nm', 'standard')} standard's, {times('nm', 'fgsm')} FGSM-RS's",
         f"- robust accuracy at the small radius (PGD-50): nm {robust('nm')}, standard {robust('standard')}, "
         f"FGSM-RS {robust('fgsm')}",
     ]

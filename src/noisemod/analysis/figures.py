@@ -447,7 +447,11 @@ def _headline_panel(ax, points: Sequence[Mapping], metric: str, order: Sequence[
         color, marker = ("k", "x") if p["label"] == "standard" else (f"C{k % 10}", MARKERS[k % len(MARKERS)])
         yerr = [[value - ci[0]], [ci[1] - value]] if ci and ci[0] is not None else None
         label = "standard training" if p["label"] == "standard" else p["method"]
-        ax.errorbar([p["time_ratio"]], [value], yerr=yerr, fmt=marker, color=color, ms=5, capsize=2, label=label)
+        tci = p.get("time_ratio_ci")
+        xerr = [[p["time_ratio"] - tci[0]], [tci[1] - p["time_ratio"]]] if tci and tci[0] is not None else None
+        ax.errorbar(
+            [p["time_ratio"]], [value], xerr=xerr, yerr=yerr, fmt=marker, color=color, ms=5, capsize=2, label=label
+        )
     ax.set_xscale("log")
     ax.grid(alpha=0.3)
 

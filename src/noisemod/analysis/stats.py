@@ -1,6 +1,7 @@
 """Statistics over seeds: a condition's mean with its 95% confidence interval, and the comparison
 of two conditions (difference, Welch CI and t-test, exact permutation test), Holm-corrected within
-one claim; the rank correlation of two measures over runs (Spearman, with a Fisher-z interval).
+one claim; the ratio of two conditions' means (e.g. training times, with a log-scale interval); the
+rank correlation of two measures over runs (Spearman, with a Fisher-z interval).
 Plain formulas on small samples (scipy for the distributions and ranks); tests check them against
 ``scipy.stats``.
 """
@@ -12,7 +13,18 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-__all__ = ["Comparison", "Correlation", "Summary", "compare", "holm", "permutation_p", "spearman", "summarize"]
+__all__ = [
+    "Comparison",
+    "Correlation",
+    "Ratio",
+    "Summary",
+    "compare",
+    "holm",
+    "permutation_p",
+    "ratio",
+    "spearman",
+    "summarize",
+]
 
 LEVEL = 0.95  # confidence level of every interval
 EXACT_UP_TO = 10  # the permutation test is exact (every split) when both sides have at most this many values
@@ -168,6 +180,44 @@ def holm(comparisons: Sequence[Comparison]) -> list[Comparison]:
         running = max(running, min(1.0, (m - k) * p))
         adjusted[i] = running
     return [replace(c, p_holm=adjusted.get(i)) for i, c in enumerate(comparisons)]
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``mean(a) / mean(b)`` over seeds with its 95% interval (None under two values a side)."""
+
+    n_a: int
+    n_b: int
+    ratio: float
+    ci_low: float | None
+    ci_high: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def ratio(a: Sequence[float], b: Sequence[float]) -> Ratio:
+    """The ratio of two conditions' means (e.g. one method's training time over another's) with a
+    95% interval computed on the log scale: the delta method gives ``log(mean(a) / mean(b))`` the
+    variance ``var(a) / (n_a mean(a)^2) + var(b) / (n_b mean(b)^2)``, with Welch-Satterthwaite's
+    degrees of freedom, and the interval's ends are exponentiated back (so they stay positive and
+    the interval is not symmetric). Both means must be positive."""
+    from scipy.stats import t
+
+    a, b = _values(a, "a"), _values(b, "b")
+    ma, mb = _mean(a), _mean(b)
+    if ma <= 0 or mb <= 0:
+        raise ValueError(f"ratio: both means must be positive, got {ma!r} and {mb!r}")
+    r = ma / mb
+    if len(a) < 2 or len(b) < 2:
+        return Ratio(len(a), len(b), r, None, None)
+    va, vb = _var(a) / (len(a) * ma**2), _var(b) / (len(b) * mb**2)
+    se2 = va + vb
+    if se2 == 0:
+        return Ratio(len(a), len(b), r, r, r)
+    df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = t.ppf(0.5 + LEVEL / 2, df) * math.sqrt(se2)
+    return Ratio(len(a), len(b), r, r * math.exp(-half), r * math.exp(half))
 
 
 @dataclass(frozen=True)

@@ -276,14 +276,15 @@ GAINS = {"gradient_vii": "VII", "gradient_alignment": "alignment"}
 
 def gains_over_standard(rows: Sequence[Mapping], metrics: Sequence[str] = tuple(GAINS)) -> list[dict]:
     """Per dataset and model with standard training, each condition (standard's included, first) against
-    standard training: ``dataset``, ``model``, ``method``, ``label`` (:func:`condition_label`), ``n`` runs,
-    ``time_ratio`` (its mean ``train_seconds`` over standard's), ``robust`` and ``robust_ci`` (its mean
-    robust accuracy at the dataset's small radius, :func:`robust_radius`, with its 95% t interval; None
-    without) at ``eps``; per metric ``m``: ``m_diff``, ``m_ci`` (the difference of seed means with its 95%
-    Welch interval, :func:`noisemod.analysis.stats.compare`; None under two runs a side, and for standard
-    training itself, at 0) and ``m_floor_gap`` (the mean ``m_floor`` of standard's runs, a freshly
-    initialized model of each seed, less standard's mean)."""
-    from .stats import compare, summarize
+        standard training: ``dataset``, ``model``, ``method``, ``label`` (:func:`condition_label`), ``n`` runs,
+        ``time_ratio`` (its mean ``train_seconds`` over standard's) and ``time_ratio_ci`` (its 95% interval,
+    :func:`noisemod.analysis.stats.ratio`; None for standard training itself), ``robust`` and ``robust_ci`` (its mean
+        robust accuracy at the dataset's small radius, :func:`robust_radius`, with its 95% t interval; None
+        without) at ``eps``; per metric ``m``: ``m_diff``, ``m_ci`` (the difference of seed means with its 95%
+        Welch interval, :func:`noisemod.analysis.stats.compare`; None under two runs a side, and for standard
+        training itself, at 0) and ``m_floor_gap`` (the mean ``m_floor`` of standard's runs, a freshly
+        initialized model of each seed, less standard's mean)."""
+    from .stats import compare, ratio, summarize
 
     def values(runs, column):
         return [v for r in runs if (v := column_value(r, column)) is not None]
@@ -294,14 +295,16 @@ def gains_over_standard(rows: Sequence[Mapping], metrics: Sequence[str] = tuple(
         standard = [r for r in here if r["label"] == "standard"]
         if not standard:
             continue
-        seconds = statistics.fmean(values(standard, "train_seconds") or [math.nan])
+        standard_time = values(standard, "train_seconds")
         for label in sorted(unique(r["label"] for r in here), key=lambda lb: lb != "standard"):
             runs = [r for r in here if r["label"] == label]
             radius = robust_radius(runs[0], "small")
             robust = values(runs, radius) if radius else []
             time = values(runs, "train_seconds")
             point = {"dataset": pair[0], "model": pair[1], "method": runs[0].get("method"), "label": label}
-            point |= {"n": len(runs), "time_ratio": statistics.fmean(time) / seconds if time else math.nan}
+            r = ratio(time, standard_time) if time and standard_time else None
+            point |= {"n": len(runs), "time_ratio": r.ratio if r else math.nan}
+            point["time_ratio_ci"] = (r.ci_low, r.ci_high) if r and label != "standard" else None
             summary = summarize(robust) if robust else None
             point |= {"robust": summary and summary.mean, "robust_ci": summary and (summary.ci_low, summary.ci_high)}
             point["eps"] = float(radius[len(ROBUST_PREFIX) :]) if radius else None
