@@ -1,5 +1,6 @@
 """Claims as data: verdicts computed from an archive by the written rule, and refused when they cannot be."""
 
+import json
 import shutil
 
 import pytest
@@ -365,12 +366,17 @@ def test_the_cli_exits_2_for_a_non_inferiority_claim_without_margin(tmp_path, ca
     assert "claim fig3: a non-inferiority claim needs margin" in capsys.readouterr().err
 
 
-def test_a_secondary_metric_is_shown_and_never_judged(tmp_path):
+def test_a_secondary_metric_is_shown_and_never_judged(tmp_path, capsys):
+    from noisemod.cli import main
+
     results = archive(tmp_path)
     text = CLAIM.format(metric="vii", direction="higher", b="standard") + "    also: [test_accuracy]\n"
     [r] = evaluate_claims(claims_file(tmp_path, text), results)
     assert r.verdict == "reproduced" and r.comparisons[0]["also"]["test_accuracy"].diff == 0
     assert "; test_accuracy +0.000" in verdict_table([r]) and "(not judged)" in verdict_table([r])
+    assert main(["claims", str(claims_file(tmp_path, text)), "--results", str(results), "--json"]) == 0
+    [out] = json.loads(capsys.readouterr().out)  # the secondary comparisons are plain data too
+    assert out["comparisons"][0]["also"]["test_accuracy"]["diff"] == 0
     with pytest.raises(ClaimError, match="also must be a list of other metrics"):
         evaluate_claims(claims_file(tmp_path, text.replace("[test_accuracy]", "[vii]")), results)
 

@@ -113,8 +113,10 @@ class ClaimResult:
     untested: list[dict] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        def plain(c: dict) -> dict:
-            return {k: (v.to_dict() if isinstance(v, (Summary, Comparison)) else v) for k, v in c.items()}
+        def plain(v):  # the statistics objects, also those nested in the secondary metrics' mapping
+            if isinstance(v, (Summary, Comparison)):
+                return v.to_dict()
+            return {k: plain(x) for k, x in v.items()} if isinstance(v, dict) else v
 
         out = {**self.claim, "verdict": self.verdict, "comparisons": [plain(c) for c in self.comparisons]}
         if self.untested:
