@@ -105,6 +105,12 @@ class Comparison:
 ALTERNATIVES = ("two-sided", "greater", "less")
 
 
+def _satterthwaite(va: float, vb: float, na: int, nb: int) -> float:
+    """Welch-Satterthwaite degrees of freedom of a sum of two squared standard errors ``va + vb``
+    estimated from ``na`` and ``nb`` values."""
+    return (va + vb) ** 2 / (va**2 / (na - 1) + vb**2 / (nb - 1))
+
+
 def _welch(
     a: list[float], b: list[float], alternative: str = "two-sided"
 ) -> tuple[float | None, float | None, float | None]:
@@ -122,7 +128,7 @@ def _welch(
         if alternative != "two-sided":
             return diff, diff, (0.0 if (diff > 0) == (alternative == "greater") and diff != 0 else 1.0)
         return diff, diff, (1.0 if diff == 0 else 0.0)
-    df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    df = _satterthwaite(va, vb, len(a), len(b))
     se = math.sqrt(se2)
     half = t.ppf(0.5 + LEVEL / 2, df) * se
     if alternative == "greater":
@@ -215,7 +221,7 @@ def ratio(a: Sequence[float], b: Sequence[float]) -> Ratio:
     se2 = va + vb
     if se2 == 0:
         return Ratio(len(a), len(b), r, r, r)
-    df = se2**2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    df = _satterthwaite(va, vb, len(a), len(b))
     half = t.ppf(0.5 + LEVEL / 2, df) * math.sqrt(se2)
     return Ratio(len(a), len(b), r, r * math.exp(-half), r * math.exp(half))
 
