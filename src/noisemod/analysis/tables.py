@@ -276,14 +276,14 @@ GAINS = {"gradient_vii": "VII", "gradient_alignment": "alignment"}
 
 def gains_over_standard(rows: Sequence[Mapping], metrics: Sequence[str] = tuple(GAINS)) -> list[dict]:
     """Per dataset and model with standard training, each condition (standard's included, first) against
-        standard training: ``dataset``, ``model``, ``method``, ``label`` (:func:`condition_label`), ``n`` runs,
-        ``time_ratio`` (its mean ``train_seconds`` over standard's) and ``time_ratio_ci`` (its 95% interval,
-    :func:`noisemod.analysis.stats.ratio`; None for standard training itself), ``robust`` and ``robust_ci`` (its mean
-        robust accuracy at the dataset's small radius, :func:`robust_radius`, with its 95% t interval; None
-        without) at ``eps``; per metric ``m``: ``m_diff``, ``m_ci`` (the difference of seed means with its 95%
-        Welch interval, :func:`noisemod.analysis.stats.compare`; None under two runs a side, and for standard
-        training itself, at 0) and ``m_floor_gap`` (the mean ``m_floor`` of standard's runs, a freshly
-        initialized model of each seed, less standard's mean)."""
+    standard training: ``dataset``, ``model``, ``method``, ``label`` (:func:`condition_label`), ``n`` runs,
+    ``time_ratio`` (its mean ``train_seconds`` over standard's) and ``time_ratio_ci`` (its 95% interval,
+    :func:`noisemod.analysis.stats.ratio`; None for standard training itself), ``robust`` and ``robust_ci``
+    (its mean robust accuracy at the dataset's small radius, :func:`robust_radius`, with its 95% t
+    interval; None without) at ``eps``; per metric ``m``: ``m_diff``, ``m_ci`` (the difference of seed
+    means with its 95% Welch interval, :func:`noisemod.analysis.stats.compare`; None under two runs a
+    side, and for standard training itself, at 0) and ``m_floor_gap`` (the mean ``m_floor`` of standard's
+    runs, a freshly initialized model of each seed, less standard's mean)."""
     from .stats import compare, ratio, summarize
 
     def values(runs, column):
