@@ -661,7 +661,7 @@ def _answer_numbers(sources: Sources, archive: str, dataset: str, model: str) ->
         if not x:
             return "-"
         s = summarize(x)
-        return number(s.mean, 3) + (f" [{number(s.ci_low, 3)}, {number(s.ci_high, 3)}]" if s.ci_low is not None else "")
+        return mean_std(s.mean, digits=3, ci=(s.ci_low, s.ci_high) if s.ci_low is not None else None)
 
     seeds = sorted({r.get("seed") for r in rows if r.get("seed") is not None})
     where = (
