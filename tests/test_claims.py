@@ -258,6 +258,57 @@ def test_a_claim_over_a_list_of_archives_pools_their_runs_and_waits_for_each(tmp
         evaluate_claims(bad, tmp_path / "results")
 
 
+def test_a_claim_on_an_archive_still_to_come_is_pending_only_where_planned_archives_declares_it(tmp_path, monkeypatch):
+    """A claim declared before its sweep archived a run (protocol-tier3-pgd's): refused while the
+    archive is missing, unless ``planned_archives`` names the bundled spec and budget that will make
+    it; then pending, the runs counted from that plan; once archived, judged; an archive made under
+    another budget, an unknown spec or budget are refused naming them."""
+    from noisemod.experiments.spec import expand, load_spec
+
+    spec = PENDING_SPEC.replace("budgets: {cpu: {epochs: 5}}", "budgets: {one: {only: {dataset: [synthetic]}}, "
+                                "two: {only: {dataset: [digits]}}}")  # fmt: skip
+    bundled = tmp_path / "specs"
+    bundled.mkdir()
+    (bundled / "p.yaml").write_text(spec)
+    monkeypatch.setattr("noisemod.experiments.catalog.SPECS", bundled)
+    tiers = {}
+    for budget in ("one", "two"):
+        tiers[budget] = [
+            {"run_id": r.run_id, "spec": "p", "budget": budget, "status": "completed", "dataset": r.config.dataset,
+             "model": "lenet", "method": r.config.method, "seed": r.config.seed, "epochs": 50, "test_accuracy": 0.9,
+             "vii": (NM if r.config.method == "nm" else STANDARD)[r.config.seed]}
+            for r in expand(load_spec(bundled / "p.yaml"), budget)
+        ]  # fmt: skip
+    one = tmp_path / "results" / "p-one"
+    one.mkdir(parents=True)
+    (one / "spec.yaml").write_text(spec)
+    SweepDir(one).write_sweep({"spec": "p", "budget": "one"})
+    write_archive(one, tiers["one"])
+    text = CLAIM.format(metric="vii", direction="higher", b="standard").replace(
+        "archive: toy", "archive: [p-one, p-two]"
+    )
+    with pytest.raises(ClaimError, match="no archived sweep .*p-two"):
+        evaluate_claims(claims_file(tmp_path, text), tmp_path / "results")
+    declared = RULES + "planned_archives: {p-two: {spec: p, budget: two}}\n" + text
+    [r] = evaluate_claims(claims_file(tmp_path, declared), tmp_path / "results")
+    assert r.verdict == "pending" and r.runs == (10, 20)
+    assert [c["group"]["dataset"] for c in r.comparisons] == ["synthetic"]
+    two = tmp_path / "results" / "p-two"
+    two.mkdir()
+    (two / "spec.yaml").write_text(spec)
+    SweepDir(two).write_sweep({"spec": "p", "budget": "two"})
+    write_archive(two, tiers["two"])
+    [r] = evaluate_claims(claims_file(tmp_path, declared), tmp_path / "results")
+    assert r.verdict == "reproduced" and [c["group"]["dataset"] for c in r.comparisons] == ["synthetic", "digits"]
+    wrong = declared.replace("budget: two}", "budget: one}")
+    with pytest.raises(ClaimError, match="p-two was made under budget 'two', planned_archives says 'one'"):
+        evaluate_claims(claims_file(tmp_path, wrong), tmp_path / "results")
+    for bad, message in (("spec: q,", "planned_archives.p-two: no bundled spec 'q'"), ("budget: nine", "nine")):
+        changed = declared.replace("spec: p," if "spec" in bad else "budget: two", bad)
+        with pytest.raises(ClaimError, match=message):
+            evaluate_claims(claims_file(tmp_path, changed), tmp_path / "results")
+
+
 RESTATED = (
     CLAIM.format(metric="vii", direction="higher", b="standard")
     + """  - id: fig3-again

@@ -169,7 +169,7 @@ def load_claims(path) -> list[dict]:
 
 
 #: the rules a claims file declares beside its claims, with their defaults
-RULES = {"robust_accuracy": {}, "validation": "validation"}
+RULES = {"robust_accuracy": {}, "validation": "validation", "planned_archives": {}}
 
 
 def load_rules(path) -> dict:
@@ -193,7 +193,31 @@ def load_rules(path) -> dict:
         raise ClaimError(f"{path}: robust_accuracy must map datasets to numbers in [0, 1], got {thresholds!r}")
     if not isinstance(rules["validation"], str) or not rules["validation"]:
         raise ClaimError(f"{path}: validation must be an archive name, got {rules['validation']!r}")
+    rules["planned_archives"] = _planned_archives(path, rules["planned_archives"])
     return rules
+
+
+def _planned_archives(path: Path, planned) -> dict[str, dict]:
+    """``planned_archives`` checked: archive name -> ``{spec: <bundled spec>, budget: <its budget>}``,
+    the sweep that will make the archive; a spec that is not bundled or a budget it lacks is refused."""
+    from ..experiments.catalog import bundled_specs
+    from ..experiments.spec import expand, load_spec
+
+    if not isinstance(planned, dict):
+        raise ClaimError(f"{path}: planned_archives must map archive names to {{spec, budget}}, got {planned!r}")
+    for name, plan in planned.items():
+        if not isinstance(plan, dict) or set(plan) != {"spec", "budget"}:
+            raise ClaimError(f"{path}: planned_archives.{name} must be {{spec: NAME, budget: NAME}}, got {plan!r}")
+        specs = bundled_specs()
+        if plan["spec"] not in specs:
+            raise ClaimError(
+                f"{path}: planned_archives.{name}: no bundled spec {plan['spec']!r} (bundled: {', '.join(specs)})"
+            )
+        try:
+            expand(load_spec(specs[plan["spec"]]), plan["budget"])
+        except ValueError as e:
+            raise ClaimError(f"{path}: planned_archives.{name}: {e}") from None
+    return planned
 
 
 def _check_test(c: dict, where: str) -> None:
@@ -424,7 +448,11 @@ def _planned(claim: dict, archive: SweepDir) -> list[tuple[str, dict]]:
     budget = archive.read_sweep().get("budget")
     if budget is None or not archive.file(SPEC).is_file():
         return []
-    spec = archive.file(SPEC)
+    return _planned_by(claim, archive.file(SPEC), budget)
+
+
+def _planned_by(claim: dict, spec: Path, budget: str) -> list[tuple[str, dict]]:
+    """The runs (id, settings) the spec file plans under ``budget`` for either side of the claim."""
     sides = (claim["a"], claim["b"])
     plan = _plan(str(spec), hashlib.sha256(spec.read_bytes()).hexdigest(), budget)
     return [(run_id, c) for run_id, c in plan if any(_matches(c, side) for side in sides)]
@@ -447,10 +475,19 @@ def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, vali
     where the yardstick of the claim's metric passed on the group's dataset (else it is left out,
     with why), and the claim is pending while a group awaits its validation."""
     rows, planned = [], []
+    to_come = (rules or {}).get("planned_archives") or {}
     for name in archive_names(claim):
         archive = SweepDir(Path(results_root) / name)
         if not archive.file(archive.RESULTS).is_file():
-            raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} ({archive.RESULTS} missing)")
+            if name not in to_come:
+                raise ClaimError(f"claim {claim['id']}: no archived sweep {archive.path} ({archive.RESULTS} missing)")
+            planned += _planned_by(claim, _bundled(to_come[name]["spec"]), to_come[name]["budget"])
+            continue
+        if name in to_come and archive.read_sweep().get("budget") != to_come[name]["budget"]:
+            raise ClaimError(
+                f"claim {claim['id']}: {archive.path} was made under budget {archive.read_sweep().get('budget')!r}, "
+                f"planned_archives says {to_come[name]['budget']!r}"
+            )
         metrics = [m for m in (claim["metric"], *claim.get("also", [])) if is_yardstick(m)]
         these = with_yardsticks(archive.path, archive.read_results(), metrics, images=_YARDSTICK_IMAGES)
         if these and claim["metric"] not in these[0]:
@@ -483,6 +520,12 @@ def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, vali
         return ClaimResult(claim, found, "pending", None, untested)
     result = verdict(corrected, claim["direction"]) if found else "not tested"
     return ClaimResult(claim, found, result, None, untested)
+
+
+def _bundled(name: str) -> Path:
+    from ..experiments.catalog import bundled_specs
+
+    return bundled_specs()[name]
 
 
 def _validated(claim: dict, group: Mapping, rows: list[dict], validation) -> tuple[str, bool]:
