@@ -192,6 +192,40 @@ def test_a_sweep_records_where_each_runs_time_goes_and_the_archive_keeps_it(fini
     ] == ["train", "randomization"]
 
 
+def test_the_time_part_says_what_is_left_to_train_and_how_long_by_the_archived_timings(finished, tmp_path):
+    """An archive still being filled: the runs its spec plans that it lacks, each priced at the mean
+    total of the timed runs of its dataset, model and method, else of its dataset and model; the
+    sweep's recorded --jobs divides; a dataset and model without a timed run is named instead."""
+    from noisemod.analysis.docgen import Sources, render
+    from noisemod.analysis.tables import time_left, time_steps
+    from noisemod.rundir import RunDir
+
+    store = tmp_path / "results" / "tiny"
+    archive_sweep(finished, store)
+    standard, nm = "synthetic-mlp-standard-s0", "synthetic-mlp-nm-b0.5-gaussian-s0"
+    RunDir(store / "runs" / standard).add_timing("train", 5400.0)
+    shutil.rmtree(store / "runs" / nm)
+    info = json.loads((store / "sweep.json").read_text())
+    (store / "sweep.json").write_text(json.dumps({**info, "command": info["command"].replace("--jobs 1", "--jobs 2")}))
+    sweep = SweepDir(store)
+    sweep.write_results([r for r in sweep.read_results(completed_only=False) if r["run_id"] == standard])
+    [row] = sweep.read_results()
+    total = time_steps(store, row)["total"]
+    left = time_left(store)
+    assert (left["planned"], left["left"], left["timed"], left["jobs"]) == (2, [nm], [nm], 2)
+    assert left["hours"] == pytest.approx(total / 3600)  # nm has no timed run: standard's, same dataset and model
+    text = render("time tiny", Sources(results=tmp_path / "results"))
+    assert "Still to train: 1 of the 2 runs planned." in text
+    assert f"about {total / 3600:.1f} hours of one core, {total / 7200:.1f} hours at the 2 runs at a time" in text
+    RunDir(store / "runs" / standard).file(RunDir.TIMINGS).unlink()
+    assert time_left(store)["untimed"] == [("synthetic", "mlp")]
+    archive_sweep(finished, store)  # every run archived: nothing left, no sentence
+    RunDir(store / "runs" / standard).add_timing("train", 10.0)
+    assert time_left(store)["left"] == [] and "Still to train" not in render(
+        "time tiny", Sources(results=tmp_path / "results")
+    )
+
+
 def test_a_setting_added_since_a_run_was_written_verifies_at_its_default_only(finished, tmp_path):
     """A run restored from an older archive has no shuffle_labels in its config.json, while the sweep
     that skipped it wrote the default into results.csv: that verifies; any other value does not."""

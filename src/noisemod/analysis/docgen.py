@@ -329,10 +329,11 @@ CONDITION = ("dataset", "model", "method")
 def _time(sources: Sources, args: Sequence[str]) -> str:
     """``time ARCHIVE``: where a run's wall time goes, per condition (the mean over its runs that
     recorded their timings, :func:`noisemod.analysis.tables.time_steps`): minutes per step, each
-    step's share of the total, and the total."""
+    step's share of the total, and the total; then, while the sweep has runs to train, how many and
+    how long they take by these timings (:func:`noisemod.analysis.tables.time_left`)."""
     import statistics
 
-    from .tables import TIME_STEPS, condition_label, load_results, time_steps
+    from .tables import TIME_STEPS, condition_label, load_results, time_left, time_steps
 
     folder = _archived(sources, args, "time")
     groups: dict[tuple, list[dict]] = {}
@@ -348,7 +349,30 @@ def _time(sources: Sources, args: Sequence[str]) -> str:
         mean = {k: statistics.fmean(r[k] for r in runs) for k in (*TIME_STEPS, "total")}
         cells = [f"{mean[k] / 60:.1f} ({mean[k] / mean['total']:.0%})" for k in TIME_STEPS]
         body.append([f"{dataset}, {model}", label, str(len(runs)), *cells, f"{mean['total'] / 60:.1f}"])
-    return "Minutes per run (share of the run's total), mean over its runs:\n\n" + markdown_table(header, body)
+    text = "Minutes per run (share of the run's total), mean over its runs:\n\n" + markdown_table(header, body)
+    return text + _time_left(time_left(folder))
+
+
+def _time_left(left: dict) -> str:
+    """The sentence on the runs a sweep has still to train (empty when none)."""
+    if not left["left"]:
+        return ""
+    text = f"\n\nStill to train: {len(left['left'])} of the {left['planned']} runs planned."
+    if left["timed"]:
+        at_once = left["jobs"]
+        text += (
+            f" By the timings above, {len(left['timed'])} of them (each at the mean total of its dataset, model"
+            f" and method, else of its dataset and model) take about {left['hours']:.1f} hours of one core"
+            + (
+                f", {left['hours'] / at_once:.1f} hours at the {at_once} runs at a time of the sweep's command."
+                if at_once > 1
+                else "."
+            )
+        )
+    if left["untimed"]:
+        groups = ", ".join(f"{d}/{m}" for d, m in sorted(set(left["untimed"])))
+        text += f" Without a timed run of their dataset and model yet: {len(left['untimed'])} ({groups})."
+    return text
 
 
 def _versus(sources: Sources, args: Sequence[str]) -> str:

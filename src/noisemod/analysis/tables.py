@@ -247,6 +247,52 @@ def time_steps(sweep_dir: PathLike, row: Mapping) -> dict[str, float] | None:
     return out
 
 
+def time_left(sweep_dir: PathLike) -> dict:
+    """What an archive's sweep has still to train, and how long that takes by the archive's own
+    timings (:func:`time_steps`): ``planned`` (its spec's runs under its budget), ``left`` (the ids
+    of the runs still to train: not archived, or archived without what the spec now asks and so
+    trained again, as :func:`noisemod.experiments.plan.plan_sweep` plans them), ``timed`` (those of
+    them whose dataset and model have a timed run), ``hours`` (one core's hours for ``timed``: each
+    run at the mean total of the timed runs of its dataset, model and method, else of its dataset and
+    model), ``untimed`` (the (dataset, model) of the other runs left) and ``jobs`` (runs at a time in
+    the sweep's recorded command, 1 when it names none)."""
+    import shlex
+
+    from ..experiments.archive import SPEC
+    from ..experiments.plan import plan_sweep
+    from ..experiments.spec import load_spec
+
+    sweep = SweepDir(sweep_dir)
+    info = sweep.read_sweep()
+    plan = plan_sweep(load_spec(sweep.file(SPEC)), info["budget"], sweep)
+    totals: dict[tuple, list[float]] = defaultdict(list)
+    for row in load_results(sweep_dir):
+        steps = time_steps(sweep_dir, row)
+        if steps is not None:
+            totals[(row["dataset"], row["model"], row["method"])].append(steps["total"])
+            totals[(row["dataset"], row["model"])].append(steps["total"])
+    left = [p.run for p in plan.runs if p.action != "skip"]
+    timed, untimed, seconds = [], [], 0.0
+    for run in left:
+        c = run.config
+        known = totals.get((c.dataset, c.model, c.method)) or totals.get((c.dataset, c.model))
+        if known:
+            timed.append(run.run_id)
+            seconds += statistics.fmean(known)
+        else:
+            untimed.append((c.dataset, c.model))
+    words = shlex.split(info.get("command", ""))
+    jobs = int(words[words.index("--jobs") + 1]) if "--jobs" in words[:-1] else 1
+    return {
+        "planned": len(plan.runs),
+        "left": [r.run_id for r in left],
+        "timed": timed,
+        "hours": seconds / 3600,
+        "untimed": untimed,
+        "jobs": jobs,
+    }
+
+
 def with_yardsticks(
     sweep_dir: PathLike, rows: Sequence[Mapping], names: Sequence[str], *, images: str | None = None
 ) -> list[dict]:
