@@ -216,6 +216,7 @@ def test_the_time_part_says_what_is_left_to_train_and_how_long_by_the_archived_t
     assert left["hours"] == pytest.approx(total / 3600)  # nm has no timed run: standard's, same dataset and model
     text = render("time tiny", Sources(results=tmp_path / "results"))
     assert "Still to train: 1 of the 2 runs planned." in text
+    assert "| synthetic, mlp | standard | 1 of 1 |" in text and "| synthetic, mlp | nm b0.5 gaussian | 0 of 1 |" in text
     assert f"about {total / 3600:.1f} hours of one core, {total / 7200:.1f} hours at the 2 runs at a time" in text
     RunDir(store / "runs" / standard).file(RunDir.TIMINGS).unlink()
     assert time_left(store)["untimed"] == [("synthetic", "mlp")]

@@ -372,7 +372,14 @@ def _time_left(left: dict) -> str:
     if left["untimed"]:
         groups = ", ".join(f"{d}/{m}" for d, m in sorted(set(left["untimed"])))
         text += f" Without a timed run of their dataset and model yet: {len(left['untimed'])} ({groups})."
-    return text
+    rows = [
+        [f"{d}, {m}", label, f"{done} of {planned}"] for (d, m, label), (done, planned) in left["conditions"].items()
+    ]
+    return (
+        text
+        + "\n\nRuns done per condition (archived with all the spec asks of them):\n\n"
+        + markdown_table(["dataset, model", "method", "done"], rows)
+    )
 
 
 def _versus(sources: Sources, args: Sequence[str]) -> str:

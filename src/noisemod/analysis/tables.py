@@ -254,8 +254,9 @@ def time_left(sweep_dir: PathLike) -> dict:
     trained again, as :func:`noisemod.experiments.plan.plan_sweep` plans them), ``timed`` (those of
     them whose dataset and model have a timed run), ``hours`` (one core's hours for ``timed``: each
     run at the mean total of the timed runs of its dataset, model and method, else of its dataset and
-    model), ``untimed`` (the (dataset, model) of the other runs left) and ``jobs`` (runs at a time in
-    the sweep's recorded command, 1 when it names none)."""
+    model), ``untimed`` (the (dataset, model) of the other runs left), ``jobs`` (runs at a time in
+    the sweep's recorded command, 1 when it names none) and ``conditions`` ((dataset, model,
+    :func:`condition_label`) -> (runs archived, runs planned), in the spec's order)."""
     import shlex
 
     from ..experiments.archive import SPEC
@@ -272,6 +273,12 @@ def time_left(sweep_dir: PathLike) -> dict:
             totals[(row["dataset"], row["model"], row["method"])].append(steps["total"])
             totals[(row["dataset"], row["model"])].append(steps["total"])
     left = [p.run for p in plan.runs if p.action != "skip"]
+    conditions: dict[tuple, list[int]] = {}
+    for p in plan.runs:
+        c = p.run.config
+        count = conditions.setdefault((c.dataset, c.model, condition_label(c.to_dict())), [0, 0])
+        count[0] += p.action == "skip"
+        count[1] += 1
     timed, untimed, seconds = [], [], 0.0
     for run in left:
         c = run.config
@@ -290,6 +297,7 @@ def time_left(sweep_dir: PathLike) -> dict:
         "hours": seconds / 3600,
         "untimed": untimed,
         "jobs": jobs,
+        "conditions": {k: tuple(v) for k, v in conditions.items()},
     }
 
 
