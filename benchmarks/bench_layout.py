@@ -62,7 +62,9 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     rounds = args.repeats or (2 if args.quick else 3)
     size = args.train_size or (2000 if args.quick else 10000)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    from noisemod.experiments.executors import LocalExecutor
+
+    cores = LocalExecutor(1, gpus=0).threads(1)  # the executor's count of this machine's cores: one run gets them all
     layouts = {"one run, every core": 1, "one run per core": cores}
     print_header(f"bench_layout: FCNN/CIFAR-10 nm, 1 epoch on {size} images, {cores} cores, {rounds} rounds", "cpu")
     with tempfile.TemporaryDirectory() as tmp:
