@@ -214,6 +214,7 @@ def test_the_time_part_says_what_is_left_to_train_and_how_long_by_the_archived_t
     left = time_left(store)
     assert (left["planned"], left["left"], left["timed"], left["jobs"]) == (2, [nm], [nm], 2)
     assert left["hours"] == pytest.approx(total / 3600)  # nm has no timed run: standard's, same dataset and model
+    assert time_left(store, [(row, {"total": 2 * total})])["hours"] == pytest.approx(2 * total / 3600)  # read once
     text = render("time tiny", Sources(results=tmp_path / "results"))
     assert "Still to train: 1 of the 2 runs planned." in text
     assert "| synthetic, mlp | standard | 1 of 1 |" in text and "| synthetic, mlp | nm b0.5 gaussian | 0 of 1 |" in text

@@ -337,8 +337,8 @@ def _time(sources: Sources, args: Sequence[str]) -> str:
 
     folder = _archived(sources, args, "time")
     groups: dict[tuple, list[dict]] = {}
-    for r in load_results(folder):
-        steps = time_steps(folder, r)
+    timed = [(r, time_steps(folder, r)) for r in load_results(folder)]
+    for r, steps in timed:
         if steps is not None:
             groups.setdefault((r["dataset"], r["model"], condition_label(r)), []).append(steps)
     if not groups:
@@ -350,7 +350,7 @@ def _time(sources: Sources, args: Sequence[str]) -> str:
         cells = [f"{mean[k] / 60:.1f} ({mean[k] / mean['total']:.0%})" for k in TIME_STEPS]
         body.append([f"{dataset}, {model}", label, str(len(runs)), *cells, f"{mean['total'] / 60:.1f}"])
     text = "Minutes per run (share of the run's total), mean over its runs:\n\n" + markdown_table(header, body)
-    return text + _time_left(time_left(folder))
+    return text + _time_left(time_left(folder, timed))
 
 
 def _time_left(left: dict) -> str:

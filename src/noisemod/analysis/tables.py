@@ -247,9 +247,10 @@ def time_steps(sweep_dir: PathLike, row: Mapping) -> dict[str, float] | None:
     return out
 
 
-def time_left(sweep_dir: PathLike) -> dict:
+def time_left(sweep_dir: PathLike, timed_runs: Iterable[tuple[Mapping, dict | None]] | None = None) -> dict:
     """What an archive's sweep has still to train, and how long that takes by the archive's own
-    timings (:func:`time_steps`): ``planned`` (its spec's runs under its budget), ``left`` (the ids
+    timings (:func:`time_steps`; ``timed_runs``, each timed run's row and steps, where the caller
+    has read them already): ``planned`` (its spec's runs under its budget), ``left`` (the ids
     of the runs still to train: not archived, or archived without what the spec now asks and so
     trained again, as :func:`noisemod.experiments.plan.plan_sweep` plans them), ``timed`` (those of
     them whose dataset and model have a timed run), ``hours`` (one core's hours for ``timed``: each
@@ -266,9 +267,10 @@ def time_left(sweep_dir: PathLike) -> dict:
     sweep = SweepDir(sweep_dir)
     info = sweep.read_sweep()
     plan = plan_sweep(load_spec(sweep.file(SPEC)), info["budget"], sweep)
+    if timed_runs is None:
+        timed_runs = ((row, time_steps(sweep_dir, row)) for row in load_results(sweep_dir))
     totals: dict[tuple, list[float]] = defaultdict(list)
-    for row in load_results(sweep_dir):
-        steps = time_steps(sweep_dir, row)
+    for row, steps in timed_runs:
         if steps is not None:
             totals[(row["dataset"], row["model"], row["method"])].append(steps["total"])
             totals[(row["dataset"], row["model"])].append(steps["total"])
