@@ -2,7 +2,7 @@
 
 import math
 
-from noisemod.analysis.formatting import markdown_table, mean_std, missing, number, p_value, setting, signed
+from noisemod.analysis.formatting import group_mean_std, markdown_table, mean_std, missing, number, p_value, setting, signed
 
 
 def test_a_missing_value_is_a_dash_and_a_result_has_its_digits():
@@ -32,6 +32,13 @@ def test_mean_std_with_and_without_spread_interval_and_note():
     assert mean_std(0.5, 0.01, ci=(0.49, 0.51)) == "0.5000 ± 0.0100 [0.4900, 0.5100]"
     assert mean_std(0.5, 0.0, digits=3, note=" (n=2)") == "0.500 ± 0.000 (n=2)"
     assert mean_std(math.nan, 0.1) == mean_std(None) == "-"
+
+
+def test_a_group_of_one_run_shows_its_mean_alone_not_a_spread_of_zero():
+    one = {"n": 1, "acc_mean": 0.5, "acc_std": 0.0, "acc_ci": None}
+    assert group_mean_std(one, "acc", note=" [floor 0.1000]") == "0.5000 [floor 0.1000]"
+    two = {"n": 2, "acc_mean": 0.5, "acc_std": 0.0, "acc_ci": (0.5, 0.5)}
+    assert group_mean_std(two, "acc") == "0.5000 ± 0.0000 [0.5000, 0.5000]"
 
 
 def test_signed_numbers_and_p_values():

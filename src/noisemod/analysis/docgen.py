@@ -77,7 +77,7 @@ from pathlib import Path
 
 from ..rundir import RunDir, SweepDir
 from . import CLAIMS
-from .formatting import markdown_table, mean_std, missing, number, p_value, signed
+from .formatting import group_mean_std, markdown_table, mean_std, missing, number, p_value, signed
 from .tables import column_value
 
 __all__ = ["DocError", "Sources", "check", "regenerate", "render"]
@@ -239,8 +239,7 @@ def _score_table(sources: Sources, folder: Path) -> str:
     body = []
     for g in aggregate(rows, ("dataset", "model", "condition"), ("score", "floor")):
         floor = "" if missing(g["floor_mean"]) else f" [floor {number(g['floor_mean'], 4)}]"
-        score = mean_std(g["score_mean"], g["score_std"], ci=g["score_ci"], note=floor)
-        body.append([g["dataset"], g["model"], g["condition"], str(g["n"]), score])
+        body.append([g["dataset"], g["model"], g["condition"], str(g["n"]), group_mean_std(g, "score", note=floor)])
     images = ", ".join(sorted({str(r["n_images"]) for r in rows}))
     caption = (
         f"The chosen score alignment, `{chosen}`, on the first {images} test images (each run's "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["markdown_table", "mean_std", "missing", "number", "p_value", "setting", "signed"]
+__all__ = ["group_mean_std", "markdown_table", "mean_std", "missing", "number", "p_value", "setting", "signed"]
 
 
 def missing(v) -> bool:
@@ -40,6 +40,14 @@ def mean_std(mean, std=None, *, digits: int = 4, ci: Sequence | None = None, not
     if ci:
         text += f" [{number(ci[0], digits)}, {number(ci[1], digits)}]"
     return text + note
+
+
+def group_mean_std(agg, metric: str, *, note: str = "") -> str:
+    """:func:`mean_std` of one metric of a group of runs aggregated over its seeds
+    (:func:`noisemod.analysis.tables.aggregate`: ``<metric>_mean``, ``_std``, ``_ci``): the mean
+    alone for one run, whose spread is unknown rather than 0."""
+    std = agg[f"{metric}_std"] if agg["n"] > 1 else None
+    return mean_std(agg[f"{metric}_mean"], std, ci=agg.get(f"{metric}_ci"), note=note)
 
 
 def signed(value: float, low: float | None = None, high: float | None = None, *, digits: int = 3) -> str:

@@ -24,7 +24,7 @@ from ..io import atomic_write, write_json
 from ..rundir import RunDir, SweepDir
 from .claims import comparisons
 from .figures import NEED_CHECKPOINTS, make_figures
-from .formatting import markdown_table, mean_std, number, p_value, setting, signed
+from .formatting import group_mean_std, markdown_table, number, p_value, setting, signed
 from .tables import (
     ROBUST_PREFIX,
     aggregate,
@@ -56,13 +56,6 @@ CAPTIONS = {
     "Its x_bar is not the test set's: on MNIST it is exactly 0 at more border pixels, which then drop out of VII, "
     "so its level, and for an MLP its ranking of methods, can differ from the results table's VII.",
 }
-
-
-def _mean_std(agg: Mapping, metric: str) -> str:
-    """``mean ± std [95% CI]`` of an aggregated group (:func:`~noisemod.analysis.tables.aggregate`)
-    over its seeds, the mean alone for one run."""
-    std = agg[f"{metric}_std"] if agg["n"] > 1 else None
-    return mean_std(agg[f"{metric}_mean"], std, ci=agg.get(f"{metric}_ci"))
 
 
 def _settings(rows: Sequence[Mapping]) -> tuple[dict, dict]:
@@ -188,7 +181,7 @@ def _results(rows: Sequence[Mapping], varied: Mapping) -> tuple[list, list, tupl
     groups = _in_order(aggregate(rows, keys=conditions, metrics=columns), conditions)
     table = (
         [*conditions, "runs", *columns],
-        [[*(setting(g[k]) for k in conditions), str(g["n"]), *(_mean_std(g, m) for m in columns)] for g in groups],
+        [[*(setting(g[k]) for k in conditions), str(g["n"]), *(group_mean_std(g, m) for m in columns)] for g in groups],
     )
     return conditions, groups, table
 
@@ -277,7 +270,7 @@ def _interpretability_table(rows: Sequence[Mapping]) -> tuple[list, list]:
         for g in aggregate(have, keys=("dataset", "model", "label"), metrics=keys):
             cells = []
             for m in metrics:
-                text = _mean_std(g, interpretability_column(explainer, m))
+                text = group_mean_std(g, interpretability_column(explainer, m))
                 bar = g[interpretability_column(explainer, bars[m]) + "_mean"]
                 name = "floor" if bars[m].endswith("_floor") else "random order"
                 cells.append(f"{text} [{name} {number(bar)}]" if is_number(bar) else text)
