@@ -2,7 +2,16 @@
 
 import math
 
-from noisemod.analysis.formatting import group_mean_std, markdown_table, mean_std, missing, number, p_value, setting, signed
+from noisemod.analysis.formatting import (
+    group_mean_std,
+    markdown_table,
+    mean_std,
+    missing,
+    number,
+    p_value,
+    setting,
+    signed,
+)
 
 
 def test_a_missing_value_is_a_dash_and_a_result_has_its_digits():
