@@ -461,3 +461,29 @@ def test_an_unknown_spec_lists_the_bundled_ones_and_a_file_wins_over_a_name(tmp_
     assert main(["sweep", "experiments/fig3.yaml", "--budget", "cpu", "--dry-run", "--out", "x"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("sweep fig3 (budget cpu)") and "the bundled spec fig3" in err
+
+
+def test_the_eta_prices_each_run_left_by_the_whole_runs_of_its_kind_not_by_resumed_ones():
+    """A resumed run took minutes of a run of an hour: it must not set the pace. Each run not ended
+    costs the mean of the runs of its kind that ran whole, less what it has spent, shared among the
+    runs at a time."""
+    from types import SimpleNamespace
+
+    from noisemod.experiments.runner import _Progress
+
+    def planned(run_id, action):
+        return SimpleNamespace(action=action, run=SimpleNamespace(run_id=run_id))
+
+    work = [planned("r1", "resume"), planned("t1", "train"), planned("t2", "train"), planned("t3", "retrain")]
+    progress = _Progress(SimpleNamespace(work=work), print, jobs=2)
+    start = progress.start
+    progress.finished, progress.ended_runs = 1, {1}  # the resumed run ended after 10 s: nothing learnt
+    assert progress.eta(start + 10) == pytest.approx(10 * 3)  # no whole run yet: the wall time per ended run
+    progress.finished, progress.ended_runs = 2, {1, 2}
+    progress.took = {"train": [100.0, 140.0]}  # t1 ran whole in 100 s (and one earlier run in 140 s)
+    progress.begun = {3: start + 60}  # t2 under way for 40 s; t3 waits
+    assert progress.eta(start + 100) == pytest.approx(((120 - 40) + 120) / 2)
+    progress.begun = {3: start - 1000}  # a run past the mean has nothing left, not less than nothing
+    assert progress.eta(start + 100) == pytest.approx(120 / 2)
+    progress.jobs = 8  # more jobs than runs left: the runs left, not the jobs, divide
+    assert progress.eta(start + 100) == pytest.approx(120 / 2)

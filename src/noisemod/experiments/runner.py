@@ -61,12 +61,38 @@ def _row(p: PlannedRun, spec_name: str, budget: str) -> dict | None:
 
 
 class _Progress:
-    """What a running sweep shares between its runs (under one lock): the table, the log lines
-    with elapsed time and ETA, and each record's status."""
+    """What a running sweep shares between its runs (under one lock): the work, numbered from 1,
+    the table, the log lines with elapsed time and ETA (:meth:`eta`), and each record's status."""
 
-    def __init__(self, plan: SweepPlan, total: int, log, archive=None):
-        self.plan, self.total, self.log, self.archive = plan, total, log, archive
+    def __init__(self, plan: SweepPlan, log, archive=None, jobs: int = 1):
+        self.plan, self.log, self.archive, self.jobs = plan, log, archive, jobs
+        self.work = dict(enumerate(plan.work, 1))
+        self.total = len(self.work)
         self.lock, self.start, self.finished = threading.Lock(), time.perf_counter(), 0
+        self.begun: dict[int, float] = {}  # the runs under way: when each started
+        self.ended_runs: set[int] = set()
+        self.took: dict[str, list[float]] = {}  # "train" or "interpret": seconds of each whole run that ended well
+
+    @staticmethod
+    def _kind(p: PlannedRun) -> str:
+        return "interpret" if p.action == "skip" else "train"
+
+    def eta(self, now: float) -> float:
+        """Seconds the sweep has left: each run not ended at the mean time of the runs of its kind
+        (trained from the start, or a trained run interpreted) that ended well, less what a run
+        under way has spent already, shared among the runs at a time. Resumed runs teach it nothing
+        (their time is part of a run). Before a run of every kind left has ended whole, the wall
+        time per ended run so far, times the runs left."""
+        left, waiting = 0.0, 0
+        for k, p in self.work.items():
+            if k in self.ended_runs:
+                continue
+            took = self.took.get(self._kind(p))
+            if not took:
+                return (now - self.start) / max(1, self.finished) * (self.total - self.finished)
+            left += max(0.0, sum(took) / len(took) - (now - self.begun[k] if k in self.begun else 0.0))
+            waiting += 1
+        return left / max(1, min(self.jobs, waiting))
 
     def table(self) -> None:
         rows = [_row(p, self.plan.spec.name, self.plan.budget) for p in self.plan.runs]
@@ -79,17 +105,22 @@ class _Progress:
             "retrain": " (again: archived without the weights its new measurements need)",
         }.get(p.action, "")
         with self.lock:
+            self.begun[k] = time.perf_counter()
             self.log(f"[{k}/{self.total}] start {p.run.run_id}{what}")
 
     def ended(self, k: int, p: PlannedRun, ok: bool, code: int, seconds: float) -> None:
         with self.lock:
             self.finished += 1
+            self.begun.pop(k, None)
+            self.ended_runs.add(k)
+            if ok and p.action != "resume":
+                self.took.setdefault(self._kind(p), []).append(seconds)
             p.record["status"] = ("skipped" if p.action == "skip" else "completed") if ok else "failed"
             self.table()
             if self.archive is not None and ok:
                 archive_sweep(self.plan.sweep.path, self.archive, partial=True)
-            elapsed = time.perf_counter() - self.start
-            eta = elapsed / self.finished * (self.total - self.finished)
+            now = time.perf_counter()
+            elapsed, eta = now - self.start, self.eta(now)
             if ok:
                 result = p.dir.read_result()
                 outcome = f"test_accuracy {result['test_accuracy']:.4f}, vii {result['vii']:.4f}"
@@ -150,7 +181,7 @@ def _execute(plan: SweepPlan, pool, progress: _Progress) -> None:
     for p in plan.runs:
         if p.action == "skip":
             p.record["status"] = "skipped"
-    work = dict(enumerate(plan.work, 1))
+    work = progress.work
     starts: dict[int, float] = {}
 
     def on_start(k: int) -> None:
@@ -223,7 +254,7 @@ def run_sweep(
         + f", {pool.describe(len(plan.to_train))} -> {plan.sweep.path}"
     )
     _open_folder(plan.sweep, pool, _sweep_info(plan, spec_path, out_dir, jobs, data_root))
-    progress = _Progress(plan, len(plan.work), log, archive)
+    progress = _Progress(plan, log, archive, jobs)
     _execute(plan, pool, progress)
     failed = [r["run_id"] for r in plan.records if r["status"] == "failed"]
     log(
