@@ -191,3 +191,22 @@ def test_the_options_given_win_and_their_errors_name_the_option(tmp_path, capsys
 def test_methods_use_only_method_settings():
     for m in METHODS.values():
         assert all(get_setting(s).method for s in m.settings), m.name
+
+
+def test_the_docs_name_every_runtime_setting_where_they_say_what_a_resume_may_change():
+    """The three places that list the runtime settings (what --resume and a rerun sweep may change)
+    list them all, so that a new runtime setting cannot go unmentioned."""
+    from pathlib import Path
+
+    from noisemod.config import settings
+
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    runtime = [s for s in settings() if s.runtime]
+    assert {"device", "tensorboard"} <= {s.name for s in runtime}
+    resume = (docs / "training.md").read_text().split("`--resume` may also raise")[1].split("any other changed")[0]
+    sweep = (docs / "experiments.md").read_text().split("The runtime settings (")[1].split(")")[0]
+    roles = (docs / "architecture.md").read_text().split("`runtime` (")[1].split(")")[0]
+    for s in runtime:
+        assert f"`{s.option}`" in resume, f"docs/training.md: name {s.option} among what --resume may change"
+        assert f"`{s.name}`" in sweep, f"docs/experiments.md: name {s.name} among the runtime settings"
+        assert s.name in roles.split(", "), f"docs/architecture.md: name {s.name} in the roles row"

@@ -23,7 +23,7 @@ GROUPS = {  # --help sections, in order
     "optimization": "optimization",
     "data": "data",
     "evaluation": "evaluation (of the best checkpoint, after training)",
-    "hardware": "hardware, speed and monitoring (runtime settings: a run may be resumed with others)",
+    "hardware": "hardware, speed and monitoring (a run may be resumed with any of them changed but --amp)",
 }
 
 
