@@ -42,7 +42,7 @@ bench: $(VENV)/.installed
 ARCHIVED_TRAINING ?= protocol-tier1 protocol-tier2
 ARCHIVED_FIGURES ?= fig4-cpu-5seeds/fig4 fig5-cpu-5seeds/fig5
 docs: $(VENV)/.installed
-	$(PY) -m noisemod docs README.md docs/RESULTS.md docs/results/*.md
+	$(PY) -m noisemod docs README.md docs/*.md docs/results/*.md
 	$(PY) -m noisemod figures $(addprefix results/,$(ARCHIVED_TRAINING)) --headline docs/figures/headline.png
 	for a in $(ARCHIVED_TRAINING); do \
 	  $(PY) -m noisemod figures results/$$a --out build/figures/$$a > /dev/null && \

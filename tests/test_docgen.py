@@ -131,11 +131,12 @@ def test_each_condition_is_compared_with_standard_training_like_scipy(tmp_path):
 
 
 def test_the_shipped_docs_are_regenerated_from_the_archive():
-    """README.md, docs/RESULTS.md and every page of docs/results/: every generated part as the archive
-    in results/ and the bundled claims file make it today (`make docs` rewrites them)."""
+    """README.md and every page of docs/ and docs/results/: every generated part as the archive in
+    results/, the bundled claims file and the bundled specs make it today (`make docs` rewrites them)."""
     sources = Sources(results=REPO / "results")
     assert sources.claims == REPO / "src" / "noisemod" / "analysis" / "claims.yaml"
-    pages = [REPO / "README.md", REPO / "docs" / "RESULTS.md", *sorted((REPO / "docs" / "results").glob("*.md"))]
+    docs = REPO / "docs"
+    pages = [REPO / "README.md", *sorted(docs.glob("*.md")), *sorted((docs / "results").glob("*.md"))]
     assert check(pages, sources, write=False) == {}
 
 
@@ -446,3 +447,14 @@ def test_the_answers_numbers_each_carry_their_interval(tmp_path):
     assert f"{t.ratio:.2f}x [{t.ci_low:.2f}, {t.ci_high:.2f}] FGSM-RS's" in lines[4]
     s = summarize(side("fgsm", "robust_accuracy_eps0.1"))
     assert lines[5].endswith(f"FGSM-RS {s.mean:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}]")
+
+
+def test_the_budgets_part_says_what_each_budget_of_a_spec_expands_to(tmp_path):
+    """From the bundled spec's own expansion: tier3-pgd is LeNet with PGD on MNIST's whole training
+    split, 5 seeds at 50 epochs; protocol's cpu budget trains 10,000 images for 5 epochs, seed 0."""
+    text = render("budgets protocol", Sources(results=tmp_path))
+    assert "| `protocol` | `tier3-pgd` | 5 | 0-4 | 50 | mnist all | lenet |" in text
+    assert "| `protocol` | `cpu` | 29 | 0 | 5 | mnist 10,000; fashion-mnist 10,000 | lenet, mlp |" in text
+    assert "`fig4`" not in text and "`fig4`" in render("budgets", Sources(results=tmp_path))
+    with pytest.raises(DocError, match="no bundled spec nope"):
+        render("budgets nope", Sources(results=tmp_path))

@@ -64,8 +64,12 @@ The kinds (one word, then its arguments):
     after each epoch, setup, the final evaluation, and each measurement after training
     (:func:`noisemod.analysis.tables.time_steps`), in minutes and as shares of the total
 
+``budgets [SPEC...]``
+    each budget of the bundled specs (or of those named), from the runs it expands to: runs, seeds,
+    epochs, training images per dataset (``all``: the training split less validation) and models
+
 ``noisemod docs FILE...`` rewrites the generated parts; ``--check`` changes nothing and exits 1
-naming each part that is out of date (a test runs it on README.md, docs/RESULTS.md and docs/results/).
+naming each part that is out of date (a test runs it on README.md, docs/ and docs/results/).
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ from pathlib import Path
 from ..rundir import RunDir, SweepDir
 from . import CLAIMS
 from .formatting import group_mean_std, markdown_table, mean_std, missing, number, p_value, signed
-from .tables import column_value
+from .tables import column_value, unique
 
 __all__ = ["DocError", "Sources", "check", "regenerate", "render"]
 
@@ -749,6 +753,44 @@ def _archived_files(folder: Path) -> list[Path]:
     return [f for f in [*top, *runs] if f.is_file()]
 
 
+def _budgets(sources: Sources, args: Sequence[str]) -> str:
+    """``budgets [SPEC...]``: each budget of the bundled specs (or of those named), from the runs it
+    expands to: how many, their seeds, epochs, training images per dataset and models."""
+    from ..experiments.catalog import bundled_specs
+    from ..experiments.spec import expand, load_spec
+
+    specs = bundled_specs()
+    unknown = [a for a in args if a not in specs]
+    if unknown:
+        raise DocError(f"'budgets': no bundled spec {', '.join(unknown)}; bundled: {', '.join(specs)}")
+
+    def values(configs, key) -> list:
+        return sorted({getattr(c, key) for c in configs}, key=lambda v: (v is None, v))  # None (all) last
+
+    rows = []
+    for name in args or specs:
+        spec = load_spec(specs[name])
+        for budget in spec.budgets:
+            configs = [r.config for r in expand(spec, budget)]
+            images = []
+            for dataset in unique(c.dataset for c in configs):
+                sizes = values([c for c in configs if c.dataset == dataset], "train_size")
+                images.append(f"{dataset} " + "/".join("all" if n is None else f"{n:,}" for n in sizes))
+            seeds = values(configs, "seed")
+            contiguous = len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1))
+            cells = [
+                f"`{name}`",
+                f"`{budget}`",
+                str(len(configs)),
+                f"{seeds[0]}-{seeds[-1]}" if contiguous else ", ".join(map(str, seeds)),
+                ", ".join(map(str, values(configs, "epochs"))),
+                "; ".join(images),
+                ", ".join(values(configs, "model")),
+            ]
+            rows.append(cells)
+    return markdown_table(["spec", "budget", "runs", "seeds", "epochs", "training images", "models"], rows)
+
+
 KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "verdicts": _verdicts,
     "bottom-line": _bottom_line,
@@ -763,6 +805,7 @@ KINDS: dict[str, Callable[[Sources, Sequence[str]], str]] = {
     "validation": _validation,
     "answer": _answer,
     "time": _time,
+    "budgets": _budgets,
 }
 
 
