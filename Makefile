@@ -36,7 +36,7 @@ bench: $(VENV)/.installed
 	$(PY) -m benchmarks
 
 # the docs' numbers and figures from the results archive (after archiving runs): the generated parts
-# of README.md, docs/RESULTS.md and every page of docs/results/, the headline figure of the protocol
+# of README.md and every page of docs/ and docs/results/, the headline figure of the protocol
 # tiers, the figure of VII along training of each tier, and the paper's figures 4 and 5 from their
 # archives (ARCHIVE/FIGURE: docs/figures/ARCHIVE.png)
 ARCHIVED_TRAINING ?= protocol-tier1 protocol-tier2

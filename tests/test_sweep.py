@@ -474,7 +474,7 @@ def test_the_eta_prices_each_run_left_by_the_whole_runs_of_its_kind_not_by_resum
     def planned(run_id, action):
         return SimpleNamespace(action=action, run=SimpleNamespace(run_id=run_id))
 
-    work = [planned("r1", "resume"), planned("t1", "train"), planned("t2", "train"), planned("t3", "retrain")]
+    work = [planned("r1", "resume"), planned("t1", "new"), planned("t2", "new"), planned("t3", "retrain")]
     progress = _Progress(SimpleNamespace(work=work), print, jobs=2)
     start = progress.start
     progress.finished, progress.ended_runs = 1, {1}  # the resumed run ended after 10 s: nothing learnt

@@ -13,7 +13,8 @@ The kinds (one word, then its arguments):
     the verdict table of the claims file (:func:`noisemod.analysis.claims.verdict_table`)
 ``bottom-line [ID...]``
     one line per claim (or per claim named): its verdict, and how many of its comparisons agree,
-    disagree or are not significant
+    disagree or are not significant; for a claim still pending, how many of its runs are archived
+    (and its complete groups so far), or that its metric awaits its validation
 ``changes``
     each claim that restates another (the same question at another budget) against it: both
     verdicts and, per group, both comparisons and whether the outcome changed

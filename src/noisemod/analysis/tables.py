@@ -46,7 +46,7 @@ PathLike = str | os.PathLike
 
 #: the main results of a run, with their names for display
 METRICS = {"test_accuracy": "test accuracy", "vii": "VII"}
-#: metrics.csv's columns followed along training (:func:`training`)
+#: metrics.csv's columns followed along training (:func:`training_rows`)
 CURVES = {"val_vii": "VII, 256 validation images", "val_accuracy": "validation accuracy"}
 #: the prefix of results.csv's robust accuracy columns after training: ``robust_accuracy_eps<eps>``
 ROBUST_PREFIX = robustness_column(0).partition("eps")[0] + "eps"
@@ -257,7 +257,8 @@ def time_left(sweep_dir: PathLike, timed_runs: Iterable[tuple[Mapping, dict | No
     run at the mean total of the timed runs of its dataset, model and method, else of its dataset and
     model), ``untimed`` (the (dataset, model) of the other runs left), ``jobs`` (runs at a time in
     the sweep's recorded command, 1 when it names none) and ``conditions`` ((dataset, model,
-    :func:`condition_label`) -> (runs archived, runs planned), in the spec's order)."""
+    :func:`condition_label`) -> (runs archived with all the spec asks of them, so not trained again;
+    runs planned), in the spec's order)."""
     import shlex
 
     from ..experiments.archive import SPEC

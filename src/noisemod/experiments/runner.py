@@ -214,20 +214,24 @@ def run_sweep(
     """Run every run of the spec at ``spec_path`` (a file, or a bundled spec's name:
     :func:`noisemod.experiments.catalog.resolve_spec`) under ``budget`` into ``out_dir``.
 
-    Each run is a ``noisemod train`` process, ``jobs`` at a time, on this machine (``executor``
-    ``"local"``: ``max(1, cores // jobs)`` threads each, GPUs round-robin) or as Ray tasks
-    (``"ray"``, on the cluster at ``ray_address`` or ``RAY_ADDRESS``, else a local Ray instance;
-    see :mod:`noisemod.experiments.executors`); ``data_root`` is passed to every run. Completed runs
-    are skipped, interrupted ones resumed; ``OUT/results.csv`` is rewritten after each run. A failed
-    run leaves its stderr tail in ``OUT/runs/<id>/error.log`` and the sweep goes on.
+    Each run is a ``noisemod train`` process (then a ``noisemod evaluate`` one for what the spec
+    asks after training), ``jobs`` at a time, on this machine (``executor`` ``"local"``:
+    ``max(1, cores // jobs)`` threads each, GPUs round-robin) or as Ray tasks (``"ray"``, on the
+    cluster at ``ray_address`` or ``RAY_ADDRESS``, else a local Ray instance; see
+    :mod:`noisemod.experiments.executors`); ``data_root`` is passed to every run. Completed runs are
+    skipped (or only evaluated, where they lack a measurement the spec asks), interrupted ones
+    resumed, and runs restored from the archive without the weights a new measurement needs are
+    trained again; ``OUT/results.csv`` is rewritten after each run. A failed run leaves its stderr
+    tail in ``OUT/runs/<id>/error.log`` and the sweep goes on.
     ``dry_run`` only logs the plan (the command of each run, what the archive would restore
     included) and writes nothing. With ``archive``
     (e.g. ``results/NAME``), the runs archived there that ``out_dir`` lacks are restored first (a
     campaign continued on another machine skips them), and the archive is rewritten with every
     finished run after each run ends (:func:`noisemod.experiments.archive.archive_sweep`).
 
-    Returns one dict per run: ``run_id``, ``dir``, ``config``, ``action`` (skip/resume/new) and
-    ``status``: ``skipped`` (already complete), ``completed``, ``failed`` or ``planned`` (dry run).
+    Returns one dict per run: ``run_id``, ``dir``, ``config``, ``action`` (skip, resume, new or
+    retrain) and ``status``: ``skipped`` (already trained), ``completed``, ``failed`` or ``planned``
+    (dry run).
     Raises ``ValueError`` for an invalid spec, or an ``out_dir`` holding another sweep or runs
     trained with other settings, and :class:`~noisemod.experiments.executors.ExecutorError` for an
     unknown executor, an unreachable cluster or a folder its workers cannot write, before any run starts.
