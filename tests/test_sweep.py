@@ -477,9 +477,9 @@ def test_the_eta_prices_each_run_left_by_the_whole_runs_of_its_kind_not_by_resum
     work = [planned("r1", "resume"), planned("t1", "new"), planned("t2", "new"), planned("t3", "retrain")]
     progress = _Progress(SimpleNamespace(work=work), print, jobs=2)
     start = progress.start
-    progress.finished, progress.ended_runs = 1, {1}  # the resumed run ended after 10 s: nothing learnt
+    progress.ended_runs = {1}  # the resumed run ended after 10 s: nothing learnt
     assert progress.eta(start + 10) == pytest.approx(10 * 3)  # no whole run yet: the wall time per ended run
-    progress.finished, progress.ended_runs = 2, {1, 2}
+    progress.ended_runs = {1, 2}
     progress.took = {"train": [100.0, 140.0]}  # t1 ran whole in 100 s (and one earlier run in 140 s)
     progress.begun = {3: start + 60}  # t2 under way for 40 s; t3 waits
     assert progress.eta(start + 100) == pytest.approx(((120 - 40) + 120) / 2)

@@ -68,10 +68,14 @@ class _Progress:
         self.plan, self.log, self.archive, self.jobs = plan, log, archive, jobs
         self.work = dict(enumerate(plan.work, 1))
         self.total = len(self.work)
-        self.lock, self.start, self.finished = threading.Lock(), time.perf_counter(), 0
+        self.lock, self.start = threading.Lock(), time.perf_counter()
         self.begun: dict[int, float] = {}  # the runs under way: when each started
-        self.ended_runs: set[int] = set()
+        self.ended_runs: set[int] = set()  # the runs ended, well or not
         self.took: dict[str, list[float]] = {}  # "train" or "interpret": seconds of each whole run that ended well
+
+    @property
+    def finished(self) -> int:
+        return len(self.ended_runs)
 
     @staticmethod
     def _kind(p: PlannedRun) -> str:
@@ -110,7 +114,6 @@ class _Progress:
 
     def ended(self, k: int, p: PlannedRun, ok: bool, code: int, seconds: float) -> None:
         with self.lock:
-            self.finished += 1
             self.begun.pop(k, None)
             self.ended_runs.add(k)
             if ok and p.action != "resume":
