@@ -121,6 +121,7 @@ def test_bad_option_exits_2_with_one_line_before_writing_anything(tmp_path, caps
         (["demo", "--epochs", "x"], "--epochs='x'"),
         (["explain", "somewhere", "-n", "0"], "--n=0"),
         (["sweep", "fig3", "--out", "x", "--jobs", "0"], "--jobs=0"),
+        (["sweep", "fig3", "--out", "x", "--limit", "0"], "--limit=0"),
         (["evaluate", "somewhere", "--device", "tpu"], "--device='tpu'"),
         (["sweep", "fig3", "--out", "x", "--budget", "gpu"], "no budget 'gpu'"),
         (["sweep", "experiments/nope.yaml", "--out", "x"], "SPEC='experiments/nope.yaml': no such file"),

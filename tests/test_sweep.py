@@ -261,6 +261,40 @@ def test_failed_run_is_reported_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert "FAILED: synthetic-mlp-standard-s0" in lines[-1]
 
 
+def test_a_limited_sweep_works_on_the_first_runs_of_the_spec_and_leaves_the_rest_for_later(tmp_path, monkeypatch):
+    grids = "grids: [{dataset: [synthetic], model: [mlp, lenet, fcnn]}]"
+    spec = write(tmp_path, f"name: three\n{grids}\nbudgets: {{paper: {{}}}}\n")
+    trained = []
+
+    def fake_train(config, run_dir, resume):  # writes the result a finished run leaves
+        trained.append(config.model)
+        code = f"import pathlib; d = pathlib.Path({str(run_dir)!r}); d.mkdir(parents=True, exist_ok=True); "
+        code += f"(d / 'result.json').write_text({json.dumps({'test_accuracy': 0.5, 'vii': 0.25})!r})"
+        return [sys.executable, "-c", code]
+
+    monkeypatch.setattr(task, "train_command", fake_train)
+    out, lines = tmp_path / "out", []
+    ids = ["synthetic-mlp-standard-s0", "synthetic-lenet-standard-s0", "synthetic-fcnn-standard-s0"]
+    runs = run_sweep(spec, out, limit=2, dry_run=True, log=lines.append)
+    assert "2 to run" in lines[0] and "1 left for later (the first 2 runs only)" in lines[0]
+    assert lines[-1] == f"  later  {ids[2]}" and not out.exists()
+
+    lines.clear()
+    runs = run_sweep(spec, out, limit=2, log=lines.append)
+    assert trained == ["mlp", "lenet"] and [r["status"] for r in runs] == ["completed", "completed", "planned"]
+    assert exit_code(runs) == 0 and "1 left for later" in lines[0] and "2 of 3 runs complete" in lines[-1]
+    assert [r["run_id"] for r in rows(out)] == ids[:2] and not (out / "runs" / ids[2]).exists()
+    # a limit the finished runs already cover leaves nothing to run; without it the sweep goes on
+    lines.clear()
+    assert [r["status"] for r in run_sweep(spec, out, limit=1, log=lines.append)] == ["skipped", "skipped", "planned"]
+    assert "2 complete already, 0 to run, 1 left for later" in lines[0] and trained == ["mlp", "lenet"]
+    runs = run_sweep(spec, out, log=lines.append)
+    assert trained == ["mlp", "lenet", "fcnn"] and [r["status"] for r in runs] == ["skipped", "skipped", "completed"]
+    for bad in (0, -1, 1.5):
+        with pytest.raises(ValueError, match=f"invalid limit={bad!r}"):
+            run_sweep(spec, out, limit=bad, log=lines.append)
+
+
 def test_dry_run_writes_nothing(tmp_path):
     lines = []
     runs = run_sweep(write(tmp_path, SPEC), tmp_path / "out", budget="cpu", dry_run=True, log=lines.append)

@@ -313,6 +313,7 @@ def cmd_sweep(args) -> int:
             executor=args.executor,
             ray_address=args.ray_address,
             archive=args.archive,
+            limit=args.limit,
         )
     except ExecutorError as e:
         raise UsageError(str(e).replace("invalid executor=", "invalid --executor=")) from None
@@ -669,6 +670,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DEST",
         help="a results archive (e.g. results/NAME): restore the runs it holds that --out lacks, and archive every "
         "finished run there after each run ends",
+    )
+    p.add_argument(
+        "--limit",
+        metavar="N",
+        type=_typed("limit", int, 1),
+        help="work only on the first N runs of the spec's order under the budget (complete ones count), e.g. the "
+        "runs a figure's claims read; a sweep without it goes on with the rest",
     )
     p.set_defaults(func=cmd_sweep)
 

@@ -61,20 +61,37 @@ class PlannedRun:
 
 @dataclass
 class SweepPlan:
-    """Every run of a spec under one budget in one sweep folder, and the work left."""
+    """Every run of a spec under one budget in one sweep folder, and the work left: of the first
+    ``limit`` runs in the spec's order when ``limit`` is set (the rest wait for a sweep without it)."""
 
     spec: Spec
     budget: str
     sweep: SweepDir
     runs: list[PlannedRun]
+    limit: int | None = None
+
+    @property
+    def scope(self) -> list[PlannedRun]:
+        """The runs this sweep works on: the first ``limit``, or all."""
+        return self.runs[: self.limit]
+
+    @property
+    def complete(self) -> list[PlannedRun]:
+        """The runs with nothing left to do."""
+        return [p for p in self.runs if p.action == "skip" and not p.interpret]
+
+    @property
+    def later(self) -> list[PlannedRun]:
+        """The runs with work left beyond ``limit``."""
+        return [p for p in self.runs[len(self.scope) :] if p.action != "skip" or p.interpret]
 
     @property
     def to_train(self) -> list[PlannedRun]:
-        return [p for p in self.runs if p.action != "skip"]
+        return [p for p in self.scope if p.action != "skip"]
 
     @property
     def to_interpret(self) -> list[PlannedRun]:
-        return [p for p in self.runs if p.interpret]
+        return [p for p in self.scope if p.interpret]
 
     @property
     def work(self) -> list[PlannedRun]:
@@ -88,8 +105,11 @@ class SweepPlan:
         return [p.record for p in self.runs]
 
 
-def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None, archive: SweepDir | None = None) -> SweepPlan:
-    """The plan of ``spec`` under ``budget`` in ``sweep`` (``data_root`` given to every run), after
+def plan_sweep(
+    spec: Spec, budget: str, sweep: SweepDir, data_root=None, archive: SweepDir | None = None, limit: int | None = None
+) -> SweepPlan:
+    """The plan of ``spec`` under ``budget`` in ``sweep`` (``data_root`` given to every run; work
+    only on its first ``limit`` runs when given), after
     checking that the folder holds this sweep (or none) and that each existing run directory was
     trained with the same settings; raises ``ValueError`` naming what differs. With ``archive`` (a
     dry run's), a run the folder lacks and the archive holds finished is planned as the sweep would
@@ -121,7 +141,7 @@ def plan_sweep(spec: Spec, budget: str, sweep: SweepDir, data_root=None, archive
         if source is not run_dir:
             p.record["archived"] = True
         planned.append(p)
-    return SweepPlan(spec, budget, sweep, planned)
+    return SweepPlan(spec, budget, sweep, planned, limit)
 
 
 def _check_existing(run: Run, run_dir: RunDir) -> None:

@@ -151,15 +151,25 @@ def _sweep_info(plan: SweepPlan, spec_path, out_dir, jobs: int, data_root) -> di
     }
 
 
+def _later(plan: SweepPlan) -> str:
+    """What a limited sweep leaves for later, for its first log line."""
+    later = plan.later
+    return f", {len(later)} left for later (the first {plan.limit} runs only)" if later else ""
+
+
 def _log_plan(plan: SweepPlan, executor: str, log) -> None:
     """A dry run's output: the counts, then each run's action and command."""
     archived = sum(bool(p.record.get("archived")) for p in plan.runs)
     log(
         f"sweep {plan.spec.name} (budget {plan.budget}): {len(plan.runs)} runs, {len(plan.to_train)} to run, "
-        f"{len(plan.to_interpret)} finished to interpret, executor {executor}"
+        f"{len(plan.to_interpret)} finished to interpret{_later(plan)}, executor {executor}"
         + (f"; {archived} restored from the archive first" if archived else "")
     )
+    later = {id(p) for p in plan.later}
     for p in plan.runs:
+        if id(p) in later:
+            log(f"  later  {p.run.run_id}")
+            continue
         command = train_command(p.run.config, p.dir.path, p.action == "resume")
         where = " (archived)" if p.record.get("archived") else ""
         log(f"  {'interp' if p.interpret else p.action:6s} {p.run.run_id}{where}: {shlex.join(command)}")
@@ -212,6 +222,7 @@ def run_sweep(
     executor: str = "local",
     ray_address: str | None = None,
     archive=None,
+    limit: int | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict]:
     """Run every run of the spec at ``spec_path`` (a file, or a bundled spec's name:
@@ -225,7 +236,9 @@ def run_sweep(
     skipped (or only evaluated, where they lack a measurement the spec asks), interrupted ones
     resumed, and runs restored from the archive without the weights a new measurement needs are
     trained again; ``OUT/results.csv`` is rewritten after each run. A failed run leaves its stderr
-    tail in ``OUT/runs/<id>/error.log`` and the sweep goes on.
+    tail in ``OUT/runs/<id>/error.log`` and the sweep goes on. With ``limit``, only the first
+    ``limit`` runs of the spec's order are worked on (e.g. the runs that a figure's claims read, which
+    a spec lists first); the others keep their state for a sweep without it.
     ``dry_run`` only logs the plan (the command of each run, what the archive would restore
     included) and writes nothing. With ``archive``
     (e.g. ``results/NAME``), the runs archived there that ``out_dir`` lacks are restored first (a
@@ -234,20 +247,21 @@ def run_sweep(
 
     Returns one dict per run: ``run_id``, ``dir``, ``config``, ``action`` (skip, resume, new or
     retrain) and ``status``: ``skipped`` (already trained), ``completed``, ``failed`` or ``planned``
-    (dry run).
+    (dry run, or left for later by ``limit``).
     Raises ``ValueError`` for an invalid spec, or an ``out_dir`` holding another sweep or runs
     trained with other settings, and :class:`~noisemod.experiments.executors.ExecutorError` for an
     unknown executor, an unreachable cluster or a folder its workers cannot write, before any run starts.
     """
-    if not isinstance(jobs, int) or jobs < 1:
-        raise ValueError(f"invalid jobs={jobs!r}: expected a positive integer")
+    for name, value in (("jobs", jobs), ("limit", 1 if limit is None else limit)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"invalid {name}={value!r}: expected a positive integer")
     spec, sweep = load_spec(resolve_spec(spec_path)), SweepDir(Path(out_dir).resolve())
     stored = SweepDir(archive) if archive is not None and dry_run else None  # a dry run reads it in place
-    plan = plan_sweep(spec, budget, sweep, data_root, stored)  # checks the folder before anything is written
+    plan = plan_sweep(spec, budget, sweep, data_root, stored, limit)  # checks the folder before anything is written
     if archive is not None:
         check_against_spec(archive, [p.run for p in plan.runs])
     if archive is not None and not dry_run and Path(archive).is_dir() and restore_runs(archive, sweep.path):
-        plan = plan_sweep(spec, budget, sweep, data_root)
+        plan = plan_sweep(spec, budget, sweep, data_root, limit=limit)
         log(f"restored the finished runs archived in {archive}")
     check_executor(executor)
     if dry_run:
@@ -255,17 +269,19 @@ def run_sweep(
         return plan.records
     pool = make_executor(executor, jobs, ray_address=ray_address)
     log(
-        f"sweep {plan.spec.name} (budget {budget}): {len(plan.runs)} runs, {len(plan.runs) - len(plan.work)} "
+        f"sweep {plan.spec.name} (budget {budget}): {len(plan.runs)} runs, {len(plan.complete)} "
         f"complete already, {len(plan.to_train)} to run"
         + (f", {len(plan.to_interpret)} trained to interpret" if plan.to_interpret else "")
+        + _later(plan)
         + f", {pool.describe(len(plan.to_train))} -> {plan.sweep.path}"
     )
     _open_folder(plan.sweep, pool, _sweep_info(plan, spec_path, out_dir, jobs, data_root))
     progress = _Progress(plan, log, archive, jobs)
     _execute(plan, pool, progress)
     failed = [r["run_id"] for r in plan.records if r["status"] == "failed"]
+    done = sum(r["status"] in ("skipped", "completed") for r in plan.records)
     log(
-        f"sweep {plan.spec.name} (budget {budget}): {len(plan.runs) - len(failed)} of {len(plan.runs)} runs complete "
+        f"sweep {plan.spec.name} (budget {budget}): {done} of {len(plan.runs)} runs complete "
         f"in {_duration(time.perf_counter() - progress.start)}"
         + (f"; FAILED: {', '.join(failed)}" if failed else "")
         + f"; results in {plan.sweep.file(plan.sweep.RESULTS)}"
