@@ -219,6 +219,20 @@ def test_the_time_part_says_what_is_left_to_train_and_how_long_by_the_archived_t
     assert "Still to train: 1 of the 2 runs planned." in text
     assert "| synthetic, mlp | standard | 1 of 1 |" in text and "| synthetic, mlp | nm b0.5 gaussian | 0 of 1 |" in text
     assert f"about {total / 3600:.1f} hours of one core, {total / 7200:.1f} hours at the 2 runs at a time" in text
+    assert "claims" not in text  # no claim reads this archive
+    # a claim that reads it: the runs it waits for, their time, and the --limit that reaches them first
+    claims = tmp_path / "claims.yaml"
+    claims.write_text(
+        "claims:\n  - {id: c, title: t, archive: tiny, metric: vii, direction: higher, a: {method: nm}, "
+        "b: {method: standard}}\n"
+    )
+    text = render("time tiny", Sources(results=tmp_path / "results", claims=claims))
+    assert (
+        f"The claims on this archive (1) wait for 1 of them (1 timed: about {total / 3600:.1f} hours of one core, "
+        f"{total / 7200:.1f} hours at the 2 runs at a time of the sweep's command); `--limit 2` works on them first."
+    ) in text
+    claims.write_text(claims.read_text().replace("a: {method: nm}", "a: {method: standard}"))  # standard is done
+    assert "claims" not in render("time tiny", Sources(results=tmp_path / "results", claims=claims))
     RunDir(store / "runs" / standard).file(RunDir.TIMINGS).unlink()
     assert time_left(store)["untimed"] == [("synthetic", "mlp")]
     archive_sweep(finished, store)  # every run archived: nothing left, no sentence

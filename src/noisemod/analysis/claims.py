@@ -441,7 +441,7 @@ def verdict(comparisons: Sequence[Comparison], direction: str) -> str:
     return "inconclusive"
 
 
-def _planned(claim: dict, archive: SweepDir) -> list[tuple[str, dict]]:
+def planned_runs(claim: dict, archive: SweepDir) -> list[tuple[str, dict]]:
     """The runs (id, settings) the archive's sweep plans (its spec.yaml under sweep.json's budget) for either side."""
     from ..experiments.archive import SPEC
 
@@ -493,7 +493,7 @@ def evaluate_claim(claim: dict, results_root, rules: Mapping | None = None, vali
         if these and claim["metric"] not in these[0]:
             raise ClaimError(f"claim {claim['id']}: no metric {claim['metric']!r} in {archive.file(archive.RESULTS)}")
         rows += [dict(r, **{_SWEEP: archive}) for r in these]
-        planned += _planned(claim, archive)
+        planned += planned_runs(claim, archive)
     by = list(claim.get("by") or [])
     # a run counts once it has the claim's metric: a trained run whose interpretation is still to
     # come (a sweep paused between the two) leaves its group waiting, not compared

@@ -354,28 +354,53 @@ def _time(sources: Sources, args: Sequence[str]) -> str:
         cells = [f"{mean[k] / 60:.1f} ({mean[k] / mean['total']:.0%})" for k in TIME_STEPS]
         body.append([f"{dataset}, {model}", label, str(len(runs)), *cells, f"{mean['total'] / 60:.1f}"])
     text = "Minutes per run (share of the run's total), mean over its runs:\n\n" + markdown_table(header, body)
-    return text + _time_left(time_left(folder, timed))
+    left = time_left(folder, timed)
+    return text + _time_left(left, _claims_left(sources, args[0], left))
 
 
-def _time_left(left: dict) -> str:
-    """The sentence on the runs a sweep has still to train (empty when none)."""
+def _hours(hours: float, jobs: int) -> str:
+    """``hours`` of one core, and at the sweep's ``jobs`` runs at a time."""
+    at_once = f", {hours / jobs:.1f} hours at the {jobs} runs at a time of the sweep's command" if jobs > 1 else ""
+    return f"about {hours:.1f} hours of one core{at_once}"
+
+
+def _claims_left(sources: Sources, name: str, left: dict) -> str:
+    """The sentence on the runs left that the claims reading archive ``name`` compare: how many, how
+    long by the archive's timings, and the ``--limit`` of the sweep that reaches them first (empty
+    when no such run is left)."""
+    from .claims import archive_names, load_claims, planned_runs
+
+    claims = [c for c in load_claims(sources.claims) if name in archive_names(c)]
+    read = {run_id for c in claims for run_id, _ in planned_runs(c, SweepDir(sources.results / name))}
+    needed = [r for r in left["left"] if r in read]
+    if not needed:
+        return ""
+    timed = [r for r in needed if r in left["seconds"]]
+    text = f" The claims on this archive ({len(claims)}) wait for {len(needed)} of them"
+    if timed:
+        hours = sum(left["seconds"][r] for r in timed) / 3600
+        text += f" ({len(timed)} timed: {_hours(hours, left['jobs'])})"
+    limit = max(left["order"].index(r) for r in needed) + 1
+    others = sum(r not in read for r in left["left"] if left["order"].index(r) < limit)
+    text += f"; `--limit {limit}` works on them first" + (f", and on {others} other runs" if others else "") + "."
+    return text
+
+
+def _time_left(left: dict, claims: str = "") -> str:
+    """The sentence on the runs a sweep has still to train (empty when none), then ``claims`` (the
+    sentence on those the claims wait for)."""
     if not left["left"]:
         return ""
     text = f"\n\nStill to train: {len(left['left'])} of the {left['planned']} runs planned."
     if left["timed"]:
-        at_once = left["jobs"]
         text += (
             f" By the timings above, {len(left['timed'])} of them (each at the mean total of its dataset, model"
-            f" and method, else of its dataset and model) take about {left['hours']:.1f} hours of one core"
-            + (
-                f", {left['hours'] / at_once:.1f} hours at the {at_once} runs at a time of the sweep's command."
-                if at_once > 1
-                else "."
-            )
+            f" and method, else of its dataset and model) take {_hours(left['hours'], left['jobs'])}."
         )
     if left["untimed"]:
         groups = ", ".join(f"{d}/{m}" for d, m in sorted(set(left["untimed"])))
         text += f" Without a timed run of their dataset and model yet: {len(left['untimed'])} ({groups})."
+    text += claims
     rows = [
         [f"{d}, {m}", label, f"{done} of {planned}"] for (d, m, label), (done, planned) in left["conditions"].items()
     ]

@@ -250,15 +250,16 @@ def time_steps(sweep_dir: PathLike, row: Mapping) -> dict[str, float] | None:
 def time_left(sweep_dir: PathLike, timed_runs: Iterable[tuple[Mapping, dict | None]] | None = None) -> dict:
     """What an archive's sweep has still to train, and how long that takes by the archive's own
     timings (:func:`time_steps`; ``timed_runs``, each timed run's row and steps, where the caller
-    has read them already): ``planned`` (its spec's runs under its budget), ``left`` (the ids
-    of the runs still to train: not archived, or archived without what the spec now asks and so
-    trained again, as :func:`noisemod.experiments.plan.plan_sweep` plans them), ``timed`` (those of
-    them whose dataset and model have a timed run), ``hours`` (one core's hours for ``timed``: each
-    run at the mean total of the timed runs of its dataset, model and method, else of its dataset and
-    model), ``untimed`` (the (dataset, model) of the other runs left), ``jobs`` (runs at a time in
-    the sweep's recorded command, 1 when it names none) and ``conditions`` ((dataset, model,
-    :func:`condition_label`) -> (runs archived with all the spec asks of them, so not trained again;
-    runs planned), in the spec's order)."""
+    has read them already): ``planned`` (its spec's runs under its budget), ``order`` (their ids,
+    in the spec's order), ``left`` (the ids of the runs still to train: not archived, or archived
+    without what the spec now asks and so trained again, as
+    :func:`noisemod.experiments.plan.plan_sweep` plans them), ``timed`` (those of them whose dataset
+    and model have a timed run), ``seconds`` (run id -> one core's seconds, for each of ``timed``:
+    the mean total of the timed runs of its dataset, model and method, else of its dataset and
+    model), ``hours`` (their sum, in hours), ``untimed`` (the (dataset, model) of the other runs
+    left), ``jobs`` (runs at a time in the sweep's recorded command, 1 when it names none) and
+    ``conditions`` ((dataset, model, :func:`condition_label`) -> (runs archived with all the spec
+    asks of them, so not trained again; runs planned), in the spec's order)."""
     import shlex
 
     from ..experiments.archive import SPEC
@@ -282,22 +283,23 @@ def time_left(sweep_dir: PathLike, timed_runs: Iterable[tuple[Mapping, dict | No
         count = conditions.setdefault((c.dataset, c.model, condition_label(c.to_dict())), [0, 0])
         count[0] += p.action == "skip"
         count[1] += 1
-    timed, untimed, seconds = [], [], 0.0
+    seconds, untimed = {}, []
     for run in left:
         c = run.config
         known = totals.get((c.dataset, c.model, c.method)) or totals.get((c.dataset, c.model))
         if known:
-            timed.append(run.run_id)
-            seconds += statistics.fmean(known)
+            seconds[run.run_id] = statistics.fmean(known)
         else:
             untimed.append((c.dataset, c.model))
     words = shlex.split(info.get("command", ""))
     jobs = int(words[words.index("--jobs") + 1]) if "--jobs" in words[:-1] else 1
     return {
         "planned": len(plan.runs),
+        "order": [p.run.run_id for p in plan.runs],
         "left": [r.run_id for r in left],
-        "timed": timed,
-        "hours": seconds / 3600,
+        "timed": list(seconds),
+        "seconds": seconds,
+        "hours": sum(seconds.values()) / 3600,
         "untimed": untimed,
         "jobs": jobs,
         "conditions": {k: tuple(v) for k, v in conditions.items()},
