@@ -149,6 +149,33 @@ def test_result_figures_png_and_svg(fake_sweep, tmp_path):
         figures.fig3(rows, tmp_path / "x.jpg")
 
 
+def test_bar_panels_keep_negative_scores_in_view():
+    """A signed metric (score alignment, a cosine) below 0: its bars stay visible with the zero line;
+    a metric that is never negative starts its axis at 0."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    def panel(values):
+        rows = [
+            {"label": "standard", "gradient_score_alignment": v, "gradient_score_alignment_floor": 0.001}
+            for v in values
+        ]
+        ax = Figure().subplots()
+        figures._interpretability_panel(ax, rows, "score_alignment", ["gradient"])
+        return ax.get_ylim()
+
+    bottom, top = panel([-0.012, -0.010])
+    assert bottom < -0.012 and top > 0.001
+    assert panel([0.02, 0.03])[0] == 0
+    # the bars of a figure's metric per condition follow the same rule
+    for mean, low in ((-0.05, True), (0.05, False)):
+        ax = Figure().subplots()
+        figures._bars(ax, [{"noise": "gaussian", "vii_mean": mean, "vii_std": 0.01, "n": 2}], "vii", "noise")
+        assert (ax.get_ylim()[0] < mean) if low else ax.get_ylim()[0] == 0
+
+
 def test_fig1_gradient_grid(fake_sweep, tmp_path):
     runs = {m: fake_sweep / "runs" / f"{m}-s0" for m in ("standard", "nm", "pgd")}
     [png] = figures.fig1(runs, tmp_path / "f1.png", n=5)

@@ -154,7 +154,16 @@ def _bars(
         ax.bar(pos, means, width, yerr=errs, capsize=3, color=color, label=None if hue is None else str(hue))
     ax.set_xticks(range(len(xs)), [str(x) for x in xs], fontsize=8)
     ax.set_ylabel(METRICS[metric])
-    ax.set_ylim(bottom=0)
+    _from_zero(ax)
+
+
+def _from_zero(ax) -> None:
+    """Bars' axis from 0 up, unless a bar or line is below 0 (a signed metric, e.g. a cosine): then
+    the axis keeps it in view and a grey line marks 0."""
+    if ax.dataLim.y0 >= 0:
+        ax.set_ylim(bottom=0)
+    else:
+        ax.axhline(0, color="0.6", linewidth=0.8)
 
 
 def _curve(ax, agg: Sequence[Mapping], metric: str, x_key: str) -> None:
@@ -520,7 +529,7 @@ def _interpretability_panel(ax, rows: Sequence[Mapping], metric: str, explainers
                 x = labels.index(g["label"])
                 ax.hlines(g[random + "_mean"], x - 0.45, x + 0.45, colors="0.4", linestyles="--", label="random order")
     ax.set_xticks(range(len(labels)), labels, fontsize=7, rotation=20)
-    ax.set_ylim(bottom=0)
+    _from_zero(ax)
 
 
 # ----------------------------------------------------------------------------- a sweep's figures
