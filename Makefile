@@ -38,9 +38,9 @@ bench: $(VENV)/.installed
 # the docs' numbers and figures from the results archive (after archiving runs): the generated parts
 # of README.md and every page of docs/ and docs/results/, the headline figure of the protocol
 # tiers, the figure of VII along training of each tier, and the paper's figures 4 and 5 from their
-# archives (ARCHIVE/FIGURE: docs/figures/ARCHIVE.png)
+# archives (ARCHIVE/FIGURE: docs/figures/ARCHIVE-FIGURE.png)
 ARCHIVED_TRAINING ?= protocol-tier1 protocol-tier2
-ARCHIVED_FIGURES ?= fig4-cpu-5seeds/fig4 fig5-cpu-5seeds/fig5
+ARCHIVED_FIGURES ?= fig4-cpu-5seeds/fig4 fig5-cpu-5seeds/fig5 protocol-tier3-fcnn/fig5
 docs: $(VENV)/.installed
 	$(PY) -m noisemod docs README.md docs/*.md docs/results/*.md
 	$(PY) -m noisemod figures $(addprefix results/,$(ARCHIVED_TRAINING)) --headline docs/figures/headline.png
@@ -50,7 +50,7 @@ docs: $(VENV)/.installed
 	done
 	for f in $(ARCHIVED_FIGURES); do \
 	  $(PY) -m noisemod figures results/$${f%/*} --out build/figures/$${f%/*} > /dev/null && \
-	  cp build/figures/$$f.png docs/figures/$${f%/*}.png || exit 1; \
+	  cp build/figures/$$f.png docs/figures/$${f%/*}-$${f#*/}.png || exit 1; \
 	done
 
 clean:
