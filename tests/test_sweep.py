@@ -290,6 +290,12 @@ def test_a_limited_sweep_works_on_the_first_runs_of_the_spec_and_leaves_the_rest
     assert "2 complete already, 0 to run, 1 left for later" in lines[0] and trained == ["mlp", "lenet"]
     runs = run_sweep(spec, out, log=lines.append)
     assert trained == ["mlp", "lenet", "fcnn"] and [r["status"] for r in runs] == ["skipped", "skipped", "completed"]
+    # a finished run beyond the limit that the spec now asks to measure: left for later, not counted complete
+    (out / "runs" / ids[2] / "best.pt").write_bytes(b"weights")  # its measurement needs no retraining
+    spec.write_text(spec.read_text() + "robustness: {images: 10, only: {model: [fcnn]}}\n")
+    lines.clear()
+    assert [r["status"] for r in run_sweep(spec, out, limit=2, log=lines.append)] == ["skipped", "skipped", "planned"]
+    assert "1 left for later" in lines[0] and "2 of 3 runs complete" in lines[-1]
     for bad in (0, -1, 1.5):
         with pytest.raises(ValueError, match=f"invalid limit={bad!r}"):
             run_sweep(spec, out, limit=bad, log=lines.append)

@@ -114,6 +114,8 @@ def plan_sweep(
     trained with the same settings; raises ``ValueError`` naming what differs. With ``archive`` (a
     dry run's), a run the folder lacks and the archive holds finished is planned as the sweep would
     after restoring it (its record says ``"archived": True``), reading the archive only."""
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"invalid limit={limit!r}: expected a positive integer")
     runs = expand(spec, budget)
     if data_root is not None:
         runs = [Run(r.run_id, r.config.replace(data_root=str(data_root))) for r in runs]

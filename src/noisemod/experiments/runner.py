@@ -191,9 +191,8 @@ def _open_folder(sweep: SweepDir, pool, info: dict) -> None:
 
 def _execute(plan: SweepPlan, pool, progress: _Progress) -> None:
     """Run the plan's work on ``pool``: the finished runs to interpret, then the runs to train."""
-    for p in plan.runs:
-        if p.action == "skip":
-            p.record["status"] = "skipped"
+    for p in plan.complete:  # a finished run left for later (limit) with a measurement to add stays planned
+        p.record["status"] = "skipped"
     work = progress.work
     starts: dict[int, float] = {}
 
@@ -252,9 +251,8 @@ def run_sweep(
     trained with other settings, and :class:`~noisemod.experiments.executors.ExecutorError` for an
     unknown executor, an unreachable cluster or a folder its workers cannot write, before any run starts.
     """
-    for name, value in (("jobs", jobs), ("limit", 1 if limit is None else limit)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"invalid {name}={value!r}: expected a positive integer")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"invalid jobs={jobs!r}: expected a positive integer")
     spec, sweep = load_spec(resolve_spec(spec_path)), SweepDir(Path(out_dir).resolve())
     stored = SweepDir(archive) if archive is not None and dry_run else None  # a dry run reads it in place
     plan = plan_sweep(spec, budget, sweep, data_root, stored, limit)  # checks the folder before anything is written
