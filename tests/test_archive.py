@@ -226,11 +226,19 @@ def test_the_time_part_says_what_is_left_to_train_and_how_long_by_the_archived_t
         "claims:\n  - {id: c, title: t, archive: tiny, metric: vii, direction: higher, a: {method: nm}, "
         "b: {method: standard}}\n"
     )
-    text = render("time tiny", Sources(results=tmp_path / "results", claims=claims))
+    sources = Sources(results=tmp_path / "results", claims=claims)
     assert (
-        f"The claims on this archive (1) wait for 1 of them (1 timed: about {total / 3600:.1f} hours of one core, "
-        f"{total / 7200:.1f} hours at the 2 runs at a time of the sweep's command); `--limit 2` works on them first."
-    ) in text
+        f"1 claim on this archive waits for 1 of them (1 timed: about {total / 3600:.1f} hours of one core, "
+        f"{total / 7200:.1f} hours at the 2 runs at a time of the sweep's command)."  # the last run: no --limit
+    ) in render("time tiny", sources)
+    # runs the claims read before others in the spec's order: the --limit that reaches them first
+    from noisemod.analysis.docgen import _claims_left
+
+    order = [standard, "other-s0", nm, "other-s1"]
+    left = {"left": order[1:], "order": order, "seconds": {}, "planned": 4, "jobs": 1}
+    assert _claims_left(sources, "tiny", left) == (
+        " 1 claim on this archive waits for 1 of them; `--limit 3` works on them first (and on 1 more)."
+    )
     claims.write_text(claims.read_text().replace("a: {method: nm}", "a: {method: standard}"))  # standard is done
     assert "claims" not in render("time tiny", Sources(results=tmp_path / "results", claims=claims))
     RunDir(store / "runs" / standard).file(RunDir.TIMINGS).unlink()

@@ -151,7 +151,7 @@ def test_result_figures_png_and_svg(fake_sweep, tmp_path):
 
 def test_bar_panels_keep_negative_scores_in_view():
     """A signed metric (score alignment, a cosine) below 0: its bars stay visible with the zero line;
-    a metric that is never negative starts its axis at 0."""
+    where nothing drawn is below 0 the axis starts at 0."""
     import matplotlib
 
     matplotlib.use("Agg")

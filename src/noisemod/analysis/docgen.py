@@ -365,25 +365,34 @@ def _hours(hours: float, jobs: int) -> str:
 
 
 def _claims_left(sources: Sources, name: str, left: dict) -> str:
-    """The sentence on the runs left that the claims reading archive ``name`` compare: how many, how
-    long by the archive's timings, and the ``--limit`` of the sweep that reaches them first (empty
-    when no such run is left)."""
+    """The sentence on the runs left that the claims reading archive ``name`` compare: how many
+    claims wait, for how many runs, how long by the archive's timings, and the ``--limit`` of the
+    sweep that reaches them first (by the order of the archive's copy of its spec; left out when
+    they are the last runs anyway); empty when no such run is left."""
     from .claims import archive_names, load_claims, planned_runs
 
-    claims = [c for c in load_claims(sources.claims) if name in archive_names(c)]
-    read = {run_id for c in claims for run_id, _ in planned_runs(c, SweepDir(sources.results / name))}
+    archive, left_ids = SweepDir(sources.results / name), set(left["left"])
+    waiting = {}  # claim id -> the runs left that it reads
+    for c in load_claims(sources.claims):
+        if name in archive_names(c):
+            runs = {run_id for run_id, _ in planned_runs(c, archive)} & left_ids
+            if runs:
+                waiting[c["id"]] = runs
+    read = set().union(*waiting.values())
     needed = [r for r in left["left"] if r in read]
     if not needed:
         return ""
     timed = [r for r in needed if r in left["seconds"]]
-    text = f" The claims on this archive ({len(claims)}) wait for {len(needed)} of them"
+    verb = "claim on this archive waits" if len(waiting) == 1 else "claims on this archive wait"
+    text = f" {len(waiting)} {verb} for {len(needed)} of them"
     if timed:
         hours = sum(left["seconds"][r] for r in timed) / 3600
         text += f" ({len(timed)} timed: {_hours(hours, left['jobs'])})"
     limit = max(left["order"].index(r) for r in needed) + 1
-    others = sum(r not in read for r in left["left"] if left["order"].index(r) < limit)
-    text += f"; `--limit {limit}` works on them first" + (f", and on {others} other runs" if others else "") + "."
-    return text
+    if limit < left["planned"]:
+        others = sum(r not in read for r in left["left"] if left["order"].index(r) < limit)
+        text += f"; `--limit {limit}` works on them first" + (f" (and on {others} more)" if others else "")
+    return text + "."
 
 
 def _time_left(left: dict, claims: str = "") -> str:

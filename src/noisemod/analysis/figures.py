@@ -158,8 +158,8 @@ def _bars(
 
 
 def _from_zero(ax) -> None:
-    """Bars' axis from 0 up, unless a bar or line is below 0 (a signed metric, e.g. a cosine): then
-    the axis keeps it in view and a grey line marks 0."""
+    """Bars' axis from 0 up, unless something drawn is below 0 (a bar of a signed metric, e.g. a
+    cosine, an error bar or a floor's line): then the axis keeps it in view and a grey line marks 0."""
     if ax.dataLim.y0 >= 0:
         ax.set_ylim(bottom=0)
     else:
