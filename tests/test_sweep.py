@@ -515,7 +515,7 @@ def test_the_eta_prices_each_run_left_by_the_whole_runs_of_its_kind_not_by_resum
         return SimpleNamespace(action=action, run=SimpleNamespace(run_id=run_id))
 
     work = [planned("r1", "resume"), planned("t1", "new"), planned("t2", "new"), planned("t3", "retrain")]
-    progress = _Progress(SimpleNamespace(work=work), print, jobs=2)
+    progress = _Progress(SimpleNamespace(work=work, complete=[]), print, jobs=2)
     start = progress.start
     progress.ended_runs = {1}  # the resumed run ended after 10 s: nothing learnt
     assert progress.eta(start + 10) == pytest.approx(10 * 3)  # no whole run yet: the wall time per ended run
@@ -527,3 +527,29 @@ def test_the_eta_prices_each_run_left_by_the_whole_runs_of_its_kind_not_by_resum
     assert progress.eta(start + 100) == pytest.approx(120 / 2)
     progress.jobs = 8  # more jobs than runs left: the runs left, not the jobs, divide
     assert progress.eta(start + 100) == pytest.approx(120 / 2)
+
+
+def test_a_sweep_started_again_takes_its_pace_from_the_finished_runs_trained_whole(tmp_path):
+    """The finished runs' timings.json price the runs left from the start; a resumed run's timings
+    (its last process only, shorter than its epochs) and a run without timings teach nothing."""
+    from types import SimpleNamespace
+
+    from noisemod.experiments.runner import _Progress
+
+    def finished(name, result, timings):
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        (run.path / "result.json").write_text(json.dumps({"test_accuracy": 0.5, "vii": 0.1, **result}))
+        if timings is not None:
+            (run.path / "timings.json").write_text(json.dumps(timings))
+        return SimpleNamespace(dir=run, action="skip", run=SimpleNamespace(run_id=name))
+
+    complete = [
+        finished("whole", {"train_seconds": 3000.0}, {"train": 3300.0, "yardsticks": 300.0}),
+        finished("resumed", {"train_seconds": 3000.0}, {"train": 400.0, "yardsticks": 300.0}),
+        finished("untimed", {"train_seconds": 3000.0}, None),
+    ]
+    work = [SimpleNamespace(action="new", run=SimpleNamespace(run_id=f"t{i}")) for i in range(4)]
+    progress = _Progress(SimpleNamespace(work=work, complete=complete), print, jobs=2)
+    assert progress.took == {"train": [3600.0]}
+    assert progress.eta(progress.start) == pytest.approx(4 * 3600 / 2)  # before any run of this sweep ends

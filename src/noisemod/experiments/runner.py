@@ -60,6 +60,19 @@ def _row(p: PlannedRun, spec_name: str, budget: str) -> dict | None:
     return None
 
 
+def _whole_run_seconds(p: PlannedRun) -> float | None:
+    """The wall seconds of a finished run's processes (timings.json) when one training process
+    trained it all (its time covers the epochs' in result.json), else None: a resumed run's
+    timings hold its last process only."""
+    try:
+        timings, result = p.dir.read_timings(), p.dir.read_result()
+    except ValueError:  # a file that cannot be read: no pace from it
+        return None
+    if "train" not in timings or timings["train"] < float(result.get("train_seconds") or 0.0):
+        return None
+    return sum(timings.values())
+
+
 class _Progress:
     """What a running sweep shares between its runs (under one lock): the work, numbered from 1,
     the table, the log lines with elapsed time and ETA (:meth:`eta`), and each record's status."""
@@ -71,7 +84,10 @@ class _Progress:
         self.lock, self.start = threading.Lock(), time.perf_counter()
         self.begun: dict[int, float] = {}  # the runs under way: when each started
         self.ended_runs: set[int] = set()  # the runs ended, well or not
-        self.took: dict[str, list[float]] = {}  # "train" or "interpret": seconds of each whole run that ended well
+        # "train" or "interpret": seconds of each whole run that ended well, from the finished runs'
+        # timings.json first (a sweep started again knows its pace before its first run ends)
+        whole = [s for s in map(_whole_run_seconds, plan.complete) if s is not None]
+        self.took: dict[str, list[float]] = {"train": whole} if whole else {}
 
     @property
     def finished(self) -> int:
@@ -84,8 +100,9 @@ class _Progress:
     def eta(self, now: float) -> float:
         """Seconds the sweep has left: each run not ended at the mean time of the runs of its kind
         (trained from the start, or a trained run interpreted) that ended well, less what a run
-        under way has spent already, shared among the runs at a time. Resumed runs teach it nothing
-        (their time is part of a run). Before a run of every kind left has ended whole, the wall
+        under way has spent already, shared among the runs at a time; the folder's finished runs that
+        one process trained whole count among the trained ones from the start. Resumed runs teach it
+        nothing (their time is part of a run). Before a run of every kind left has ended whole, the wall
         time per ended run so far, times the runs left."""
         left, waiting = 0.0, 0
         for k, p in self.work.items():
