@@ -115,6 +115,18 @@ class _Progress:
             waiting += 1
         return left / max(1, min(self.jobs, waiting))
 
+    def summary(self) -> str:
+        """The sweep's last log line: the runs complete of all, the time, the runs that failed."""
+        plan = self.plan
+        failed = [r["run_id"] for r in plan.records if r["status"] == "failed"]
+        done = sum(r["status"] in ("skipped", "completed") for r in plan.records)
+        return (
+            f"sweep {plan.spec.name} (budget {plan.budget}): {done} of {len(plan.runs)} runs complete "
+            f"in {_duration(time.perf_counter() - self.start)}"
+            + (f"; FAILED: {', '.join(failed)}" if failed else "")
+            + f"; results in {plan.sweep.file(plan.sweep.RESULTS)}"
+        )
+
     def table(self) -> None:
         rows = [_row(p, self.plan.spec.name, self.plan.budget) for p in self.plan.runs]
         self.plan.sweep.write_results([row for row in rows if row is not None])
@@ -293,12 +305,5 @@ def run_sweep(
     _open_folder(plan.sweep, pool, _sweep_info(plan, spec_path, out_dir, jobs, data_root))
     progress = _Progress(plan, log, archive, jobs)
     _execute(plan, pool, progress)
-    failed = [r["run_id"] for r in plan.records if r["status"] == "failed"]
-    done = sum(r["status"] in ("skipped", "completed") for r in plan.records)
-    log(
-        f"sweep {plan.spec.name} (budget {budget}): {done} of {len(plan.runs)} runs complete "
-        f"in {_duration(time.perf_counter() - progress.start)}"
-        + (f"; FAILED: {', '.join(failed)}" if failed else "")
-        + f"; results in {plan.sweep.file(plan.sweep.RESULTS)}"
-    )
+    log(progress.summary())
     return plan.records
